@@ -1,0 +1,149 @@
+package linger
+
+import (
+	"fmt"
+	"log"
+	"time"
+)
+
+// Defaults used for the zero fields of [Config].
+const (
+	// DefaultLingerTimeout is Apache httpd's lingering-close bound
+	// (MAX_SECS_TO_LINGER, 2 s). Go's net/http sleeps 500 ms and Envoy's
+	// delayed_close_timeout is 1 s: both are shorter than one retransmission
+	// of a lost FIN on a lossy long-haul path (the initial RTO is 1 s,
+	// RFC 6298 §2.1). nginx waits longer (lingering_timeout 5 s,
+	// lingering_time 30 s), but [Listener.Shutdown] waits for every
+	// lingering close, so a deploy would wait that long for a silent peer.
+	// A peer that answers our FIN at all answers within one RTT, so the
+	// bound only matters for peers that never will.
+	DefaultLingerTimeout = 2 * time.Second
+
+	// DefaultLingerBytes bounds what one lingering close discards. It is
+	// larger than what a well-behaved peer can have committed when we
+	// close: Linux's largest autotuned send buffer (tcp_wmem max, 4 MiB)
+	// plus our largest receive buffer (tcp_rmem max, 6 MiB by default), so
+	// a client whose upload was rejected can finish the write it already
+	// started and then read our response. A peer that streams past it is
+	// hostile or broken and gets closed (outcome [Overflow]).
+	DefaultLingerBytes = 16 << 20
+
+	// DefaultMaxLingering bounds how many connections linger at once. A
+	// lingering connection costs one file descriptor, one parked goroutine
+	// and its kernel socket; on Linux it holds no read buffer (the drain
+	// discards with MSG_TRUNC). Past the bound, closes are shed (outcome
+	// [Shed]) rather than letting a flood of closes exhaust descriptors.
+	DefaultMaxLingering = 4096
+
+	// DefaultKeepAliveIdle, DefaultKeepAliveInterval and
+	// DefaultKeepAliveCount are Go's own defaults for accepted connections
+	// (net.ListenConfig with KeepAlive zero).
+	DefaultKeepAliveIdle     = 15 * time.Second
+	DefaultKeepAliveInterval = 15 * time.Second
+	DefaultKeepAliveCount    = 9
+)
+
+// Config tunes a [Listener]. The zero Config is the recommended production
+// setting; each field's comment gives its default and what zero means.
+// Invalid values are rejected by [Listen] with an error naming the field,
+// and by [Wrap] with a panic carrying the same message.
+type Config struct {
+	// LingerTimeout bounds a lingering close: how long, from the owner's
+	// Close, the connection waits for the peer's FIN after our half-close
+	// before it is closed anyway (outcome [Timeout]). Zero means
+	// [DefaultLingerTimeout]; negative is invalid.
+	LingerTimeout time.Duration
+
+	// LingerBytes bounds how many bytes a lingering close reads and
+	// discards before it gives up (outcome [Overflow]). Zero means
+	// [DefaultLingerBytes]; negative is invalid.
+	LingerBytes int64
+
+	// MaxLingering bounds how many connections of this listener linger at
+	// once; a Close beyond it closes at once (outcome [Shed]). Zero means
+	// [DefaultMaxLingering]; negative is invalid.
+	MaxLingering int
+
+	// KeepAliveIdle, KeepAliveInterval and KeepAliveCount set TCP
+	// keep-alive on every accepted TCP connection (see
+	// [net.KeepAliveConfig]). Zero means Go's defaults: 15 s, 15 s and 9
+	// probes. A negative KeepAliveIdle turns keep-alive off, as in
+	// [net.ListenConfig]; other negative values are invalid.
+	KeepAliveIdle     time.Duration
+	KeepAliveInterval time.Duration
+	KeepAliveCount    int
+
+	// UserTimeout sets TCP_USER_TIMEOUT (Linux only; RFC 5482): how long
+	// sent data may stay unacknowledged before the kernel drops the
+	// connection, so a vanished peer does not hold a connection, or a
+	// lingering close's queued response, for the ~15 minutes of default
+	// retransmissions. Zero means KeepAliveIdle + KeepAliveInterval ×
+	// KeepAliveCount (the pairing recommended so the two mechanisms agree
+	// on when a peer is dead; 150 s with the defaults), or no user timeout
+	// when keep-alive is off. Negative leaves the kernel's default.
+	UserTimeout time.Duration
+
+	// AbortiveClose makes every Close abortive: SO_LINGER 0, so the kernel
+	// discards queued data and sends RST at once, with no lingering close
+	// (outcome [Aborted]). This is the opposite of what linger is for; it
+	// exists for servers that must free resources at any price. Calling
+	// [Conn.SetLinger](0) does the same for one connection.
+	AbortiveClose bool
+
+	// OnClose, if not nil, is called once for each accepted connection when
+	// its close has finished (after any lingering), from the goroutine that
+	// finished it. It must not block.
+	OnClose func(CloseInfo)
+
+	// ErrorLog receives socket options the kernel rejects, once per option
+	// and Listener (a rejected option is skipped, never fatal to Accept).
+	// If nil, they go to the log package's standard logger.
+	ErrorLog *log.Logger
+}
+
+// validate reports the first invalid field by name.
+func (c *Config) validate() error {
+	switch {
+	case c.LingerTimeout < 0:
+		return fmt.Errorf("linger: Config.LingerTimeout is negative (%v); use zero for the default %v", c.LingerTimeout, DefaultLingerTimeout)
+	case c.LingerBytes < 0:
+		return fmt.Errorf("linger: Config.LingerBytes is negative (%d); use zero for the default %d", c.LingerBytes, DefaultLingerBytes)
+	case c.MaxLingering < 0:
+		return fmt.Errorf("linger: Config.MaxLingering is negative (%d); use zero for the default %d", c.MaxLingering, DefaultMaxLingering)
+	case c.KeepAliveInterval < 0:
+		return fmt.Errorf("linger: Config.KeepAliveInterval is negative (%v); use zero for the default, or a negative KeepAliveIdle to turn keep-alive off", c.KeepAliveInterval)
+	case c.KeepAliveCount < 0:
+		return fmt.Errorf("linger: Config.KeepAliveCount is negative (%d); use zero for the default, or a negative KeepAliveIdle to turn keep-alive off", c.KeepAliveCount)
+	}
+	return nil
+}
+
+// withDefaults returns c with its zero fields replaced by the defaults.
+func (c Config) withDefaults() Config {
+	if c.LingerTimeout == 0 {
+		c.LingerTimeout = DefaultLingerTimeout
+	}
+	if c.LingerBytes == 0 {
+		c.LingerBytes = DefaultLingerBytes
+	}
+	if c.MaxLingering == 0 {
+		c.MaxLingering = DefaultMaxLingering
+	}
+	if c.KeepAliveIdle == 0 {
+		c.KeepAliveIdle = DefaultKeepAliveIdle
+	}
+	if c.KeepAliveInterval == 0 {
+		c.KeepAliveInterval = DefaultKeepAliveInterval
+	}
+	if c.KeepAliveCount == 0 {
+		c.KeepAliveCount = DefaultKeepAliveCount
+	}
+	if c.UserTimeout == 0 {
+		if c.KeepAliveIdle > 0 {
+			c.UserTimeout = c.KeepAliveIdle + c.KeepAliveInterval*time.Duration(c.KeepAliveCount)
+		} else {
+			c.UserTimeout = -1
+		}
+	}
+	return c
+}

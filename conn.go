@@ -1,0 +1,293 @@
+package linger
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Conn is a connection accepted by a [Listener]. Its Close returns at once
+// and closes gracefully in the background (see the package documentation).
+// Everything the wrapped connection offers passes through: for a
+// [*net.TCPConn] that includes sendfile and splice (ReadFrom, WriteTo), the
+// half-closes, SyscallConn and the socket-option setters. A method the
+// wrapped connection lacks returns a [*net.OpError] wrapping
+// [errors.ErrUnsupported].
+type Conn struct {
+	conn net.Conn
+	l    *Listener
+
+	closeOnce sync.Once
+	closing   atomic.Bool  // owner called Close; Read and Write fail from now on
+	sawEOF    atomic.Bool  // a Read returned io.EOF: the peer has sent its FIN
+	abortive  atomic.Bool  // SO_LINGER 0 is set: Close sends RST, no linger
+	cut       atomic.Bool  // Shutdown's context ended: stop lingering
+	last      atomic.Int64 // monotonic time of the last byte read or written
+}
+
+var (
+	_ net.Conn                        = (*Conn)(nil)
+	_ io.ReaderFrom                   = (*Conn)(nil)
+	_ io.WriterTo                     = (*Conn)(nil)
+	_ syscall.Conn                    = (*Conn)(nil)
+	_ interface{ CloseWrite() error } = (*Conn)(nil)
+	_ interface{ CloseRead() error }  = (*Conn)(nil)
+)
+
+func newConn(l *Listener, nc net.Conn) *Conn {
+	c := &Conn{conn: nc, l: l}
+	c.touch()
+	return c
+}
+
+func (c *Conn) touch() { c.last.Store(int64(monotonic())) }
+
+// NetConn returns the wrapped connection, as [crypto/tls.Conn.NetConn]
+// does. Closing it directly bypasses the graceful close.
+func (c *Conn) NetConn() net.Conn { return c.conn }
+
+// Read reads from the connection. After Close it returns an error wrapping
+// [net.ErrClosed].
+func (c *Conn) Read(b []byte) (int, error) {
+	if c.closing.Load() {
+		return 0, c.opError("read", net.ErrClosed)
+	}
+	n, err := c.conn.Read(b)
+	if n > 0 {
+		c.touch()
+	}
+	if err != nil {
+		err = c.readErr("read", err)
+	}
+	return n, err
+}
+
+// Write writes to the connection. After Close it returns an error wrapping
+// [net.ErrClosed].
+func (c *Conn) Write(b []byte) (int, error) {
+	if c.closing.Load() {
+		return 0, c.opError("write", net.ErrClosed)
+	}
+	n, err := c.conn.Write(b)
+	if n > 0 {
+		c.touch()
+	}
+	if err != nil {
+		err = c.ioErr("write", err)
+	}
+	return n, err
+}
+
+// readErr notes the peer's FIN and reports errors caused by our own Close
+// (which wakes blocked calls with a past deadline) as net.ErrClosed.
+func (c *Conn) readErr(op string, err error) error {
+	if err == io.EOF {
+		c.sawEOF.Store(true)
+		return err
+	}
+	return c.ioErr(op, err)
+}
+
+func (c *Conn) ioErr(op string, err error) error {
+	if c.closing.Load() {
+		return c.opError(op, net.ErrClosed)
+	}
+	return err
+}
+
+func (c *Conn) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: c.conn.LocalAddr().Network(), Source: c.conn.LocalAddr(), Addr: c.conn.RemoteAddr(), Err: err}
+}
+
+// Close closes the connection: blocked Read and Write calls return errors
+// wrapping [net.ErrClosed] and Close returns at once, while the lingering
+// close runs in the background. A second Close returns an error wrapping
+// net.ErrClosed.
+func (c *Conn) Close() error {
+	first := false
+	c.closeOnce.Do(func() { first = true })
+	if !first {
+		return c.opError("close", net.ErrClosed)
+	}
+	c.close()
+	return nil
+}
+
+// LocalAddr returns the local network address.
+func (c *Conn) LocalAddr() net.Addr { return c.conn.LocalAddr() }
+
+// RemoteAddr returns the remote network address.
+func (c *Conn) RemoteAddr() net.Addr { return c.conn.RemoteAddr() }
+
+// SetDeadline sets the read and write deadlines, as [net.Conn] does. After
+// Close the deadlines belong to the lingering close and it returns an error
+// wrapping net.ErrClosed.
+func (c *Conn) SetDeadline(t time.Time) error {
+	if c.closing.Load() {
+		return c.opError("set", net.ErrClosed)
+	}
+	return c.conn.SetDeadline(t)
+}
+
+// SetReadDeadline sets the read deadline; see [Conn.SetDeadline].
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	if c.closing.Load() {
+		return c.opError("set", net.ErrClosed)
+	}
+	return c.conn.SetReadDeadline(t)
+}
+
+// SetWriteDeadline sets the write deadline; see [Conn.SetDeadline].
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	if c.closing.Load() {
+		return c.opError("set", net.ErrClosed)
+	}
+	return c.conn.SetWriteDeadline(t)
+}
+
+// ReadFrom implements [io.ReaderFrom], so net/http's sendfile and splice
+// paths reach the wrapped [*net.TCPConn].
+func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+	if c.closing.Load() {
+		return 0, c.opError("readfrom", net.ErrClosed)
+	}
+	var n int64
+	var err error
+	if rf, ok := c.conn.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(r)
+	} else {
+		n, err = io.Copy(writerOnly{c.conn}, r)
+	}
+	if n > 0 {
+		c.touch()
+	}
+	if err != nil {
+		err = c.ioErr("readfrom", err)
+	}
+	return n, err
+}
+
+// WriteTo implements [io.WriterTo], so copies out of the connection reach
+// the wrapped connection's splice path.
+func (c *Conn) WriteTo(w io.Writer) (int64, error) {
+	if c.closing.Load() {
+		return 0, c.opError("writeto", net.ErrClosed)
+	}
+	var n int64
+	var err error
+	if wt, ok := c.conn.(io.WriterTo); ok {
+		n, err = wt.WriteTo(w)
+	} else {
+		n, err = io.Copy(w, readerOnly{c.conn})
+	}
+	if n > 0 {
+		c.touch()
+	}
+	if err == nil {
+		c.sawEOF.Store(true)
+	} else {
+		err = c.ioErr("writeto", err)
+	}
+	return n, err
+}
+
+// writerOnly and readerOnly hide ReadFrom and WriteTo from io.Copy, which
+// would otherwise call them back.
+type writerOnly struct{ io.Writer }
+type readerOnly struct{ io.Reader }
+
+// CloseWrite shuts down the writing side (the FIN follows queued data).
+func (c *Conn) CloseWrite() error {
+	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.opError("close", errors.ErrUnsupported)
+}
+
+// CloseRead shuts down the reading side.
+func (c *Conn) CloseRead() error {
+	if cr, ok := c.conn.(interface{ CloseRead() error }); ok {
+		return cr.CloseRead()
+	}
+	return c.opError("close", errors.ErrUnsupported)
+}
+
+// SyscallConn returns the wrapped connection's raw connection.
+func (c *Conn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, c.opError("raw-control", errors.ErrUnsupported)
+}
+
+// SetLinger sets SO_LINGER as [net.TCPConn.SetLinger] does. SetLinger(0)
+// makes Close abortive: the kernel sends RST and no lingering close runs
+// (outcome [Aborted]).
+func (c *Conn) SetLinger(sec int) error {
+	sl, ok := c.conn.(interface{ SetLinger(int) error })
+	if !ok {
+		return c.opError("set", errors.ErrUnsupported)
+	}
+	err := sl.SetLinger(sec)
+	if err == nil {
+		c.abortive.Store(sec == 0)
+	}
+	return err
+}
+
+// SetNoDelay sets TCP_NODELAY as [net.TCPConn.SetNoDelay] does. Accepted
+// connections keep Go's default, on.
+func (c *Conn) SetNoDelay(noDelay bool) error {
+	if s, ok := c.conn.(interface{ SetNoDelay(bool) error }); ok {
+		return s.SetNoDelay(noDelay)
+	}
+	return c.opError("set", errors.ErrUnsupported)
+}
+
+// SetKeepAlive turns TCP keep-alive on or off, as [net.TCPConn.SetKeepAlive].
+func (c *Conn) SetKeepAlive(keepalive bool) error {
+	if s, ok := c.conn.(interface{ SetKeepAlive(bool) error }); ok {
+		return s.SetKeepAlive(keepalive)
+	}
+	return c.opError("set", errors.ErrUnsupported)
+}
+
+// SetKeepAlivePeriod sets the keep-alive idle time and interval, as
+// [net.TCPConn.SetKeepAlivePeriod].
+func (c *Conn) SetKeepAlivePeriod(d time.Duration) error {
+	if s, ok := c.conn.(interface{ SetKeepAlivePeriod(time.Duration) error }); ok {
+		return s.SetKeepAlivePeriod(d)
+	}
+	return c.opError("set", errors.ErrUnsupported)
+}
+
+// SetKeepAliveConfig configures keep-alive, as
+// [net.TCPConn.SetKeepAliveConfig].
+func (c *Conn) SetKeepAliveConfig(cfg net.KeepAliveConfig) error {
+	if s, ok := c.conn.(interface {
+		SetKeepAliveConfig(net.KeepAliveConfig) error
+	}); ok {
+		return s.SetKeepAliveConfig(cfg)
+	}
+	return c.opError("set", errors.ErrUnsupported)
+}
+
+// SetReadBuffer sets the socket's receive buffer size.
+func (c *Conn) SetReadBuffer(bytes int) error {
+	if s, ok := c.conn.(interface{ SetReadBuffer(int) error }); ok {
+		return s.SetReadBuffer(bytes)
+	}
+	return c.opError("set", errors.ErrUnsupported)
+}
+
+// SetWriteBuffer sets the socket's send buffer size.
+func (c *Conn) SetWriteBuffer(bytes int) error {
+	if s, ok := c.conn.(interface{ SetWriteBuffer(int) error }); ok {
+		return s.SetWriteBuffer(bytes)
+	}
+	return c.opError("set", errors.ErrUnsupported)
+}

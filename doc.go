@@ -1,0 +1,45 @@
+// Package linger is a [net.Listener] middleware whose connections close
+// without TCP resets.
+//
+// # The problem
+//
+// When a server closes a connection while the peer's next bytes are unread
+// in the socket, or arrive just after, Linux answers with a RST instead of a
+// FIN. Behind a load balancer that is a 502 for a request the application
+// never saw; for a client whose upload was rejected, the RST can destroy the
+// response it had not read yet. Keep-alive servers hit it at every idle
+// timeout that races the balancer's next request, and at every deploy.
+//
+// # The cure
+//
+// RFC 9112 §9.6 describes the lingering close that nginx and Apache
+// implement: shut down the write side so the FIN follows the last response,
+// read and discard until the peer's FIN or a bound, then close. [Wrap] puts
+// it under any server:
+//
+//	ln, err := linger.Listen("tcp", ":8080", linger.Config{})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	log.Fatal(http.Serve(ln, handler))
+//
+// [Conn.Close] returns at once and lingers in the background, bounded by
+// [Config.LingerTimeout], [Config.LingerBytes] and [Config.MaxLingering].
+// Every close ends with an [Outcome], counted in [Listener.Stats] and
+// reported to [Config.OnClose]: Pending and Crossed tell that a request met
+// the close, which is the evidence for tuning idle timeouts.
+// [Listener.Shutdown] waits for the lingering closes, so a deploy ends with
+// FINs, not resets.
+//
+// Accepted TCP connections also get keep-alive and, on Linux,
+// TCP_USER_TIMEOUT (see [Config]). Connections that cannot half-close
+// (pipes, say) are closed plainly.
+//
+// # What it cannot do
+//
+// A request that is already on the wire when our FIN leaves still fails: the
+// lingering close turns the RST into a clean FIN, but the proxy in front
+// sees the connection end without a response. Avoiding that race takes the
+// protocol's help (an HTTP/1.1 "Connection: close" response) or a backend
+// idle timeout longer than the balancer's.
+package linger

@@ -1,0 +1,189 @@
+package linger
+
+// The lingering close, RFC 9112 §9.6: "a server that closes a connection
+// [...] SHOULD first half-close by closing only the write side of the
+// read/write connection. The server SHOULD then continue to read from the
+// connection until it receives a corresponding close by the client, or until
+// the server is reasonably certain that its own TCP stack has received the
+// client's acknowledgement of the packet(s) containing the server's last
+// response."
+//
+// Why it matters on Linux: tcp_close() (net/ipv4/tcp.c) sends a RST instead
+// of a FIN when the receive queue still holds unread data, and a socket that
+// is fully closed answers any later segment with a RST. A RST that reaches
+// the client before it has read our last response makes its kernel drop that
+// response (the data still queued for the application is discarded when the
+// RST is processed), and a proxy in front reports 502.
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// aLongTimeAgo is a deadline in the past: setting it wakes blocked calls.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// close runs once, from the owner's Close. It decides whether the
+// connection can close at once or must linger, and starts the linger.
+func (c *Conn) close() {
+	l := c.l
+	start := monotonic()
+	c.closing.Store(true)
+	l.stats.open.Add(-1)
+
+	info := CloseInfo{
+		LocalAddr:  c.conn.LocalAddr(),
+		RemoteAddr: c.conn.RemoteAddr(),
+		Idle:       start - time.Duration(c.last.Load()),
+		Unread:     -1,
+	}
+	rc := c.rawConn()
+	if rc != nil {
+		if n, ok := unreadBytes(rc); ok {
+			info.Unread = n
+		}
+	}
+
+	cw, canHalfClose := c.conn.(interface{ CloseWrite() error })
+	switch {
+	case c.abortive.Load():
+		// SO_LINGER 0 is set: the kernel sends RST, as the user asked.
+		c.conn.Close()
+		c.finish(info, start, Aborted)
+		return
+	case l.isAborting():
+		// Shutdown's context has ended: FIN after queued data, no waiting.
+		if canHalfClose {
+			cw.CloseWrite()
+		}
+		c.conn.Close()
+		c.finish(info, start, Aborted)
+		return
+	case !canHalfClose:
+		// Not TCP-like (a pipe, say): nothing to linger on.
+		c.conn.Close()
+		c.finish(info, start, Clean)
+		return
+	case info.Unread == 0 && c.sawEOF.Load():
+		// The peer closed first and everything was read: a plain close
+		// sends no RST.
+		c.conn.Close()
+		c.finish(info, start, Clean)
+		return
+	}
+	if l.stats.lingering.Add(1) > int64(l.cfg.MaxLingering) {
+		l.stats.lingering.Add(-1)
+		c.conn.Close()
+		c.finish(info, start, Shed)
+		return
+	}
+	// Wake Read and Write calls blocked in the owner's goroutines; they
+	// return net.ErrClosed (see Conn.ioErr).
+	c.conn.SetDeadline(aLongTimeAgo)
+	l.lingerers.Add(1)
+	go c.linger(info, start, cw, rc)
+}
+
+// linger half-closes, reads and discards until the peer's FIN or a bound,
+// then closes.
+func (c *Conn) linger(info CloseInfo, start time.Duration, cw interface{ CloseWrite() error }, rc syscall.RawConn) {
+	l := c.l
+	defer l.lingerers.Done()
+	defer l.stats.lingering.Add(-1)
+
+	// The FIN follows whatever the owner has queued; the peer learns that
+	// we are done and, if it is a proxy, closes its end.
+	cw.CloseWrite()
+
+	// A Read that was blocked when Close set the past deadline may not
+	// have returned yet; if we set our own deadline before it sees the
+	// expired one, it would go back to sleep and take the peer's bytes.
+	// The runtime lets one Read at a time hold the descriptor, so taking
+	// the read lock once, while the deadline is still past, waits for it.
+	if rc != nil {
+		rc.Read(func(uintptr) bool { return true })
+	}
+	c.conn.SetReadDeadline(time.Now().Add(l.cfg.LingerTimeout - (monotonic() - start)))
+	if c.cut.Load() { // Shutdown's cutLinger may have run before our deadline
+		c.conn.SetReadDeadline(aLongTimeAgo)
+	}
+
+	limit := l.cfg.LingerBytes
+	var err error
+	for err == nil && info.Discarded <= limit {
+		var n int
+		n, err = c.discard(rc, int(min(limit+1-info.Discarded, 1<<20)))
+		info.Discarded += int64(n)
+	}
+
+	var o Outcome
+	switch {
+	case info.Discarded > limit:
+		o = Overflow
+	case errors.Is(err, os.ErrDeadlineExceeded) && c.cut.Load():
+		o = Aborted
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		o = Timeout
+	case err != io.EOF:
+		o = Reset
+	case info.Unread > 0:
+		o = Pending
+	case info.Discarded > 0:
+		o = Crossed
+	default:
+		o = Clean
+	}
+	c.conn.Close()
+	c.finish(info, start, o)
+}
+
+// cutLinger ends a lingering close at once (Shutdown's context ended).
+func (c *Conn) cutLinger() {
+	c.cut.Store(true)
+	if c.closing.Load() {
+		c.conn.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+// discard reads and drops up to max bytes. It returns io.EOF at the peer's
+// FIN.
+func (c *Conn) discard(rc syscall.RawConn, max int) (int, error) {
+	if _, isTCP := c.conn.(*net.TCPConn); isTCP && rc != nil && copyFreeDiscard {
+		return discardTCP(rc, max)
+	}
+	buf := discardBufs.Get().(*[]byte)
+	defer discardBufs.Put(buf)
+	return c.conn.Read((*buf)[:min(max, len(*buf))])
+}
+
+var discardBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// finish records a finished close.
+func (c *Conn) finish(info CloseInfo, start time.Duration, o Outcome) {
+	l := c.l
+	info.Outcome = o
+	info.Linger = monotonic() - start
+	l.stats.outcomes[o].Add(1)
+	l.stats.discarded.Add(info.Discarded)
+	if l.cfg.OnClose != nil {
+		l.cfg.OnClose(info)
+	}
+	l.untrack(c)
+}
+
+func (c *Conn) rawConn() syscall.RawConn {
+	sc, ok := c.conn.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}

@@ -1,0 +1,10 @@
+module github.com/linger-go/linger
+
+go 1.23.0
+
+require (
+	go.uber.org/goleak v1.3.0
+	golang.org/x/sys v0.35.0
+)
+
+require github.com/stretchr/testify v1.12.1 // indirect

@@ -1,0 +1,233 @@
+package linger
+
+import (
+	"context"
+	"log"
+	"net"
+	"sync"
+	"time"
+)
+
+// Listener is a [net.Listener] whose connections close gracefully: see the
+// package documentation. Create one with [Wrap] or [Listen]. Its methods
+// are safe for concurrent use.
+type Listener struct {
+	ln    net.Listener
+	cfg   Config // with defaults applied
+	stats counters
+
+	lingerers sync.WaitGroup // one per lingering close goroutine
+
+	mu       sync.Mutex
+	conns    map[*Conn]struct{} // accepted, close not yet finished
+	changed  chan struct{}      // closed and cleared when conns shrinks; nil if nobody waits
+	aborting bool               // Shutdown's context ended
+
+	optErr [numSockopts]sync.Once
+}
+
+// Wrap returns a Listener that accepts from ln and gives every accepted
+// connection the socket options and graceful close configured by cfg.
+// Wrap panics if cfg is invalid, with the error [Listen] would return;
+// use Listen, or check the Config yourself, where cfg comes from input.
+func Wrap(ln net.Listener, cfg Config) *Listener {
+	if err := cfg.validate(); err != nil {
+		panic(err.Error())
+	}
+	return &Listener{
+		ln:    ln,
+		cfg:   cfg.withDefaults(),
+		conns: make(map[*Conn]struct{}),
+	}
+}
+
+// Listen announces on the local network address, as [net.Listen] does,
+// and wraps the listener with cfg. It returns an error naming the field
+// if cfg is invalid.
+func Listen(network, address string, cfg Config) (*Listener, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	// Keep-alive is set per connection in Accept, from cfg.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), network, address)
+	if err != nil {
+		return nil, err
+	}
+	return Wrap(ln, cfg), nil
+}
+
+// Accept waits for and returns the next connection, a [*Conn]. Errors of
+// the wrapped listener are returned unchanged, so servers' back-off on
+// temporary errors keeps working; after [Listener.Close] the error
+// satisfies errors.Is(err, net.ErrClosed). A socket option the kernel
+// rejects never fails Accept: it is skipped and reported to
+// [Config.ErrorLog] once.
+func (l *Listener) Accept() (net.Conn, error) {
+	nc, err := l.ln.Accept()
+	if err != nil {
+		return nil, err
+	}
+	c := newConn(l, nc)
+	l.applySockopts(c)
+	if !l.track(c) {
+		// Shutdown gave up on its connections while this one was being
+		// accepted: do not hand out a connection nobody will wait for.
+		c.Close()
+		return nil, &net.OpError{Op: "accept", Net: l.ln.Addr().Network(), Addr: l.ln.Addr(), Err: net.ErrClosed}
+	}
+	return c, nil
+}
+
+// Close stops accepting, closing the wrapped listener. Accepted and
+// lingering connections are left alone; see [Listener.Shutdown] to wait for
+// them.
+func (l *Listener) Close() error {
+	return l.ln.Close()
+}
+
+// Addr returns the wrapped listener's address.
+func (l *Listener) Addr() net.Addr {
+	return l.ln.Addr()
+}
+
+// Stats returns the listener's counters. It is cheap (atomic loads) and
+// safe to call concurrently; the fields are read one by one, so a snapshot
+// taken while connections change may be off by the changes under way.
+func (l *Listener) Stats() Stats {
+	return l.stats.snapshot()
+}
+
+// Shutdown closes the listener, then waits until every accepted connection
+// has been closed by its owner and every lingering close has finished. It
+// does not close open connections itself: pair it with the server's own
+// shutdown (for net/http, call [net/http.Server.Shutdown] first, which
+// closes idle connections and waits for active ones).
+//
+// If ctx ends first, Shutdown closes what is still open, cuts every linger
+// short (outcome [Aborted]), waits for those closes to finish, which takes
+// no longer than closing the sockets, and returns ctx.Err(). No goroutine
+// of the Listener survives Shutdown.
+func (l *Listener) Shutdown(ctx context.Context) error {
+	l.Close()
+	for {
+		l.mu.Lock()
+		if len(l.conns) == 0 {
+			l.mu.Unlock()
+			l.lingerers.Wait()
+			return nil
+		}
+		if l.changed == nil {
+			l.changed = make(chan struct{})
+		}
+		changed := l.changed
+		l.mu.Unlock()
+
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			l.abort()
+			return ctx.Err()
+		}
+	}
+}
+
+// abort closes every tracked connection now and waits for their closes.
+func (l *Listener) abort() {
+	l.mu.Lock()
+	l.aborting = true
+	conns := make([]*Conn, 0, len(l.conns))
+	for c := range l.conns {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+
+	for _, c := range conns {
+		c.Close() // closes at once while l.aborting; no-op if the owner closed it
+		c.cutLinger()
+	}
+	l.lingerers.Wait()
+}
+
+func (l *Listener) isAborting() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.aborting
+}
+
+// track adds c to the connections Shutdown waits for. It reports false
+// once Shutdown has given up waiting.
+func (l *Listener) track(c *Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stats.accepted.Add(1)
+	l.stats.open.Add(1)
+	if l.aborting {
+		return false
+	}
+	l.conns[c] = struct{}{}
+	return true
+}
+
+// untrack removes c once its close has finished and wakes Shutdown.
+func (l *Listener) untrack(c *Conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.conns, c)
+	if l.changed != nil {
+		close(l.changed)
+		l.changed = nil
+	}
+}
+
+// epoch anchors the monotonic clock readings kept in Conn as int64.
+var epoch = time.Now()
+
+func monotonic() time.Duration { return time.Since(epoch) }
+
+// The socket options applied in Accept, each reported at most once.
+const (
+	optKeepAlive = iota
+	optUserTimeout
+	optAbortive
+	numSockopts
+)
+
+var sockoptNames = [numSockopts]string{"TCP keep-alive", "TCP_USER_TIMEOUT", "SO_LINGER 0"}
+
+// applySockopts sets the configured options on a new connection. Options
+// the connection does not support (not TCP) are skipped; errors are
+// reported once per option and never fail Accept.
+func (l *Listener) applySockopts(c *Conn) {
+	tc, ok := c.conn.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	cfg := &l.cfg
+	ka := net.KeepAliveConfig{Enable: false}
+	if cfg.KeepAliveIdle > 0 {
+		ka = net.KeepAliveConfig{Enable: true, Idle: cfg.KeepAliveIdle, Interval: cfg.KeepAliveInterval, Count: cfg.KeepAliveCount}
+	}
+	l.reportOnce(optKeepAlive, tc.SetKeepAliveConfig(ka))
+	if cfg.UserTimeout > 0 {
+		if rc, err := tc.SyscallConn(); err == nil {
+			l.reportOnce(optUserTimeout, setUserTimeout(rc, cfg.UserTimeout))
+		}
+	}
+	if cfg.AbortiveClose {
+		l.reportOnce(optAbortive, c.SetLinger(0))
+	}
+}
+
+func (l *Listener) reportOnce(opt int, err error) {
+	if err == nil {
+		return
+	}
+	l.optErr[opt].Do(func() {
+		logf := log.Printf
+		if l.cfg.ErrorLog != nil {
+			logf = l.cfg.ErrorLog.Printf
+		}
+		logf("linger: setting %s on accepted connections failed, skipping it (reported once): %v", sockoptNames[opt], err)
+	})
+}

@@ -1,0 +1,21 @@
+//go:build !linux
+
+package linger
+
+import (
+	"errors"
+	"syscall"
+	"time"
+)
+
+// unreadBytes cannot tell the receive queue's length portably.
+func unreadBytes(syscall.RawConn) (int, bool) { return 0, false }
+
+const copyFreeDiscard = false
+
+// discardTCP is Linux's copy-free drain; elsewhere the drain reads into a
+// pooled buffer.
+func discardTCP(syscall.RawConn, int) (int, error) { return 0, errors.ErrUnsupported }
+
+// setUserTimeout: TCP_USER_TIMEOUT is Linux's; elsewhere it is skipped.
+func setUserTimeout(syscall.RawConn, time.Duration) error { return nil }

@@ -1,0 +1,134 @@
+package linger
+
+import (
+	"net"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// Outcome says how a connection's close ended. The first outcome that
+// applies, in this order, is reported: [Aborted] and [Shed] (decided when
+// the owner closes), then how a lingering close ended ([Reset],
+// [Overflow], [Timeout]), then what it saw before the peer's FIN
+// ([Pending], [Crossed]), else [Clean].
+type Outcome uint8
+
+const (
+	// Clean: the peer's FIN came and nothing was discarded, or the peer
+	// had already closed and nothing was unread, so no linger was needed.
+	Clean Outcome = iota
+	// Pending: unread bytes were already waiting in the receive queue when
+	// the owner closed: a request that had arrived, or a body left unread.
+	// The lingering close discarded them and ended on the peer's FIN.
+	Pending
+	// Crossed: the peer sent bytes after the owner's close, before our FIN
+	// reached it: a request crossed the close on the wire. The lingering
+	// close discarded them and ended on the peer's FIN, without a RST.
+	Crossed
+	// Timeout: no FIN from the peer within [Config.LingerTimeout].
+	Timeout
+	// Overflow: the peer sent more than [Config.LingerBytes] while we
+	// lingered; the connection was closed with data unread.
+	Overflow
+	// Reset: the peer reset the connection while we lingered.
+	Reset
+	// Shed: [Config.MaxLingering] connections were already lingering, so
+	// this one was closed at once.
+	Shed
+	// Aborted: an abortive close was asked for ([Config.AbortiveClose] or
+	// [Conn.SetLinger](0)), or [Listener.Shutdown]'s context ended first.
+	Aborted
+
+	numOutcomes
+)
+
+var outcomeNames = [numOutcomes]string{"clean", "pending", "crossed", "timeout", "overflow", "reset", "shed", "aborted"}
+
+// String returns the outcome's lower-case name, such as "crossed".
+func (o Outcome) String() string {
+	if o < numOutcomes {
+		return outcomeNames[o]
+	}
+	return "Outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// CloseInfo describes one finished close, as passed to [Config.OnClose].
+type CloseInfo struct {
+	Outcome    Outcome
+	LocalAddr  net.Addr
+	RemoteAddr net.Addr
+	// Idle is how long the connection had been idle (no byte read or
+	// written) when its owner closed it.
+	Idle time.Duration
+	// Linger is how long the close took, from the owner's Close until the
+	// socket was closed.
+	Linger time.Duration
+	// Unread is how many bytes were waiting unread in the receive queue
+	// when the owner closed, or -1 where the platform cannot tell.
+	Unread int
+	// Discarded is how many bytes the lingering close read and dropped.
+	Discarded int64
+}
+
+// Stats are a listener's counters since it was created.
+type Stats struct {
+	Accepted  int64 // connections returned by Accept
+	Open      int64 // accepted and not yet closed by their owner
+	Lingering int64 // closed by their owner, lingering close under way
+	Discarded int64 // bytes read and dropped by lingering closes
+
+	// Counts of finished closes by outcome.
+	Clean, Pending, Crossed, Timeout, Overflow, Reset, Shed, Aborted int64
+}
+
+// Count returns the number of finished closes with outcome o.
+func (s Stats) Count(o Outcome) int64 {
+	switch o {
+	case Clean:
+		return s.Clean
+	case Pending:
+		return s.Pending
+	case Crossed:
+		return s.Crossed
+	case Timeout:
+		return s.Timeout
+	case Overflow:
+		return s.Overflow
+	case Reset:
+		return s.Reset
+	case Shed:
+		return s.Shed
+	case Aborted:
+		return s.Aborted
+	}
+	return 0
+}
+
+// Closed returns the number of finished closes, whatever their outcome.
+func (s Stats) Closed() int64 {
+	return s.Clean + s.Pending + s.Crossed + s.Timeout + s.Overflow + s.Reset + s.Shed + s.Aborted
+}
+
+type counters struct {
+	accepted, open, lingering, discarded atomic.Int64
+	outcomes                             [numOutcomes]atomic.Int64
+}
+
+func (c *counters) snapshot() Stats {
+	o := func(x Outcome) int64 { return c.outcomes[x].Load() }
+	return Stats{
+		Accepted:  c.accepted.Load(),
+		Open:      c.open.Load(),
+		Lingering: c.lingering.Load(),
+		Discarded: c.discarded.Load(),
+		Clean:     o(Clean),
+		Pending:   o(Pending),
+		Crossed:   o(Crossed),
+		Timeout:   o(Timeout),
+		Overflow:  o(Overflow),
+		Reset:     o(Reset),
+		Shed:      o(Shed),
+		Aborted:   o(Aborted),
+	}
+}
