@@ -3,6 +3,7 @@ package linger
 import (
 	"fmt"
 	"log"
+	"math"
 	"time"
 )
 
@@ -101,6 +102,9 @@ type Config struct {
 	ErrorLog *log.Logger
 }
 
+// maxUserTimeout is the largest TCP_USER_TIMEOUT, a C int of milliseconds.
+const maxUserTimeout = math.MaxInt32 * time.Millisecond
+
 // validate reports the first invalid field by name.
 func (c *Config) validate() error {
 	switch {
@@ -112,6 +116,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("linger: Config.MaxLingering is negative (%d); use zero for the default %d", c.MaxLingering, DefaultMaxLingering)
 	case c.KeepAliveInterval < 0:
 		return fmt.Errorf("linger: Config.KeepAliveInterval is negative (%v); use zero for the default, or a negative KeepAliveIdle to turn keep-alive off", c.KeepAliveInterval)
+	case c.UserTimeout > maxUserTimeout:
+		return fmt.Errorf("linger: Config.UserTimeout is too large (%v); TCP_USER_TIMEOUT holds at most %v", c.UserTimeout, maxUserTimeout)
 	case c.KeepAliveCount < 0:
 		return fmt.Errorf("linger: Config.KeepAliveCount is negative (%d); use zero for the default, or a negative KeepAliveIdle to turn keep-alive off", c.KeepAliveCount)
 	}

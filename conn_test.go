@@ -1,0 +1,220 @@
+package linger_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/linger-go/linger"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestCloseUnblocksReadAndWrite(t *testing.T) {
+	s := listen(t, linger.Config{})
+	client, srv := pair(t, s)
+
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := srv.Read(make([]byte, 1))
+		readErr <- err
+	}()
+	writeErr := make(chan error, 1)
+	go func() {
+		// The client never reads, so this blocks once the buffers fill.
+		chunk := make([]byte, 1<<20)
+		for range 1024 {
+			if _, err := srv.Write(chunk); err != nil {
+				writeErr <- err
+				return
+			}
+		}
+		writeErr <- nil
+	}()
+	require.NoError(t, srv.Close())
+	assert.ErrorIs(t, <-readErr, net.ErrClosed)
+	assert.ErrorIs(t, <-writeErr, net.ErrClosed)
+	client.Close()
+	s.next(t)
+}
+
+func TestSecondCloseReturnsErrClosed(t *testing.T) {
+	s := listen(t, linger.Config{})
+	_, srv := pair(t, s)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs <- srv.Close() }()
+	}
+	wg.Wait()
+	close(errs)
+	nils := 0
+	for err := range errs {
+		if err == nil {
+			nils++
+			continue
+		}
+		var op *net.OpError
+		assert.ErrorAs(t, err, &op)
+		assert.Equal(t, "close", op.Op)
+		assert.ErrorIs(t, err, net.ErrClosed)
+	}
+	assert.Equal(t, 1, nils, "exactly one Close succeeds")
+	_, err := srv.Read(make([]byte, 1))
+	assert.ErrorIs(t, err, net.ErrClosed)
+	_, err = srv.Write([]byte("x"))
+	assert.ErrorIs(t, err, net.ErrClosed)
+	assert.ErrorIs(t, srv.SetDeadline(time.Now()), net.ErrClosed)
+}
+
+// The optional interfaces net/http and others look for must survive Accept.
+func TestOptionalInterfacesSurviveAccept(t *testing.T) {
+	s := listen(t, linger.Config{})
+	_, nc := pair(t, s)
+	c := nc.(*linger.Conn)
+	_, isTCP := c.NetConn().(*net.TCPConn)
+	assert.True(t, isTCP, "NetConn unwraps to the *net.TCPConn")
+
+	for name, ok := range map[string]bool{
+		"io.ReaderFrom (sendfile)": is[io.ReaderFrom](nc),
+		"io.WriterTo (splice)":     is[io.WriterTo](nc),
+		"CloseWrite":               is[interface{ CloseWrite() error }](nc),
+		"CloseRead":                is[interface{ CloseRead() error }](nc),
+		"syscall.Conn":             is[syscall.Conn](nc),
+		"NetConn":                  is[interface{ NetConn() net.Conn }](nc),
+	} {
+		assert.True(t, ok, name)
+	}
+	assert.NoError(t, c.SetNoDelay(true))
+	assert.NoError(t, c.SetKeepAlive(true))
+	assert.NoError(t, c.SetKeepAlivePeriod(time.Minute))
+	assert.NoError(t, c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: time.Minute}))
+	assert.NoError(t, c.SetReadBuffer(64<<10))
+	assert.NoError(t, c.SetWriteBuffer(64<<10))
+	assert.NoError(t, c.SetLinger(5))
+	_, err := c.SyscallConn()
+	assert.NoError(t, err)
+}
+
+func is[T any](v any) bool { _, ok := v.(T); return ok }
+
+func TestReadFromAndWriteToCarryData(t *testing.T) {
+	s := listen(t, linger.Config{})
+	client, srv := pair(t, s)
+	data := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB
+	f, err := os.Create(filepath.Join(t.TempDir(), "payload"))
+	require.NoError(t, err)
+	t.Cleanup(func() { f.Close() })
+	_, err = f.Write(data)
+	require.NoError(t, err)
+	_, err = f.Seek(0, io.SeekStart)
+	require.NoError(t, err)
+
+	got := make(chan []byte, 1)
+	go func() { b, _ := io.ReadAll(client); got <- b }()
+	n, err := srv.(io.ReaderFrom).ReadFrom(f) // the sendfile path
+	require.NoError(t, err)
+	assert.EqualValues(t, len(data), n)
+	require.NoError(t, srv.(*linger.Conn).CloseWrite())
+	assert.Equal(t, data, <-got)
+
+	go func() { client.Write(data); client.CloseWrite() }()
+	var out bytes.Buffer
+	n, err = srv.(io.WriterTo).WriteTo(&out)
+	require.NoError(t, err)
+	assert.EqualValues(t, len(data), n)
+	assert.Equal(t, data, out.Bytes())
+	require.NoError(t, srv.Close())
+	assert.Equal(t, linger.Clean, s.next(t).Outcome, "WriteTo saw the peer's FIN")
+}
+
+// pipeListener hands out net.Pipe conns: no half-close, no socket.
+type pipeListener struct {
+	conns chan net.Conn
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	c, ok := <-l.conns
+	if !ok {
+		return nil, net.ErrClosed
+	}
+	return c, nil
+}
+func (l *pipeListener) Close() error   { return nil }
+func (l *pipeListener) Addr() net.Addr { return &net.UnixAddr{Name: "pipe", Net: "pipe"} }
+
+func TestConnWithoutHalfCloseClosesPlainly(t *testing.T) {
+	pl := &pipeListener{conns: make(chan net.Conn, 1)}
+	closes := make(chan linger.CloseInfo, 1)
+	ln := linger.Wrap(pl, linger.Config{OnClose: func(ci linger.CloseInfo) { closes <- ci }})
+	client, server := net.Pipe()
+	pl.conns <- server
+	nc, err := ln.Accept()
+	require.NoError(t, err)
+	c := nc.(*linger.Conn)
+
+	for name, err := range map[string]error{
+		"CloseWrite": c.CloseWrite(),
+		"CloseRead":  c.CloseRead(),
+		"SetLinger":  c.SetLinger(0),
+		"SetNoDelay": c.SetNoDelay(true),
+	} {
+		assert.ErrorIs(t, err, errors.ErrUnsupported, name)
+	}
+	_, err = c.SyscallConn()
+	assert.ErrorIs(t, err, errors.ErrUnsupported)
+
+	go func() { client.Write([]byte("hello")) }()
+	var out bytes.Buffer
+	go func() { io.Copy(c, bytes.NewReader([]byte("world"))) }() // ReadFrom's fallback
+	buf := make([]byte, 5)
+	_, err = io.ReadFull(c, buf)
+	require.NoError(t, err)
+	assert.Equal(t, "hello", string(buf))
+	_, err = io.CopyN(&out, client, 5)
+	require.NoError(t, err)
+	assert.Equal(t, "world", out.String())
+
+	require.NoError(t, c.Close())
+	ci := <-closes
+	assert.Equal(t, linger.Clean, ci.Outcome)
+	assert.Equal(t, -1, ci.Unread)
+	_, err = client.Read(buf)
+	assert.ErrorIs(t, err, io.EOF)
+	require.NoError(t, ln.Shutdown(context.Background()))
+}
+
+func TestUnixSocketLingers(t *testing.T) {
+	dir, err := os.MkdirTemp("", "linger")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	raw, err := net.Listen("unix", filepath.Join(dir, "s"))
+	require.NoError(t, err)
+	closes := make(chan linger.CloseInfo, 1)
+	ln := linger.Wrap(raw, linger.Config{OnClose: func(ci linger.CloseInfo) { closes <- ci }})
+	t.Cleanup(func() { ln.Shutdown(context.Background()) })
+
+	client, err := net.Dial("unix", raw.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { client.Close() })
+	srv, err := ln.Accept()
+	require.NoError(t, err)
+	_, err = client.Write([]byte("unread"))
+	require.NoError(t, err)
+	require.NoError(t, srv.Close())
+	_, err = readEnd(client)
+	assert.NoError(t, err, "client reads EOF")
+	require.NoError(t, client.Close())
+	ci := <-closes
+	assert.Contains(t, []linger.Outcome{linger.Pending, linger.Crossed}, ci.Outcome)
+	assert.EqualValues(t, 6, ci.Discarded)
+}

@@ -1,0 +1,204 @@
+package linger_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/linger-go/linger"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestInvalidConfigIsRejectedByName(t *testing.T) {
+	for _, tc := range []struct {
+		field string
+		cfg   linger.Config
+	}{
+		{"LingerTimeout", linger.Config{LingerTimeout: -time.Second}},
+		{"LingerBytes", linger.Config{LingerBytes: -1}},
+		{"MaxLingering", linger.Config{MaxLingering: -1}},
+		{"KeepAliveInterval", linger.Config{KeepAliveInterval: -time.Second}},
+		{"KeepAliveCount", linger.Config{KeepAliveCount: -1}},
+		{"UserTimeout", linger.Config{UserTimeout: 25 * 24 * time.Hour}},
+	} {
+		t.Run(tc.field, func(t *testing.T) {
+			ln, err := linger.Listen("tcp", "127.0.0.1:0", tc.cfg)
+			require.Error(t, err)
+			assert.Nil(t, ln)
+			assert.Contains(t, err.Error(), "linger: Config."+tc.field+" ")
+
+			raw := rawListen(t)
+			assert.PanicsWithValue(t, err.Error(), func() { linger.Wrap(raw, tc.cfg) })
+		})
+	}
+}
+
+func TestNegativeKeepAliveIdleTurnsKeepAliveOff(t *testing.T) {
+	s := listen(t, linger.Config{KeepAliveIdle: -1})
+	_, srv := pair(t, s)
+	on, ok := keepAliveOn(t, srv)
+	if !ok {
+		t.Skip("cannot read SO_KEEPALIVE here")
+	}
+	assert.False(t, on)
+}
+
+// errListener returns its errors from Accept, in order.
+type errListener struct {
+	net.Listener
+	errs []error
+}
+
+func (l *errListener) Accept() (net.Conn, error) {
+	err := l.errs[0]
+	l.errs = l.errs[1:]
+	return nil, err
+}
+
+type tempErr struct{}
+
+func (tempErr) Error() string   { return "accept: too many open files" }
+func (tempErr) Timeout() bool   { return false }
+func (tempErr) Temporary() bool { return true }
+
+func TestAcceptErrorsPassThroughUnchanged(t *testing.T) {
+	want := tempErr{}
+	ln := linger.Wrap(&errListener{Listener: rawListen(t), errs: []error{want}}, linger.Config{})
+	c, err := ln.Accept()
+	assert.Nil(t, c)
+	assert.Equal(t, error(want), err, "net/http backs off on the same error value")
+}
+
+func TestAcceptAfterCloseServesErrServerClosed(t *testing.T) {
+	s := listen(t, linger.Config{})
+	srv := &http.Server{Handler: http.NotFoundHandler()}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(s) }()
+	require.NoError(t, srv.Close())
+	assert.ErrorIs(t, <-done, http.ErrServerClosed)
+	_, err := s.Accept()
+	assert.ErrorIs(t, err, net.ErrClosed)
+}
+
+func TestCloseLeavesConnectionsAlone(t *testing.T) {
+	s := listen(t, linger.Config{})
+	client, srv := pair(t, s)
+	require.NoError(t, s.Close())
+	_, err := client.Write([]byte("ping"))
+	require.NoError(t, err)
+	buf := make([]byte, 4)
+	_, err = io.ReadFull(srv, buf)
+	require.NoError(t, err)
+	assert.Equal(t, "ping", string(buf))
+}
+
+func TestShutdownWaitsForOwnersAndLingers(t *testing.T) {
+	s := listen(t, linger.Config{LingerTimeout: time.Minute})
+	c1, s1 := pair(t, s) // open until its owner closes it
+	c2, s2 := pair(t, s) // lingering until its peer sends FIN
+	require.NoError(t, s2.Close())
+	_, err := c2.Read(make([]byte, 1))
+	require.ErrorIs(t, err, io.EOF)
+
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown(context.Background()) }()
+
+	// Each remaining connection holds Shutdown until it is finished.
+	_, err = net.Dial("tcp", s.Addr().String())
+	require.Error(t, err, "Shutdown closed the listener first")
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned %v with a connection open and one lingering", err)
+	default:
+	}
+	require.NoError(t, c2.Close())
+	assert.Equal(t, linger.Clean, s.next(t).Outcome)
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned %v with a connection open", err)
+	default:
+	}
+	require.NoError(t, s1.Close())
+	require.NoError(t, c1.Close())
+	assert.NoError(t, <-done)
+	st := s.Stats()
+	assert.EqualValues(t, 2, st.Closed())
+	assert.EqualValues(t, 0, st.Open+st.Lingering)
+}
+
+func TestShutdownReturnsAtContextDeadline(t *testing.T) {
+	s := listen(t, linger.Config{LingerTimeout: time.Hour})
+	_, open := pair(t, s)
+	c2, lingering := pair(t, s)
+	require.NoError(t, lingering.Close())
+	_, err := c2.Read(make([]byte, 1))
+	require.ErrorIs(t, err, io.EOF)
+
+	const deadline = 100 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	start := time.Now()
+	err = s.Shutdown(ctx)
+	took := time.Since(start)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Less(t, took, deadline+2*time.Second, "Shutdown returned on time")
+
+	// Both connections were closed; the open one's owner sees ErrClosed.
+	_, err = open.Read(make([]byte, 1))
+	assert.ErrorIs(t, err, net.ErrClosed)
+	outcomes := []linger.Outcome{s.next(t).Outcome, s.next(t).Outcome}
+	assert.Equal(t, []linger.Outcome{linger.Aborted, linger.Aborted}, outcomes)
+	assert.EqualValues(t, 0, s.Stats().Lingering)
+}
+
+func TestStatsCountAcceptedOpenAndLingering(t *testing.T) {
+	s := listen(t, linger.Config{LingerTimeout: time.Minute})
+	c1, s1 := pair(t, s)
+	_, _ = pair(t, s)
+	require.NoError(t, s1.Close())
+	_, err := c1.Read(make([]byte, 1))
+	require.ErrorIs(t, err, io.EOF)
+	st := s.Stats()
+	assert.EqualValues(t, 2, st.Accepted)
+	assert.EqualValues(t, 1, st.Open)
+	assert.EqualValues(t, 1, st.Lingering)
+	assert.EqualValues(t, 0, st.Closed())
+	c1.Close()
+	s.next(t)
+	assert.EqualValues(t, 1, s.Stats().Clean)
+	assert.EqualValues(t, 1, s.Stats().Count(linger.Clean))
+}
+
+func TestRejectedSocketOptionIsReportedOnce(t *testing.T) {
+	// The kernel caps TCP_KEEPIDLE at 32767 s (MAX_TCP_KEEPIDLE).
+	var logged bytes.Buffer
+	s := listen(t, linger.Config{KeepAliveIdle: 10 * time.Hour, ErrorLog: log.New(&logged, "", 0)})
+	for range 3 {
+		client, srv := pair(t, s)
+		_, err := client.Write([]byte("x"))
+		require.NoError(t, err)
+		_, err = srv.Read(make([]byte, 1))
+		require.NoError(t, err, "the connection works without the option")
+	}
+	lines := strings.Split(strings.TrimSpace(logged.String()), "\n")
+	if logged.Len() == 0 {
+		t.Skip("this kernel accepts a 10 h keep-alive idle time")
+	}
+	assert.Len(t, lines, 1)
+	assert.Contains(t, lines[0], "keep-alive")
+}
+
+func TestOutcomeString(t *testing.T) {
+	assert.Equal(t, "crossed", linger.Crossed.String())
+	assert.Equal(t, "Outcome(200)", linger.Outcome(200).String())
+	for o := linger.Clean; o <= linger.Aborted; o++ {
+		assert.NotContains(t, o.String(), "Outcome(")
+	}
+}
