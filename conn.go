@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -21,12 +20,19 @@ type Conn struct {
 	conn net.Conn
 	l    *Listener
 
-	closeOnce sync.Once
-	closing   atomic.Bool  // owner called Close; Read and Write fail from now on
+	closed    atomic.Bool  // Close was called (reset when a rescue delivers)
+	closing   atomic.Bool  // the close is under way: Read and Write fail
 	sawEOF    atomic.Bool  // a Read returned io.EOF: the peer has sent its FIN
 	abortive  atomic.Bool  // SO_LINGER 0 is set: Close sends RST, no linger
+	shutWrite atomic.Bool  // the owner called CloseWrite
 	cut       atomic.Bool  // Shutdown's context ended: stop lingering
-	last      atomic.Int64 // monotonic time of the last byte read or written
+	lastRead  atomic.Int64 // monotonic time of the last byte read
+	lastWrite atomic.Int64 // monotonic time of the last byte written
+
+	// Rescue bookkeeping, kept only when Config.Rescue is set.
+	rescueOn  bool
+	reading   atomic.Int32 // Read calls in flight
+	rescuedAt atomic.Int64 // lastWrite when last rescued: no second rescue until a write
 }
 
 var (
@@ -39,12 +45,12 @@ var (
 )
 
 func newConn(l *Listener, nc net.Conn) *Conn {
-	c := &Conn{conn: nc, l: l}
-	c.touch()
+	c := &Conn{conn: nc, l: l, rescueOn: l.cfg.Rescue != nil}
+	now := int64(monotonic())
+	c.lastRead.Store(now)
+	c.lastWrite.Store(now)
 	return c
 }
-
-func (c *Conn) touch() { c.last.Store(int64(monotonic())) }
 
 // NetConn returns the wrapped connection, as [crypto/tls.Conn.NetConn]
 // does. Closing it directly bypasses the graceful close.
@@ -56,9 +62,15 @@ func (c *Conn) Read(b []byte) (int, error) {
 	if c.closing.Load() {
 		return 0, c.opError("read", net.ErrClosed)
 	}
+	if c.rescueOn {
+		c.reading.Add(1)
+	}
 	n, err := c.conn.Read(b)
+	if c.rescueOn {
+		c.reading.Add(-1)
+	}
 	if n > 0 {
-		c.touch()
+		c.lastRead.Store(int64(monotonic()))
 	}
 	if err != nil {
 		err = c.readErr("read", err)
@@ -74,7 +86,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 	}
 	n, err := c.conn.Write(b)
 	if n > 0 {
-		c.touch()
+		c.lastWrite.Store(int64(monotonic()))
 	}
 	if err != nil {
 		err = c.ioErr("write", err)
@@ -108,9 +120,7 @@ func (c *Conn) opError(op string, err error) error {
 // close runs in the background. A second Close returns an error wrapping
 // net.ErrClosed.
 func (c *Conn) Close() error {
-	first := false
-	c.closeOnce.Do(func() { first = true })
-	if !first {
+	if !c.closed.CompareAndSwap(false, true) {
 		return c.opError("close", net.ErrClosed)
 	}
 	c.close()
@@ -163,7 +173,7 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 		n, err = io.Copy(writerOnly{c.conn}, r)
 	}
 	if n > 0 {
-		c.touch()
+		c.lastWrite.Store(int64(monotonic()))
 	}
 	if err != nil {
 		err = c.ioErr("readfrom", err)
@@ -185,7 +195,7 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 		n, err = io.Copy(w, readerOnly{c.conn})
 	}
 	if n > 0 {
-		c.touch()
+		c.lastRead.Store(int64(monotonic()))
 	}
 	if err == nil {
 		c.sawEOF.Store(true)
@@ -203,6 +213,7 @@ type readerOnly struct{ io.Reader }
 // CloseWrite shuts down the writing side (the FIN follows queued data).
 func (c *Conn) CloseWrite() error {
 	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok {
+		c.shutWrite.Store(true)
 		return cw.CloseWrite()
 	}
 	return c.opError("close", errors.ErrUnsupported)

@@ -33,13 +33,10 @@ var aLongTimeAgo = time.Unix(1, 0)
 func (c *Conn) close() {
 	l := c.l
 	start := monotonic()
-	c.closing.Store(true)
-	l.stats.open.Add(-1)
-
 	info := CloseInfo{
 		LocalAddr:  c.conn.LocalAddr(),
 		RemoteAddr: c.conn.RemoteAddr(),
-		Idle:       start - time.Duration(c.last.Load()),
+		Idle:       start - time.Duration(max(c.lastRead.Load(), c.lastWrite.Load())),
 		Unread:     -1,
 	}
 	rc := c.rawConn()
@@ -48,6 +45,11 @@ func (c *Conn) close() {
 			info.Unread = n
 		}
 	}
+	if c.rescueOn && c.rescue(rc, info, start) {
+		return
+	}
+	c.closing.Store(true)
+	l.stats.open.Add(-1)
 
 	cw, canHalfClose := c.conn.(interface{ CloseWrite() error })
 	switch {

@@ -22,6 +22,15 @@ type Listener struct {
 	conns    map[*Conn]struct{} // accepted, close not yet finished
 	changed  chan struct{}      // closed and cleared when conns shrinks; nil if nobody waits
 	aborting bool               // Shutdown's context ended
+	closed   bool               // Close was called
+
+	// With Config.Rescue, Accept takes connections from a loop that
+	// accepts from ln, and rescued connections from requeued.
+	acceptOnce sync.Once
+	accepted   chan acceptResult
+	requeued   chan *Conn    // guarded by mu for sends: never after closed
+	done       chan struct{} // closed by Close
+	loops      sync.WaitGroup
 
 	optErr [numSockopts]sync.Once
 }
@@ -34,11 +43,26 @@ func Wrap(ln net.Listener, cfg Config) *Listener {
 	if err := cfg.validate(); err != nil {
 		panic(err.Error())
 	}
-	return &Listener{
+	l := &Listener{
 		ln:    ln,
 		cfg:   cfg.withDefaults(),
 		conns: make(map[*Conn]struct{}),
+		done:  make(chan struct{}),
 	}
+	if l.cfg.Rescue != nil {
+		l.accepted = make(chan acceptResult)
+		l.requeued = make(chan *Conn, maxRequeued)
+	}
+	return l
+}
+
+// maxRequeued bounds rescued connections waiting for Accept; beyond it a
+// close lingers instead.
+const maxRequeued = 256
+
+type acceptResult struct {
+	c   *Conn
+	err error
 }
 
 // Listen announces on the local network address, as [net.Listen] does,
@@ -64,6 +88,37 @@ func Listen(network, address string, cfg Config) (*Listener, error) {
 // rejects never fails Accept: it is skipped and reported to
 // [Config.ErrorLog] once.
 func (l *Listener) Accept() (net.Conn, error) {
+	if l.cfg.Rescue == nil {
+		c, err := l.accept()
+		if err != nil {
+			return nil, err // a nil *Conn must not become a non-nil net.Conn
+		}
+		return c, nil
+	}
+	l.acceptOnce.Do(func() {
+		l.loops.Add(1)
+		go l.acceptLoop()
+	})
+	select {
+	case c := <-l.requeued:
+		return c, nil
+	default:
+	}
+	select {
+	case c := <-l.requeued:
+		return c, nil
+	case r := <-l.accepted:
+		if r.err != nil {
+			return nil, r.err
+		}
+		return r.c, nil
+	case <-l.done:
+		return nil, l.closedErr()
+	}
+}
+
+// accept accepts one connection from the wrapped listener.
+func (l *Listener) accept() (*Conn, error) {
 	nc, err := l.ln.Accept()
 	if err != nil {
 		return nil, err
@@ -74,15 +129,73 @@ func (l *Listener) Accept() (net.Conn, error) {
 		// Shutdown gave up on its connections while this one was being
 		// accepted: do not hand out a connection nobody will wait for.
 		c.Close()
-		return nil, &net.OpError{Op: "accept", Net: l.ln.Addr().Network(), Addr: l.ln.Addr(), Err: net.ErrClosed}
+		return nil, l.closedErr()
 	}
 	return c, nil
 }
 
+// acceptLoop feeds Accept when rescued connections must be merged in. It
+// is paced by Accept: it accepts the next connection only once the last
+// result was taken, and it stops when the listener closes.
+func (l *Listener) acceptLoop() {
+	defer l.loops.Done()
+	for {
+		c, err := l.accept()
+		select {
+		case l.accepted <- acceptResult{c, err}:
+		case <-l.done:
+			if c != nil {
+				c.Close()
+			}
+			return
+		}
+	}
+}
+
+func (l *Listener) closedErr() error {
+	return &net.OpError{Op: "accept", Net: l.ln.Addr().Network(), Addr: l.ln.Addr(), Err: net.ErrClosed}
+}
+
+// requeue hands nc, a rescue of old, to Accept, if the listener is open and
+// the queue has room.
+func (l *Listener) requeue(old, nc *Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed || l.aborting {
+		return false
+	}
+	select {
+	case l.requeued <- nc:
+	default:
+		return false
+	}
+	delete(l.conns, old)
+	l.conns[nc] = struct{}{}
+	return true
+}
+
 // Close stops accepting, closing the wrapped listener. Accepted and
 // lingering connections are left alone; see [Listener.Shutdown] to wait for
-// them.
+// them. Rescued connections that Accept had not returned yet are closed.
 func (l *Listener) Close() error {
+	l.mu.Lock()
+	first := !l.closed
+	l.closed = true
+	if first {
+		close(l.done)
+	}
+	l.mu.Unlock()
+	if first && l.requeued != nil {
+		for {
+			select {
+			case c := <-l.requeued:
+				c.Close()
+				continue
+			default:
+			}
+			break
+		}
+	}
 	return l.ln.Close()
 }
 
@@ -115,6 +228,7 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 		if len(l.conns) == 0 {
 			l.mu.Unlock()
 			l.lingerers.Wait()
+			l.loops.Wait()
 			return nil
 		}
 		if l.changed == nil {
@@ -127,6 +241,7 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 		case <-changed:
 		case <-ctx.Done():
 			l.abort()
+			l.loops.Wait()
 			return ctx.Err()
 		}
 	}
@@ -147,6 +262,13 @@ func (l *Listener) abort() {
 		c.cutLinger()
 	}
 	l.lingerers.Wait()
+}
+
+// accepting reports whether the listener is open.
+func (l *Listener) accepting() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.closed && !l.aborting
 }
 
 func (l *Listener) isAborting() bool {

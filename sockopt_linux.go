@@ -70,3 +70,15 @@ func setUserTimeout(rc syscall.RawConn, d time.Duration) error {
 	}
 	return err
 }
+
+// peekBytes returns up to n queued bytes without consuming them (MSG_PEEK).
+func peekBytes(rc syscall.RawConn, n int) []byte {
+	buf := make([]byte, n)
+	var got int
+	if cerr := rc.Control(func(fd uintptr) {
+		got, _, _ = unix.Recvfrom(int(fd), buf, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	}); cerr != nil || got < 0 {
+		return nil
+	}
+	return buf[:got]
+}

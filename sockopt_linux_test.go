@@ -4,6 +4,7 @@ package linger_test
 
 import (
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,4 +53,10 @@ func TestAcceptAppliesSocketOptions(t *testing.T) {
 			assert.Equal(t, 1, sockopt(t, srv, unix.IPPROTO_TCP, unix.TCP_NODELAY), "Go's default NODELAY stays")
 		})
 	}
+}
+
+func queued(rc syscall.RawConn) int {
+	var n int
+	rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+	return n
 }

@@ -19,3 +19,6 @@ func discardTCP(syscall.RawConn, int) (int, error) { return 0, errors.ErrUnsuppo
 
 // setUserTimeout: TCP_USER_TIMEOUT is Linux's; elsewhere it is skipped.
 func setUserTimeout(syscall.RawConn, time.Duration) error { return nil }
+
+// peekBytes is not needed: without unreadBytes, rescue never triggers.
+func peekBytes(syscall.RawConn, int) []byte { return nil }

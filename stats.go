@@ -8,7 +8,7 @@ import (
 )
 
 // Outcome says how a connection's close ended. The first outcome that
-// applies, in this order, is reported: [Aborted] and [Shed] (decided when
+// applies, in this order, is reported: [Rescued], [Aborted] and [Shed] (decided when
 // the owner closes), then how a lingering close ended ([Reset],
 // [Overflow], [Timeout]), then what it saw before the peer's FIN
 // ([Pending], [Crossed]), else [Clean].
@@ -39,11 +39,16 @@ const (
 	// Aborted: an abortive close was asked for ([Config.AbortiveClose] or
 	// [Conn.SetLinger](0)), or [Listener.Shutdown]'s context ended first.
 	Aborted
+	// Rescued: the close did not happen. The request already waiting in
+	// the receive queue was handed back to the owner ([Config.Rescue]):
+	// a Read in flight returned it, or Accept returned the connection
+	// again. The connection's final close is reported later, on its own.
+	Rescued
 
 	numOutcomes
 )
 
-var outcomeNames = [numOutcomes]string{"clean", "pending", "crossed", "timeout", "overflow", "reset", "shed", "aborted"}
+var outcomeNames = [numOutcomes]string{"clean", "pending", "crossed", "timeout", "overflow", "reset", "shed", "aborted", "rescued"}
 
 // String returns the outcome's lower-case name, such as "crossed".
 func (o Outcome) String() string {
@@ -80,6 +85,9 @@ type Stats struct {
 
 	// Counts of finished closes by outcome.
 	Clean, Pending, Crossed, Timeout, Overflow, Reset, Shed, Aborted int64
+
+	// Rescued counts requests handed back instead of closed (Config.Rescue).
+	Rescued int64
 }
 
 // Count returns the number of finished closes with outcome o.
@@ -101,11 +109,14 @@ func (s Stats) Count(o Outcome) int64 {
 		return s.Shed
 	case Aborted:
 		return s.Aborted
+	case Rescued:
+		return s.Rescued
 	}
 	return 0
 }
 
-// Closed returns the number of finished closes, whatever their outcome.
+// Closed returns the number of finished closes, whatever their outcome;
+// rescues are not closes.
 func (s Stats) Closed() int64 {
 	return s.Clean + s.Pending + s.Crossed + s.Timeout + s.Overflow + s.Reset + s.Shed + s.Aborted
 }
@@ -130,5 +141,6 @@ func (c *counters) snapshot() Stats {
 		Reset:     o(Reset),
 		Shed:      o(Shed),
 		Aborted:   o(Aborted),
+		Rescued:   o(Rescued),
 	}
 }

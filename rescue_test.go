@@ -1,0 +1,448 @@
+package linger_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/linger-go/linger"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestHTTP1Request(t *testing.T) {
+	for head, want := range map[string]bool{
+		"GET / HTTP/1.1\r\n":               true,
+		"POST /upload?x=1 HTTP/1.0\r\n":    true,
+		"GET / HTTP/1.":                    true,
+		"OPTIONS * HTTP/1.1\r\n":           true,
+		"GET / HTTP/1":                     false, // cut mid-line
+		"GET /":                            false,
+		"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n": false, // HTTP/2 preface
+		"\x16\x03\x01\x02\x00\x01":         false, // TLS ClientHello
+		"\x17\x03\x03\x00\x20":             false, // TLS application data
+		" GET / HTTP/1.1":                  false,
+		"GET  / HTTP/1.1":                  false,
+		"ost: example.com\r\n\r\n":         false, // the middle of a header
+		"":                                 false,
+		"G\x00T / HTTP/1.1":                false,
+	} {
+		assert.Equal(t, want, linger.HTTP1Request([]byte(head)), "%q", head)
+	}
+}
+
+var requestLine = regexp.MustCompile("^[!#$%&'*+\\-.^_`|~0-9A-Za-z]+ [^\\x00-\\x20\\x7f]+ HTTP/1\\.")
+
+func FuzzHTTP1Request(f *testing.F) {
+	for _, s := range []string{"GET / HTTP/1.1\r\n", "PRI * HTTP/2.0", "\x16\x03\x01", "POST /a HTTP/1.0"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, head []byte) {
+		orig := string(head)
+		got := linger.HTTP1Request(head)
+		assert.Equal(t, orig, string(head), "the guard must not modify the bytes")
+		assert.Equal(t, requestLine.Match(head), got, "%q", head)
+	})
+}
+
+func requireRescue(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("rescue needs SIOCINQ and MSG_PEEK: Linux only")
+	}
+}
+
+// A connection closed by its owner with a request already queued, and no
+// Read in flight, comes out of Accept again with the bytes intact.
+func TestRescueReaccepts(t *testing.T) {
+	requireRescue(t)
+	s := listen(t, linger.Config{Rescue: linger.HTTP1Request})
+	client, first := pair(t, s)
+	const req = "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+	_, err := io.WriteString(client, req)
+	require.NoError(t, err)
+	requireQueued(t, first, len(req))
+	require.NoError(t, first.Close())
+	ci := s.next(t)
+	assert.Equal(t, linger.Rescued, ci.Outcome)
+	assert.Equal(t, len(req), ci.Unread)
+
+	again, err := s.Accept()
+	require.NoError(t, err)
+	t.Cleanup(func() { again.Close() })
+	assert.Equal(t, first.RemoteAddr().String(), again.RemoteAddr().String())
+	buf := make([]byte, len(req))
+	_, err = io.ReadFull(again, buf)
+	require.NoError(t, err)
+	assert.Equal(t, req, string(buf), "the request arrives intact")
+	_, err = io.WriteString(again, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	require.NoError(t, err)
+	require.NoError(t, again.Close())
+	resp, err := http.ReadResponse(bufio.NewReader(client), nil)
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode)
+	client.Close()
+	assert.Equal(t, linger.Clean, s.next(t).Outcome)
+	st := s.Stats()
+	assert.EqualValues(t, 1, st.Accepted, "a rescue is not a new connection")
+	assert.EqualValues(t, 1, st.Rescued)
+}
+
+// With a Read in flight, Close becomes a no-op and the Read returns the
+// queued request (a server closing an idle connection from another
+// goroutine). With one P, the reader cannot run between the request's
+// arrival and the Close; the attempts only guard against preemption.
+func TestRescueDeliversToBlockedRead(t *testing.T) {
+	requireRescue(t)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	s := listen(t, linger.Config{Rescue: linger.HTTP1Request, LingerTimeout: 100 * time.Millisecond})
+	const req = "GET /idle HTTP/1.1\r\nHost: x\r\n\r\n"
+	for range 20 {
+		client, srv := pair(t, s)
+		got := make(chan string, 1)
+		go func() {
+			buf := make([]byte, 64)
+			n, err := srv.Read(buf)
+			if err != nil {
+				got <- err.Error()
+				return
+			}
+			got <- string(buf[:n])
+		}()
+		waitParkedInRead(t)
+		_, err := io.WriteString(client, req)
+		require.NoError(t, err)
+		require.NoError(t, srv.Close())
+		ci := s.next(t)
+		r := <-got
+		if ci.Outcome != linger.Rescued {
+			assert.Equal(t, req, r, "the reader took the request before Close")
+			client.Close()
+			s.next(t)
+			continue
+		}
+		assert.Equal(t, req, r, "the blocked Read got the request")
+		_, err = srv.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+		require.NoError(t, err, "the connection lives on")
+		require.NoError(t, srv.Close(), "and its owner can close it again")
+		resp, err := http.ReadResponse(bufio.NewReader(client), nil)
+		require.NoError(t, err)
+		assert.Equal(t, 200, resp.StatusCode)
+		client.Close()
+		assert.Equal(t, linger.Clean, s.next(t).Outcome)
+		return
+	}
+	t.Fatal("Close never found a Read in flight with the request queued")
+}
+
+// waitParkedInRead waits until some goroutine is parked in the poller
+// inside linger's Conn.Read, by reading the goroutine dump: the only way to
+// know without a sleep.
+func waitParkedInRead(t *testing.T) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for range 10000 {
+		n := runtime.Stack(buf, true)
+		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+			if strings.Contains(g, "linger.(*Conn).Read") && strings.Contains(g, "pollWait") {
+				return
+			}
+		}
+		runtime.Gosched()
+	}
+	t.Fatal("reader never parked in Read")
+}
+
+// requireQueued waits (bounded) until n bytes are queued on c.
+func requireQueued(t *testing.T, c net.Conn, n int) {
+	t.Helper()
+	rc, err := c.(*linger.Conn).SyscallConn()
+	require.NoError(t, err)
+	for range 100000 {
+		if queued(rc) >= n {
+			return
+		}
+		runtime.Gosched()
+	}
+	t.Fatalf("%d bytes never arrived", n)
+}
+
+func TestRescueNeverTakesWhatIsNotARequest(t *testing.T) {
+	requireRescue(t)
+	for name, bytes := range map[string]string{
+		"TLS ClientHello":     "\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03",
+		"HTTP/2 preface":      "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+		"partial request":     "GET /long-path-cut-in-th",
+		"the rest of headers": "Host: x\r\n\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := listen(t, linger.Config{Rescue: linger.HTTP1Request})
+			client, srv := pair(t, s)
+			_, err := io.WriteString(client, bytes)
+			require.NoError(t, err)
+			requireQueued(t, srv, len(bytes))
+			require.NoError(t, srv.Close())
+			_, err = readEnd(client)
+			assert.NoError(t, err, "a clean FIN")
+			client.Close()
+			assert.Equal(t, linger.Pending, s.next(t).Outcome)
+			assert.EqualValues(t, 0, s.Stats().Rescued)
+		})
+	}
+}
+
+func TestRescueSkipsHalfReadMessages(t *testing.T) {
+	requireRescue(t)
+	s := listen(t, linger.Config{Rescue: linger.HTTP1Request})
+	client, srv := pair(t, s)
+	// The owner read part of what was sent and wrote nothing since: the
+	// queued bytes look like a request, but the owner may hold the start
+	// of another message in its buffers.
+	const two = "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"
+	_, err := io.WriteString(client, two)
+	require.NoError(t, err)
+	requireQueued(t, srv, len(two))
+	_, err = io.ReadFull(srv, make([]byte, len(two)/2))
+	require.NoError(t, err)
+	require.NoError(t, srv.Close())
+	client.Close()
+	assert.Equal(t, linger.Pending, s.next(t).Outcome)
+}
+
+func TestRescueAtMostOnceUntilServed(t *testing.T) {
+	requireRescue(t)
+	s := listen(t, linger.Config{Rescue: linger.HTTP1Request})
+	client, srv := pair(t, s)
+	const req = "GET / HTTP/1.1\r\n\r\n"
+	_, err := io.WriteString(client, req)
+	require.NoError(t, err)
+	requireQueued(t, srv, len(req))
+	require.NoError(t, srv.Close())
+	assert.Equal(t, linger.Rescued, s.next(t).Outcome)
+	again, err := s.Accept()
+	require.NoError(t, err)
+	require.NoError(t, again.Close(), "the owner closes it again without serving")
+	client.Close()
+	assert.Equal(t, linger.Pending, s.next(t).Outcome, "no ping-pong")
+}
+
+func TestRescueNotAfterListenerClose(t *testing.T) {
+	requireRescue(t)
+	s := listen(t, linger.Config{Rescue: linger.HTTP1Request})
+	client, srv := pair(t, s)
+	const req = "GET / HTTP/1.1\r\n\r\n"
+	_, err := io.WriteString(client, req)
+	require.NoError(t, err)
+	requireQueued(t, srv, len(req))
+	require.NoError(t, s.Close())
+	require.NoError(t, srv.Close())
+	_, err = readEnd(client)
+	assert.NoError(t, err, "the client sees a FIN, not a reset")
+	client.Close()
+	assert.Equal(t, linger.Pending, s.next(t).Outcome)
+}
+
+// TLS through a Rescue-enabled listener: the guard sees records and never
+// rescues; traffic is intact.
+func TestRescueLeavesTLSAlone(t *testing.T) {
+	requireRescue(t)
+	s := listen(t, linger.Config{Rescue: linger.HTTP1Request})
+	cert := selfSigned(t)
+	srv := &http.Server{
+		Handler:     http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(w, r.Body) }),
+		IdleTimeout: 20 * time.Millisecond,
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(tls.NewListener(s, &tls.Config{Certificates: []tls.Certificate{cert}}))
+	}()
+	t.Cleanup(func() { srv.Close(); <-done })
+	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	t.Cleanup(tr.CloseIdleConnections)
+	cl := &http.Client{Transport: tr}
+	for i := range 50 {
+		body := fmt.Sprintf("tls body %d", i)
+		resp, err := cl.Post("https://"+s.Addr().String(), "text/plain", strings.NewReader(body))
+		if err != nil {
+			continue // a request that crossed an idle close; TLS cannot be rescued
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		assert.Equal(t, body, string(got))
+	}
+	assert.EqualValues(t, 0, s.Stats().Rescued)
+}
+
+// net/http with a short IdleTimeout, raced by keep-alive clients that send
+// their next request at the idle deadline: every request whose bytes were
+// queued at the close is served, exactly once, bodies intact.
+func TestRescueServesIdleTimeoutRace(t *testing.T) {
+	requireRescue(t)
+	const idle = 20 * time.Millisecond
+	run := func(t *testing.T, cfg linger.Config) (linger.Stats, map[string]int, int, int) {
+		s := listen(t, cfg)
+		var mu sync.Mutex
+		served := map[string]int{}
+		srv := &http.Server{
+			IdleTimeout: idle,
+			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				sum := sha256.Sum256(body)
+				if r.Header.Get("X-Sum") != hex.EncodeToString(sum[:]) {
+					http.Error(w, "body corrupted", 500)
+					return
+				}
+				mu.Lock()
+				served[r.Header.Get("X-ID")]++
+				mu.Unlock()
+				io.WriteString(w, "ok")
+			}),
+		}
+		done := make(chan struct{})
+		go func() { defer close(done); srv.Serve(s) }()
+		defer func() { srv.Close(); <-done }()
+
+		var ok, failed atomic.Int64
+		var wg sync.WaitGroup
+		deadline := time.Now().Add(3 * time.Second)
+		for w := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var c net.Conn
+				var br *bufio.Reader
+				for i := 0; i < 60 && time.Now().Before(deadline); i++ {
+					if c == nil {
+						var err error
+						if c, err = net.Dial("tcp", s.Addr().String()); err != nil {
+							failed.Add(1)
+							continue
+						}
+						br = bufio.NewReader(c)
+					}
+					id := fmt.Sprintf("%d-%d", w, i)
+					body := strings.Repeat(id, 100)
+					sum := sha256.Sum256([]byte(body))
+					fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nX-ID: %s\r\nX-Sum: %x\r\nContent-Length: %d\r\n\r\n%s", id, sum, len(body), body)
+					resp, err := http.ReadResponse(br, nil)
+					if err == nil {
+						_, err = io.ReadAll(resp.Body)
+						resp.Body.Close()
+					}
+					if err != nil || resp.StatusCode != 200 {
+						failed.Add(1)
+						c.Close()
+						c = nil
+					} else {
+						ok.Add(1)
+					}
+					// The next request goes out around the idle deadline.
+					time.Sleep(idle - time.Millisecond + time.Duration(i%5)*500*time.Microsecond)
+				}
+				if c != nil {
+					c.Close()
+				}
+			}()
+		}
+		wg.Wait()
+		srv.Close()
+		<-done
+		return s.Stats(), served, int(ok.Load()), int(failed.Load())
+	}
+
+	t.Run("linger", func(t *testing.T) {
+		st, _, ok, failed := run(t, linger.Config{})
+		t.Logf("linger: ok %d failed %d pending %d crossed %d", ok, failed, st.Pending, st.Crossed)
+		assert.Positive(t, st.Pending, "control: without rescue, requests queued at the close are lost")
+	})
+	t.Run("rescue", func(t *testing.T) {
+		st, served, ok, failed := run(t, linger.Config{Rescue: linger.HTTP1Request})
+		t.Logf("rescue: ok %d failed %d rescued %d pending %d crossed %d", ok, failed, st.Rescued, st.Pending, st.Crossed)
+		for id, n := range served {
+			assert.Equal(t, 1, n, "request %s served once", id)
+		}
+		assert.EqualValues(t, 0, st.Pending, "every request queued at a close was rescued")
+		assert.Equal(t, ok, len(served), "every served request reached its client")
+	})
+}
+
+// net/http's Shutdown closes the listener, then idle connections; it drops
+// any request it reads after that. So requests queued on idle connections
+// are not rescued: they end with a clean FIN, never a reset, and are
+// counted as pending.
+func TestRescueDuringHTTPShutdown(t *testing.T) {
+	requireRescue(t)
+	s := listen(t, linger.Config{Rescue: linger.HTTP1Request})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	})}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(s) }()
+
+	const conns = 50
+	clients := make([]net.Conn, conns)
+	readers := make([]*bufio.Reader, conns)
+	for i := range clients {
+		c, err := net.Dial("tcp", s.Addr().String())
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		clients[i], readers[i] = c, bufio.NewReader(c)
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(readers[i], nil)
+		require.NoError(t, err)
+		io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	// Every connection is idle now: send the next requests while the
+	// server shuts down.
+	var wg sync.WaitGroup
+	results := make([]error, conns)
+	for i, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			resp, err := http.ReadResponse(readers[i], nil)
+			if err == nil {
+				io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
+			results[i] = err
+		}()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, srv.Shutdown(ctx))
+	wg.Wait()
+	<-done
+	for _, c := range clients {
+		c.Close()
+	}
+	require.NoError(t, s.Shutdown(ctx))
+
+	served := 0
+	for _, err := range results {
+		if err == nil {
+			served++
+		} else {
+			assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "a clean FIN, never a reset")
+		}
+	}
+	st := s.Stats()
+	t.Logf("served %d of %d during shutdown; rescued %d, pending %d, crossed %d", served, conns, st.Rescued, st.Pending, st.Crossed)
+	assert.EqualValues(t, 0, st.Rescued, "nothing is rescued once the listener is closed")
+}
