@@ -1,0 +1,416 @@
+//go:build linux
+
+package linger_test
+
+// Counting the RSTs a test provokes needs counters that nothing else moves:
+// the TCP counters of a private network namespace. inNetns creates one and
+// runs the calling test again inside it, in a child process, so every
+// socket the test opens lives there, on that namespace's loopback.
+//
+// Why a child process and not unix.Setns on a locked OS thread: a socket
+// made on the thread that called Setns is in the namespace, but the runtime
+// creates threads by cloning whichever thread it is on, so a thread cloned
+// from the locked one inherits the namespace and may later run unrelated
+// goroutines in it. A process started by `ip netns exec` is in the
+// namespace as a whole, and nothing else of the test binary is.
+//
+// The namespace's counters count both ends of every connection, and a
+// client can send a RST that is not the server's doing: on loopback with
+// more than one CPU, a client's delayed ACK can be delivered after its FIN
+// (each CPU queues what it sends on its own backlog), the server's
+// TIME-WAIT socket answers the stale ACK with an ACK, and the client, whose
+// socket is gone by then, answers that with a RST. So the child also
+// captures every RST on the namespace's loopback (an AF_PACKET socket with
+// a filter that keeps RSTs only) and tells who sent each by its source
+// port; the kernel's count says the capture missed none.
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// netnsChildEnv holds, in the child process, the name of the test it
+	// runs (t.Name()); netnsNameEnv the namespace it must be running in.
+	netnsChildEnv = "LINGER_TEST_NETNS_CHILD"
+	netnsNameEnv  = "LINGER_TEST_NETNS_NAME"
+	// netnsDoneMark is printed by the child when the body has run and
+	// passed, so that a child that ran no test at all ("no tests to run"
+	// exits 0) fails the parent.
+	netnsDoneMark = "linger-netns-child-passed:"
+)
+
+var netnsSeq atomic.Int64
+
+// netns is the namespace a test body runs in, as the body sees it.
+type netns struct {
+	name    string
+	before  map[string]int64 // Tcp and TcpExt counters when the body began
+	capture int              // AF_PACKET socket receiving the RSTs on lo
+	rsts    map[int]int      // captured RSTs by source port
+}
+
+// resetCounts is what a body provoked: the namespace's counters, and who
+// sent each RST.
+type resetCounts struct {
+	OutRsts      int64 // /proc/net/snmp Tcp: OutRsts, segments sent with RST
+	AbortOnClose int64 // /proc/net/netstat TcpExt: TCPAbortOnClose, closes with unread data
+	AbortOnData  int64 // /proc/net/netstat TcpExt: TCPAbortOnData, data arriving after close
+
+	// BySource counts the captured RSTs by source port.
+	BySource map[int]int
+	// Moved holds every Tcp and TcpExt counter that moved, for failure
+	// messages ("TcpExt:TCPTimeWaitOverflow": 3).
+	Moved map[string]int64
+}
+
+// From returns how many RSTs were sent from port.
+func (r resetCounts) From(port int) int { return r.BySource[port] }
+
+// NotFrom returns how many RSTs were sent from any other port.
+func (r resetCounts) NotFrom(port int) int {
+	n := 0
+	for p, c := range r.BySource {
+		if p != port {
+			n += c
+		}
+	}
+	return n
+}
+
+func (r resetCounts) String() string {
+	return fmt.Sprintf("TcpOutRsts %d, TcpExtTCPAbortOnClose %d, TcpExtTCPAbortOnData %d", r.OutRsts, r.AbortOnClose, r.AbortOnData)
+}
+
+// inNetns runs body in a fresh network namespace that only it uses, with
+// its loopback up: body's sockets on 127.0.0.1 are in that namespace.
+//
+// In the go test process (the parent) it creates the namespace, runs the
+// test binary inside it with -test.run selecting exactly the calling test
+// (t.Name()), fails t if that child fails, and deletes the namespace at
+// cleanup. In the child it checks that it really runs in the namespace,
+// starts capturing RSTs, and runs body, which asserts; see [netns.resets].
+//
+// It skips t where a namespace cannot be made: not root, no ip
+// (iproute2), or a kernel or container that refuses `ip netns add`.
+func inNetns(t *testing.T, body func(t *testing.T, ns *netns)) {
+	t.Helper()
+	if name := os.Getenv(netnsChildEnv); name != "" {
+		if name != t.Name() {
+			t.Skipf("this process is the network-namespace child of %s", name)
+		}
+		runNetnsChild(t, os.Getenv(netnsNameEnv), body)
+		return
+	}
+
+	if os.Geteuid() != 0 {
+		t.Skip("counting RSTs needs a private network namespace, and creating one needs root (run go test as root, or in a container with CAP_SYS_ADMIN and CAP_NET_RAW)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("counting RSTs needs a private network namespace, created with ip (iproute2), which is not installed")
+	}
+	self, err := os.Executable()
+	require.NoError(t, err)
+
+	ns := fmt.Sprintf("linger-test-%d-%d", os.Getpid(), netnsSeq.Add(1))
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Skipf("cannot create a network namespace: ip netns add %s: %v: %s", ns, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", ns, err, out)
+		}
+	})
+	out, err := exec.Command("ip", "-n", ns, "link", "set", "lo", "up").CombinedOutput()
+	require.NoError(t, err, "ip -n %s link set lo up: %s", ns, out)
+
+	timeout := netnsChildTimeout(t)
+	cmd := exec.Command("ip", "netns", "exec", ns, self,
+		"-test.run="+exactRunPattern(t.Name()), "-test.count=1", "-test.v=true", "-test.shuffle=off",
+		"-test.timeout="+timeout.String())
+	cmd.Env = append(os.Environ(), netnsChildEnv+"="+t.Name(), netnsNameEnv+"="+ns)
+	out, err = cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), netnsDoneMark+" "+t.Name()+"\n") {
+		t.Fatalf("the test failed in network namespace %s (child: %v):\n%s", ns, err, out)
+	}
+	if testing.Verbose() {
+		t.Logf("child in network namespace %s:\n%s", ns, out)
+	}
+}
+
+func runNetnsChild(t *testing.T, name string, body func(t *testing.T, ns *netns)) {
+	self, err := os.Stat("/proc/self/ns/net")
+	require.NoError(t, err)
+	want, err := os.Stat("/run/netns/" + name)
+	require.NoError(t, err)
+	require.True(t, os.SameFile(self, want), "the child of %s is not in network namespace %s", t.Name(), name)
+
+	ns := &netns{name: name, rsts: make(map[int]int)}
+	ns.capture, err = captureResets()
+	require.NoError(t, err, "capturing RSTs on lo")
+	t.Cleanup(func() { unix.Close(ns.capture) })
+	ns.before = readTCPCounters(t)
+
+	body(t, ns)
+	if !t.Failed() {
+		fmt.Printf("%s %s\n", netnsDoneMark, t.Name())
+	}
+}
+
+// netnsChildTimeout leaves the child what the test's own deadline allows.
+func netnsChildTimeout(t *testing.T) time.Duration {
+	d := 5 * time.Minute
+	if deadline, ok := t.Deadline(); ok {
+		d = min(d, time.Until(deadline)-10*time.Second)
+	}
+	return max(d, 10*time.Second)
+}
+
+// exactRunPattern is a -test.run pattern that selects the test named name
+// (as t.Name() spells it, subtests separated by "/") and nothing else.
+func exactRunPattern(name string) string {
+	parts := strings.Split(name, "/")
+	for i, p := range parts {
+		parts[i] = "^" + regexp.QuoteMeta(p) + "$"
+	}
+	return strings.Join(parts, "/")
+}
+
+// resets returns what the body provoked so far: how the namespace's
+// counters moved since it began, and the RSTs captured by source port. It
+// first waits, up to 5 s, until the capture has seen as many RSTs as the
+// kernel has sent.
+func (ns *netns) resets(t *testing.T) resetCounts {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ns.drainCapture(t)
+		r := tcpDelta(t, ns.before, readTCPCounters(t))
+		captured := 0
+		for _, n := range ns.rsts {
+			captured += n
+		}
+		r.BySource = ns.rsts
+		if int64(captured) == r.OutRsts {
+			return r
+		}
+		require.Less(t, int64(captured), r.OutRsts, "captured more RSTs than the kernel sent")
+		require.True(t, time.Now().Before(deadline), "the kernel sent %d RSTs, the capture saw %d", r.OutRsts, captured)
+		// Wait for the next captured packet (or recheck in 100 ms).
+		fds := []unix.PollFd{{Fd: int32(ns.capture), Events: unix.POLLIN}}
+		if _, err := unix.Poll(fds, 100); err != nil && !errors.Is(err, unix.EINTR) {
+			require.NoError(t, err)
+		}
+	}
+}
+
+// drainCapture reads every RST the capture socket holds.
+func (ns *netns) drainCapture(t *testing.T) {
+	t.Helper()
+	buf := make([]byte, 256)
+	for {
+		n, _, err := unix.Recvfrom(ns.capture, buf, unix.MSG_DONTWAIT)
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			break
+		}
+		require.NoError(t, err, "reading the RST capture")
+		port, ok := rstSourcePort(buf[:n])
+		require.True(t, ok, "the capture filter let through a packet that is not an IPv4 TCP RST: % x", buf[:n])
+		ns.rsts[port]++
+	}
+	st, err := unix.GetsockoptTpacketStats(ns.capture, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+	require.NoError(t, err)
+	require.Zero(t, st.Drops, "the RST capture dropped packets")
+}
+
+// captureResets opens an AF_PACKET socket on lo that receives the IPv4 TCP
+// segments with RST set, once each (as received, not as sent).
+func captureResets() (int, error) {
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		return -1, err
+	}
+	// Protocol 0 receives nothing until bind, so no packet passes
+	// unfiltered.
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	// Classic BPF on lo's 14-byte Ethernet header: drop outgoing copies;
+	// keep IPv4, protocol TCP, flags & RST; capture 128 bytes of it.
+	const skfAdPktType = 0xfffff000 + 4 // SKF_AD_OFF + SKF_AD_PKTTYPE
+	filter := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: skfAdPktType},
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 7, K: unix.PACKET_OUTGOING},
+		{Code: unix.BPF_LD | unix.BPF_H | unix.BPF_ABS, K: 12},
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jf: 5, K: unix.ETH_P_IP},
+		{Code: unix.BPF_LD | unix.BPF_B | unix.BPF_ABS, K: 14 + 9},
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jf: 3, K: unix.IPPROTO_TCP},
+		{Code: unix.BPF_LDX | unix.BPF_B | unix.BPF_MSH, K: 14},
+		{Code: unix.BPF_LD | unix.BPF_B | unix.BPF_IND, K: 14 + 13},
+		{Code: unix.BPF_JMP | unix.BPF_JSET | unix.BPF_K, Jt: 1, K: 0x04},
+		{Code: unix.BPF_RET | unix.BPF_K, K: 0},
+		{Code: unix.BPF_RET | unix.BPF_K, K: 128},
+	}
+	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	setup := func() error {
+		if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
+			return fmt.Errorf("SO_ATTACH_FILTER: %w", err)
+		}
+		// Room for every RST of a run, so none is dropped before resets
+		// reads them.
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 64<<20); err != nil {
+			return fmt.Errorf("SO_RCVBUFFORCE: %w", err)
+		}
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: lo.Index})
+	}
+	if err := setup(); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// rstSourcePort returns the TCP source port of a captured frame.
+func rstSourcePort(frame []byte) (int, bool) {
+	if len(frame) < 14+20 {
+		return 0, false
+	}
+	ip := frame[14:]
+	ihl := int(ip[0]&0x0f) * 4
+	if ip[0]>>4 != 4 || ip[9] != unix.IPPROTO_TCP || len(ip) < ihl+14 || ip[ihl+13]&0x04 == 0 {
+		return 0, false
+	}
+	return int(binary.BigEndian.Uint16(ip[ihl:])), true
+}
+
+// readTCPCounters reads this namespace's Tcp and TcpExt counters.
+func readTCPCounters(t *testing.T) map[string]int64 {
+	t.Helper()
+	m := make(map[string]int64)
+	for _, f := range []string{"/proc/net/snmp", "/proc/net/netstat"} {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		c, err := parseSNMP(string(b))
+		require.NoError(t, err, "parsing %s", f)
+		for k, v := range c {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// tcpDelta is how the counters moved from before to after.
+func tcpDelta(t *testing.T, before, after map[string]int64) resetCounts {
+	t.Helper()
+	d := resetCounts{Moved: make(map[string]int64)}
+	for k, v := range after {
+		if (strings.HasPrefix(k, "Tcp:") || strings.HasPrefix(k, "TcpExt:")) && v != before[k] {
+			d.Moved[k] = v - before[k]
+		}
+	}
+	for key, dst := range map[string]*int64{
+		"Tcp:OutRsts":            &d.OutRsts,
+		"TcpExt:TCPAbortOnClose": &d.AbortOnClose,
+		"TcpExt:TCPAbortOnData":  &d.AbortOnData,
+	} {
+		_, ok := after[key]
+		require.True(t, ok, "no counter %s in /proc/net/snmp or /proc/net/netstat", key)
+		*dst = d.Moved[key]
+	}
+	return d
+}
+
+// parseSNMP parses the format of /proc/net/snmp and /proc/net/netstat: for
+// each group a line of names and then a line of values, both starting with
+// the group's name ("Tcp:"). Keys are "Group:Name".
+func parseSNMP(text string) (map[string]int64, error) {
+	m := make(map[string]int64)
+	names := make(map[string][]string) // a group's names, waiting for its values
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
+		}
+		group := f[0]
+		hdr, ok := names[group]
+		if !ok {
+			names[group] = f[1:]
+			continue
+		}
+		delete(names, group)
+		if len(hdr) != len(f)-1 {
+			return nil, fmt.Errorf("group %s has %d names and %d values", group, len(hdr), len(f)-1)
+		}
+		for i, v := range f[1:] {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("%s%s: %w", group, hdr[i], err)
+			}
+			m[group+hdr[i]] = n
+		}
+	}
+	return m, sc.Err()
+}
+
+func TestParseSNMP(t *testing.T) {
+	m, err := parseSNMP("Tcp: RtoAlgorithm MaxConn OutRsts\nTcp: 1 -1 42\nUdp: InDatagrams\nUdp: 7\n" +
+		"TcpExt: SyncookiesSent TCPAbortOnData TCPAbortOnClose\nTcpExt: 0 3 5\n")
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int64{
+		"Tcp:RtoAlgorithm": 1, "Tcp:MaxConn": -1, "Tcp:OutRsts": 42,
+		"Udp:InDatagrams":       7,
+		"TcpExt:SyncookiesSent": 0, "TcpExt:TCPAbortOnData": 3, "TcpExt:TCPAbortOnClose": 5,
+	}, m)
+
+	_, err = parseSNMP("Tcp: A B\nTcp: 1\n")
+	assert.Error(t, err, "fewer values than names")
+}
+
+// TestNetnsCountsResets checks the instrument: in a namespace, a connection
+// closed with unread data is counted once by the kernel and once by the
+// capture, from the closing side's port.
+func TestNetnsCountsResets(t *testing.T) {
+	inNetns(t, func(t *testing.T, ns *netns) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		t.Cleanup(func() { ln.Close() })
+		c, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		s, err := ln.Accept()
+		require.NoError(t, err)
+		t.Cleanup(func() { s.Close() })
+		_, err = c.Write([]byte("xy"))
+		require.NoError(t, err)
+		var b [1]byte
+		_, err = s.Read(b[:]) // one segment: "y" is queued now
+		require.NoError(t, err)
+		require.NoError(t, s.Close())
+
+		r := ns.resets(t)
+		port := ln.Addr().(*net.TCPAddr).Port
+		assert.Equal(t, int64(1), r.OutRsts, "TcpOutRsts")
+		assert.Equal(t, int64(1), r.AbortOnClose, "TcpExtTCPAbortOnClose")
+		assert.Equal(t, 1, r.From(port), "RSTs from the server's port; by source: %v", r.BySource)
+		assert.Zero(t, r.NotFrom(port), "RSTs from elsewhere; by source: %v", r.BySource)
+	})
+}
