@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log"
 	"net"
 	"os"
 	"path/filepath"
@@ -155,7 +156,8 @@ func (l *pipeListener) Addr() net.Addr { return &net.UnixAddr{Name: "pipe", Net:
 func TestConnWithoutHalfCloseClosesPlainly(t *testing.T) {
 	pl := &pipeListener{conns: make(chan net.Conn, 1)}
 	closes := make(chan linger.CloseInfo, 1)
-	ln := linger.Wrap(pl, linger.Config{OnClose: func(ci linger.CloseInfo) { closes <- ci }})
+	var logged bytes.Buffer
+	ln := linger.Wrap(pl, linger.Config{OnClose: func(ci linger.CloseInfo) { closes <- ci }, ErrorLog: log.New(&logged, "", 0)})
 	client, server := net.Pipe()
 	pl.conns <- server
 	nc, err := ln.Accept()
@@ -186,8 +188,9 @@ func TestConnWithoutHalfCloseClosesPlainly(t *testing.T) {
 
 	require.NoError(t, c.Close())
 	ci := <-closes
-	assert.Equal(t, linger.Clean, ci.Outcome)
+	assert.Equal(t, linger.Plain, ci.Outcome)
 	assert.Equal(t, -1, ci.Unread)
+	assert.Contains(t, logged.String(), "net.pipe, which hides CloseWrite", "the user learns why once")
 	_, err = client.Read(buf)
 	assert.ErrorIs(t, err, io.EOF)
 	require.NoError(t, ln.Shutdown(context.Background()))

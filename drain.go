@@ -67,9 +67,8 @@ func (c *Conn) close() {
 		c.finish(info, start, Aborted)
 		return
 	case !canHalfClose:
-		// Not TCP-like (a pipe, say): nothing to linger on.
 		c.conn.Close()
-		c.finish(info, start, Clean)
+		c.finish(info, start, Plain)
 		return
 	case info.Unread == 0 && c.sawEOF.Load():
 		// The peer closed first and everything was read: a plain close

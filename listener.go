@@ -2,6 +2,7 @@ package linger
 
 import (
 	"context"
+	"fmt"
 	"log"
 	"net"
 	"sync"
@@ -312,10 +313,11 @@ const (
 	optKeepAlive = iota
 	optUserTimeout
 	optAbortive
+	optHalfClose
 	numSockopts
 )
 
-var sockoptNames = [numSockopts]string{"TCP keep-alive", "TCP_USER_TIMEOUT", "SO_LINGER 0"}
+var sockoptNames = [numSockopts]string{"TCP keep-alive", "TCP_USER_TIMEOUT", "SO_LINGER 0", "half-close"}
 
 // applySockopts sets the configured options on a new connection. Options
 // the connection does not support (not TCP) are skipped; errors are
@@ -323,6 +325,9 @@ var sockoptNames = [numSockopts]string{"TCP keep-alive", "TCP_USER_TIMEOUT", "SO
 func (l *Listener) applySockopts(c *Conn) {
 	tc, ok := c.conn.(*net.TCPConn)
 	if !ok {
+		if _, ok := c.conn.(interface{ CloseWrite() error }); !ok {
+			l.reportOnce(optHalfClose, fmt.Errorf("the wrapped listener returns %T, which hides CloseWrite: these connections close plainly (outcome plain), without lingering; wrap the TCP listener itself and put other listener wrappers outside linger", c.conn))
+		}
 		return
 	}
 	cfg := &l.cfg
@@ -350,6 +355,6 @@ func (l *Listener) reportOnce(opt int, err error) {
 		if l.cfg.ErrorLog != nil {
 			logf = l.cfg.ErrorLog.Printf
 		}
-		logf("linger: setting %s on accepted connections failed, skipping it (reported once): %v", sockoptNames[opt], err)
+		logf("linger: %s on accepted connections is not possible, skipping it (reported once): %v", sockoptNames[opt], err)
 	})
 }

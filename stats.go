@@ -8,7 +8,7 @@ import (
 )
 
 // Outcome says how a connection's close ended. The first outcome that
-// applies, in this order, is reported: [Rescued], [Aborted] and [Shed] (decided when
+// applies, in this order, is reported: [Rescued], [Aborted], [Plain] and [Shed] (decided when
 // the owner closes), then how a lingering close ended ([Reset],
 // [Overflow], [Timeout]), then what it saw before the peer's FIN
 // ([Pending], [Crossed]), else [Clean].
@@ -44,11 +44,18 @@ const (
 	// a Read in flight returned it, or Accept returned the connection
 	// again. The connection's final close is reported later, on its own.
 	Rescued
+	// Plain: the connection cannot half-close, so it was closed at once,
+	// without lingering: it is not TCP-like (a pipe), or a listener
+	// wrapped below linger returns connections that hide CloseWrite
+	// (x/net/netutil.LimitListener, go-proxyproto). The kernel may still
+	// reset such a close; Accept logs the wrapper's type once. Put linger
+	// innermost, directly on the TCP listener.
+	Plain
 
 	numOutcomes
 )
 
-var outcomeNames = [numOutcomes]string{"clean", "pending", "crossed", "timeout", "overflow", "reset", "shed", "aborted", "rescued"}
+var outcomeNames = [numOutcomes]string{"clean", "pending", "crossed", "timeout", "overflow", "reset", "shed", "aborted", "rescued", "plain"}
 
 // String returns the outcome's lower-case name, such as "crossed".
 func (o Outcome) String() string {
@@ -88,6 +95,8 @@ type Stats struct {
 
 	// Rescued counts requests handed back instead of closed (Config.Rescue).
 	Rescued int64
+	// Plain counts closes of connections that cannot half-close.
+	Plain int64
 }
 
 // Count returns the number of finished closes with outcome o.
@@ -111,6 +120,8 @@ func (s Stats) Count(o Outcome) int64 {
 		return s.Aborted
 	case Rescued:
 		return s.Rescued
+	case Plain:
+		return s.Plain
 	}
 	return 0
 }
@@ -118,7 +129,7 @@ func (s Stats) Count(o Outcome) int64 {
 // Closed returns the number of finished closes, whatever their outcome;
 // rescues are not closes.
 func (s Stats) Closed() int64 {
-	return s.Clean + s.Pending + s.Crossed + s.Timeout + s.Overflow + s.Reset + s.Shed + s.Aborted
+	return s.Clean + s.Pending + s.Crossed + s.Timeout + s.Overflow + s.Reset + s.Shed + s.Aborted + s.Plain
 }
 
 type counters struct {
@@ -142,5 +153,6 @@ func (c *counters) snapshot() Stats {
 		Shed:      o(Shed),
 		Aborted:   o(Aborted),
 		Rescued:   o(Rescued),
+		Plain:     o(Plain),
 	}
 }

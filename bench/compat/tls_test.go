@@ -1,0 +1,172 @@
+package compat_test
+
+import (
+	"bytes"
+	"crypto/tls"
+	"io"
+	"net"
+	"testing"
+
+	"github.com/linger-go/linger"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// tlsConfigs returns a server config with a fresh self-signed certificate
+// and a client config that trusts it.
+func tlsConfigs(t *testing.T) (srv, client *tls.Config) {
+	t.Helper()
+	cert, pool, err := selfSigned()
+	require.NoError(t, err)
+	return &tls.Config{Certificates: []tls.Certificate{cert}},
+		&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+}
+
+// TestTLSCloseNotify: tls.NewListener(linger.Wrap(ln)), the order
+// crypto/tls documents (TLS over a net.Listener). The server's
+// tls.Conn.Close sends close_notify, then closes the *linger.Conn, which
+// lingers. The client's TLS read ends in io.EOF, which crypto/tls returns
+// only for a close_notify (a bare FIN is io.ErrUnexpectedEOF), and the TCP
+// stream under it ends in a FIN, even when the client's request was left
+// unread. The raw control shows that close resetting the stream.
+func TestTLSCloseNotify(t *testing.T) {
+	// run serves one connection through inner and returns how the
+	// client's TLS read and then its TCP read ended.
+	run := func(t *testing.T, inner net.Listener, unread bool) (tlsErr, tcpErr error) {
+		srvCfg, cliCfg := tlsConfigs(t)
+		ln := tls.NewListener(inner, srvCfg)
+		rawClient := dial(t, ln)
+		client := tls.Client(rawClient, cliCfg)
+		srv := accept(t, ln).(*tls.Conn)
+		hs := make(chan error, 1)
+		go func() { hs <- client.Handshake() }()
+		require.NoError(t, srv.Handshake())
+		require.NoError(t, <-hs)
+
+		if unread {
+			_, err := client.Write(request)
+			require.NoError(t, err)
+			_, err = io.ReadFull(srv, make([]byte, 1)) // the rest stays unread
+			require.NoError(t, err)
+		}
+		_, err := srv.Write([]byte("bye"))
+		require.NoError(t, err)
+		require.NoError(t, srv.Close())
+
+		got, tlsErr := io.ReadAll(client)
+		assert.Equal(t, "bye", string(got))
+		tcpErr = readEnd(rawClient)
+		rawClient.Close()
+		return tlsErr, tcpErr
+	}
+
+	t.Run("raw/unread", func(t *testing.T) {
+		tlsErr, tcpErr := run(t, listenTCP(t), true)
+		assert.NoError(t, tlsErr, "close_notify arrived before the reset")
+		assert.True(t, isReset(tcpErr), "control: the raw close resets, got %v", tcpErr)
+	})
+	for _, unread := range []bool{false, true} {
+		name := map[bool]string{false: "linger/idle", true: "linger/unread"}[unread]
+		t.Run(name, func(t *testing.T) {
+			ls := wrapLinger(t, listenTCP(t), linger.Config{})
+			tlsErr, tcpErr := run(t, ls, unread)
+			assert.NoError(t, tlsErr, "client must read close_notify, not a reset or bare FIN")
+			assert.NoError(t, tcpErr, "then the TCP stream ends in a FIN, not a reset")
+			ci := ls.next(t)
+			if unread {
+				assert.Equal(t, linger.Pending, ci.Outcome)
+				assert.Positive(t, ci.Discarded)
+			} else {
+				assert.Equal(t, linger.Clean, ci.Outcome)
+			}
+		})
+	}
+}
+
+// TestTLSNetConnChain: the server's tls.Conn.NetConn() is the
+// *linger.Conn, whose NetConn() is the socket, so code that looks for the
+// socket under TLS (for SyscallConn, or net/http's CloseWrite) finds it.
+func TestTLSNetConnChain(t *testing.T) {
+	srvCfg, _ := tlsConfigs(t)
+	ln := tls.NewListener(wrapLinger(t, listenTCP(t), linger.Config{}), srvCfg)
+	dial(t, ln)
+	srv := accept(t, ln).(*tls.Conn)
+	lc, ok := srv.NetConn().(*linger.Conn)
+	require.True(t, ok, "tls.Conn.NetConn() is %T, want *linger.Conn", srv.NetConn())
+	assert.IsType(t, (*net.TCPConn)(nil), lc.NetConn())
+	_, err := lc.SyscallConn()
+	assert.NoError(t, err)
+}
+
+// TestTLSFailedHandshakeGarbage: a client that sends no TLS at all (a
+// plaintext HTTP request to the TLS port). The server's handshake fails
+// after one record header and it closes with the rest unread: the raw
+// control resets the client, linger lets it read EOF.
+func TestTLSFailedHandshakeGarbage(t *testing.T) {
+	garbage := bytes.Repeat([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), 2500) // 65 kB
+	run := func(t *testing.T, inner net.Listener) error {
+		srvCfg, _ := tlsConfigs(t)
+		ln := tls.NewListener(inner, srvCfg)
+		client := dial(t, ln)
+		_, err := client.Write(garbage)
+		require.NoError(t, err)
+		srv := accept(t, ln).(*tls.Conn)
+		var rhe tls.RecordHeaderError
+		require.ErrorAs(t, srv.Handshake(), &rhe, "the handshake fails on the first record")
+		require.NoError(t, srv.Close())
+		err = readEnd(client)
+		client.Close()
+		return err
+	}
+	t.Run("raw", func(t *testing.T) {
+		err := run(t, listenTCP(t))
+		assert.True(t, isReset(err), "control: the raw close resets, got %v", err)
+	})
+	t.Run("linger", func(t *testing.T) {
+		ls := wrapLinger(t, listenTCP(t), linger.Config{})
+		assert.NoError(t, run(t, ls), "client must read EOF, not a reset")
+		ci := ls.next(t)
+		assert.Equal(t, linger.Pending, ci.Outcome)
+		assert.Positive(t, ci.Unread)
+	})
+}
+
+// TestTLSClientCertRejected: the server requires a client certificate and
+// the client has none. In TLS 1.3 the client's handshake completes before
+// the server has checked its certificate, so the client sends its request;
+// the server's handshake fails, it sends a certificate_required alert and
+// closes with the request unread. Under linger the client reads the alert
+// and then the TCP stream ends in a FIN, not a reset.
+func TestTLSClientCertRejected(t *testing.T) {
+	srvCfg, cliCfg := tlsConfigs(t)
+	srvCfg.ClientAuth = tls.RequireAndVerifyClientCert
+	srvCfg.ClientCAs = cliCfg.RootCAs
+	srvCfg.MinVersion = tls.VersionTLS13
+
+	ls := wrapLinger(t, listenTCP(t), linger.Config{})
+	ln := tls.NewListener(ls, srvCfg)
+	rawClient := dial(t, ln)
+	client := tls.Client(rawClient, cliCfg)
+	srv := accept(t, ln).(*tls.Conn)
+	done := make(chan error, 1)
+	go func() {
+		err := srv.Handshake()
+		srv.Close()
+		done <- err
+	}()
+	require.NoError(t, client.Handshake(), "TLS 1.3: the client's side completes first")
+	_, err := client.Write(request)
+	require.NoError(t, err)
+	require.ErrorContains(t, <-done, "certificate", "the server rejects the missing certificate")
+
+	_, err = client.Read(make([]byte, 1))
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "remote error: tls: certificate required", "client reads the server's alert")
+	assert.False(t, isReset(err))
+	assert.NoError(t, readEnd(rawClient), "then the stream ends in a FIN, not a reset")
+	rawClient.Close()
+
+	ci := ls.next(t)
+	assert.Contains(t, []linger.Outcome{linger.Pending, linger.Crossed}, ci.Outcome, "the request met the close")
+	assert.Positive(t, ci.Discarded)
+}
