@@ -6,6 +6,7 @@ import (
 	"log"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -24,6 +25,7 @@ type Listener struct {
 	changed  chan struct{}      // closed and cleared when conns shrinks; nil if nobody waits
 	aborting bool               // Shutdown's context ended
 	closed   bool               // Close was called
+	backlog  []*Conn            // taken from the kernel's accept queue at Close, for Accept
 
 	// With Config.Rescue, Accept takes connections from a loop that
 	// accepts from ln, and rescued connections from requeued.
@@ -92,6 +94,9 @@ func (l *Listener) Accept() (net.Conn, error) {
 	if l.cfg.Rescue == nil {
 		c, err := l.accept()
 		if err != nil {
+			if c := l.takeBacklog(); c != nil {
+				return c, nil
+			}
 			return nil, err // a nil *Conn must not become a non-nil net.Conn
 		}
 		return c, nil
@@ -114,8 +119,24 @@ func (l *Listener) Accept() (net.Conn, error) {
 		}
 		return r.c, nil
 	case <-l.done:
+		if c := l.takeBacklog(); c != nil {
+			return c, nil
+		}
 		return nil, l.closedErr()
 	}
+}
+
+// takeBacklog returns the next connection Close took from the kernel's
+// accept queue, or nil.
+func (l *Listener) takeBacklog() *Conn {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.backlog) == 0 {
+		return nil
+	}
+	c := l.backlog[0]
+	l.backlog = l.backlog[1:]
+	return c
 }
 
 // accept accepts one connection from the wrapped listener.
@@ -145,8 +166,10 @@ func (l *Listener) acceptLoop() {
 		select {
 		case l.accepted <- acceptResult{c, err}:
 		case <-l.done:
-			if c != nil {
-				c.Close()
+			if c != nil { // accepted before Close: Accept still returns it
+				l.mu.Lock()
+				l.backlog = append(l.backlog, c)
+				l.mu.Unlock()
 			}
 			return
 		}
@@ -178,6 +201,14 @@ func (l *Listener) requeue(old, nc *Conn) bool {
 // Close stops accepting, closing the wrapped listener. Accepted and
 // lingering connections are left alone; see [Listener.Shutdown] to wait for
 // them. Rescued connections that Accept had not returned yet are closed.
+//
+// Connections the kernel had already completed but the server had not
+// accepted would be reset by the close (clients see ECONNRESET, a proxy
+// 502). On Linux, Close first takes them from the accept queue; Accept
+// returns them before it reports the listener closed, so a server that
+// keeps calling Accept until it fails serves them. Keep doing so after
+// Close: a connection Accept never returns is closed only by
+// [Listener.Shutdown].
 func (l *Listener) Close() error {
 	l.mu.Lock()
 	first := !l.closed
@@ -186,6 +217,9 @@ func (l *Listener) Close() error {
 		close(l.done)
 	}
 	l.mu.Unlock()
+	if first {
+		l.takeAcceptQueue()
+	}
 	if first && l.requeued != nil {
 		for {
 			select {
@@ -245,6 +279,29 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 			l.loops.Wait()
 			return ctx.Err()
 		}
+	}
+}
+
+// takeAcceptQueue moves the kernel's completed connections to l.backlog.
+func (l *Listener) takeAcceptQueue() {
+	sc, ok := l.ln.(syscall.Conn)
+	if !ok {
+		return
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	for _, nc := range acceptQueued(rc) {
+		c := newConn(l, nc)
+		l.applySockopts(c)
+		if !l.track(c) {
+			c.Close()
+			continue
+		}
+		l.mu.Lock()
+		l.backlog = append(l.backlog, c)
+		l.mu.Unlock()
 	}
 }
 

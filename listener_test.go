@@ -7,6 +7,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -111,8 +112,6 @@ func TestShutdownWaitsForOwnersAndLingers(t *testing.T) {
 	go func() { done <- s.Shutdown(context.Background()) }()
 
 	// Each remaining connection holds Shutdown until it is finished.
-	_, err = net.Dial("tcp", s.Addr().String())
-	require.Error(t, err, "Shutdown closed the listener first")
 	select {
 	case err := <-done:
 		t.Fatalf("Shutdown returned %v with a connection open and one lingering", err)
@@ -200,5 +199,67 @@ func TestOutcomeString(t *testing.T) {
 	assert.Equal(t, "Outcome(200)", linger.Outcome(200).String())
 	for o := linger.Clean; o <= linger.Aborted; o++ {
 		assert.NotContains(t, o.String(), "Outcome(")
+	}
+}
+
+// Connections the kernel completed but the server had not accepted yet are
+// reset when a plain listener closes; linger's Close hands them to Accept.
+func TestCloseHandsTheAcceptQueueToTheServer(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("taking the accept queue is Linux's")
+	}
+	const n = 20
+	const req = "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+	// queue dials n clients that each send a request while nobody accepts.
+	queue := func(t *testing.T, ln net.Listener) []net.Conn {
+		clients := make([]net.Conn, n)
+		for i := range clients {
+			c, err := net.Dial("tcp", ln.Addr().String())
+			require.NoError(t, err)
+			t.Cleanup(func() { c.Close() })
+			_, err = io.WriteString(c, req)
+			require.NoError(t, err)
+			clients[i] = c
+		}
+		return clients
+	}
+	t.Run("raw", func(t *testing.T) {
+		ln := rawListen(t)
+		clients := queue(t, ln)
+		require.NoError(t, ln.Close())
+		resets := 0
+		for _, c := range clients {
+			if _, err := readEnd(c); isReset(err) {
+				resets++
+			}
+		}
+		assert.Equal(t, n, resets, "control: the kernel resets the accept queue")
+	})
+	for name, cfg := range map[string]linger.Config{
+		"linger":        {},
+		"linger+rescue": {Rescue: linger.HTTP1Request},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := listen(t, cfg)
+			clients := queue(t, s)
+			require.NoError(t, s.Close())
+			for range n {
+				c, err := s.Accept()
+				require.NoError(t, err, "Accept returns the queued connections first")
+				buf := make([]byte, len(req))
+				_, err = io.ReadFull(c, buf)
+				require.NoError(t, err)
+				assert.Equal(t, req, string(buf))
+				io.WriteString(c, "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+				c.Close()
+			}
+			_, err := s.Accept()
+			assert.ErrorIs(t, err, net.ErrClosed, "then it reports the listener closed")
+			for _, c := range clients {
+				got, err := readEnd(c)
+				assert.NoError(t, err)
+				assert.Contains(t, string(got), "204 No Content", "every queued request was served")
+			}
+		})
 	}
 }

@@ -4,6 +4,8 @@ package linger
 
 import (
 	"io"
+	"net"
+	"os"
 	"syscall"
 	"time"
 
@@ -81,4 +83,30 @@ func peekBytes(rc syscall.RawConn, n int) []byte {
 		return nil
 	}
 	return buf[:got]
+}
+
+// acceptQueued accepts every connection the kernel has already completed
+// on a listening socket, without blocking. Closing a listener resets them
+// otherwise: inet_csk_listen_stop() (net/ipv4/inet_connection_sock.c)
+// disconnects each child still in the accept queue, which sends a RST.
+func acceptQueued(rc syscall.RawConn) []net.Conn {
+	var conns []net.Conn
+	rc.Control(func(fd uintptr) {
+		for {
+			nfd, _, err := unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+			if err == unix.EINTR || err == unix.ECONNABORTED {
+				continue
+			}
+			if err != nil {
+				return // EAGAIN: the queue is empty
+			}
+			f := os.NewFile(uintptr(nfd), "")
+			c, err := net.FileConn(f) // dups the descriptor
+			f.Close()
+			if err == nil {
+				conns = append(conns, c)
+			}
+		}
+	})
+	return conns
 }

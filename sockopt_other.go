@@ -4,6 +4,7 @@ package linger
 
 import (
 	"errors"
+	"net"
 	"syscall"
 	"time"
 )
@@ -22,3 +23,6 @@ func setUserTimeout(syscall.RawConn, time.Duration) error { return nil }
 
 // peekBytes is not needed: without unreadBytes, rescue never triggers.
 func peekBytes(syscall.RawConn, int) []byte { return nil }
+
+// acceptQueued: elsewhere the accept queue is left to the kernel.
+func acceptQueued(syscall.RawConn) []net.Conn { return nil }
