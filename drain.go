@@ -86,20 +86,20 @@ func (c *Conn) close() {
 	// Wake Read and Write calls blocked in the owner's goroutines; they
 	// return net.ErrClosed (see Conn.ioErr).
 	c.conn.SetDeadline(aLongTimeAgo)
+	// The FIN follows whatever the owner has queued, and leaves now, as a
+	// plain close's would: sending it from the linger goroutine would wait
+	// for that goroutine to be scheduled and widen the window in which the
+	// peer's next request crosses it. shutdown(SHUT_WR) does not block.
+	cw.CloseWrite()
 	l.lingerers.Add(1)
-	go c.linger(info, start, cw, rc)
+	go c.linger(info, start, rc)
 }
 
-// linger half-closes, reads and discards until the peer's FIN or a bound,
-// then closes.
-func (c *Conn) linger(info CloseInfo, start time.Duration, cw interface{ CloseWrite() error }, rc syscall.RawConn) {
+// linger reads and discards until the peer's FIN or a bound, then closes.
+func (c *Conn) linger(info CloseInfo, start time.Duration, rc syscall.RawConn) {
 	l := c.l
 	defer l.lingerers.Done()
 	defer l.stats.lingering.Add(-1)
-
-	// The FIN follows whatever the owner has queued; the peer learns that
-	// we are done and, if it is a proxy, closes its end.
-	cw.CloseWrite()
 
 	// A Read that was blocked when Close set the past deadline may not
 	// have returned yet; if we set our own deadline before it sees the
