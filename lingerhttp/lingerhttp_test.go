@@ -1,0 +1,347 @@
+package lingerhttp
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// fakeClock is the sweeper's and ConnState's clock in tests.
+type fakeClock struct{ ns atomic.Int64 }
+
+var base = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func (c *fakeClock) now() time.Time          { return base.Add(time.Duration(c.ns.Load())) }
+func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+func (c *fakeClock) set(d time.Duration)     { c.ns.Store(int64(d)) }
+func (c *fakeClock) elapsed() time.Duration  { return time.Duration(c.ns.Load()) }
+func newFakeClock(s *Server) *fakeClock      { c := &fakeClock{}; s.now = c.now; return c }
+func (s *Server) open() int64                { return s.Listener().Stats().Open }
+func (s *Server) waitServing(t *testing.T) {
+	t.Helper()
+	require.Eventually(t, func() bool { return s.Listener() != nil }, 5*time.Second, time.Millisecond)
+}
+func isReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+func ok(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }
+
+// harness runs a Server on loopback and reports its connections' idle
+// transitions, so tests move the clock only once a connection is idle.
+type harness struct {
+	*Server
+	srv   *http.Server
+	addr  string
+	idle  chan net.Conn
+	serve chan error
+}
+
+func start(t *testing.T, h http.Handler, srvIdle time.Duration, cfg Config, fake bool) (*harness, *fakeClock) {
+	t.Helper()
+	hs := &harness{idle: make(chan net.Conn, 64), serve: make(chan error, 1)}
+	hs.srv = &http.Server{
+		Handler:     h,
+		IdleTimeout: srvIdle,
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateIdle {
+				hs.idle <- c
+			}
+		},
+	}
+	hs.Server = New(hs.srv, cfg)
+	var clock *fakeClock
+	if fake {
+		clock = newFakeClock(hs.Server)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	hs.addr = ln.Addr().String()
+	go func() { hs.serve <- hs.Serve(ln) }()
+	hs.waitServing(t)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		hs.Shutdown(ctx)
+		<-hs.serve
+	})
+	return hs, clock
+}
+
+// client is one keep-alive connection speaking HTTP/1.1 by hand, so the
+// test sees every Connection header and how the connection ends.
+type client struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func (h *harness) dial(t *testing.T) *client {
+	t.Helper()
+	c, err := net.Dial("tcp", h.addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return &client{Conn: c, br: bufio.NewReader(c)}
+}
+
+func (c *client) get(path string) (*http.Response, error) {
+	if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		return nil, err
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		return nil, err
+	}
+	_, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, err
+}
+
+// waitIdle waits until the server has marked a connection idle.
+func (h *harness) waitIdle(t *testing.T) {
+	t.Helper()
+	select {
+	case <-h.idle:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no connection went idle")
+	}
+}
+
+func TestRetireSendsConnectionCloseOnceOnTheRetiredConnection(t *testing.T) {
+	// The server's IdleTimeout of 1 s becomes the retire threshold.
+	h, clock := start(t, http.HandlerFunc(ok), time.Second, Config{}, true)
+	a, b := h.dial(t), h.dial(t)
+	for _, c := range []*client{a, b} {
+		resp, err := c.get("/")
+		require.NoError(t, err)
+		assert.False(t, resp.Close)
+		h.waitIdle(t)
+	}
+	clock.advance(1500 * time.Millisecond) // both idle 1.5 s: past the threshold
+
+	resp, err := a.get("/")
+	require.NoError(t, err)
+	assert.True(t, resp.Close, "the retired connection's next response says Connection: close")
+	_, err = a.br.ReadByte()
+	assert.ErrorIs(t, err, io.EOF, "and the server ends it with a FIN")
+
+	resp, err = b.get("/")
+	require.NoError(t, err)
+	assert.True(t, resp.Close, "b was idle as long: retired too")
+
+	c := h.dial(t)
+	for range 3 {
+		resp, err = c.get("/")
+		require.NoError(t, err)
+		assert.False(t, resp.Close, "a connection reused within the threshold is never retired")
+		h.waitIdle(t)
+		clock.advance(500 * time.Millisecond)
+	}
+	assert.EqualValues(t, 0, h.Listener().Stats().Crossed+h.Listener().Stats().Pending)
+}
+
+func TestHardCapClosesIdleConnectionsAndGrowsWithReuse(t *testing.T) {
+	h, clock := start(t, http.HandlerFunc(ok), time.Second, Config{CloseIdleAfter: 10 * time.Second}, true)
+	a := h.dial(t)
+	_, err := a.get("/")
+	require.NoError(t, err)
+	h.waitIdle(t)
+	start := clock.elapsed()
+
+	clock.set(start + 10*time.Second - time.Millisecond)
+	h.closeIdle()
+	assert.EqualValues(t, 1, h.open(), "not closed before the cap")
+	clock.set(start + 10*time.Second)
+	h.closeIdle()
+	assert.EqualValues(t, 0, h.open(), "closed at the cap")
+	_, err = a.br.ReadByte()
+	assert.ErrorIs(t, err, io.EOF, "with a FIN")
+
+	// A peer reuses a connection after 9 s: the cap grows to 9 s + 2.25 s.
+	b := h.dial(t)
+	_, err = b.get("/")
+	require.NoError(t, err)
+	h.waitIdle(t)
+	clock.advance(9 * time.Second)
+	resp, err := b.get("/")
+	require.NoError(t, err)
+	assert.True(t, resp.Close, "retired after 9 s idle")
+	assert.Equal(t, 9*time.Second, h.Advice().LongestReuse)
+
+	c := h.dial(t)
+	_, err = c.get("/")
+	require.NoError(t, err)
+	h.waitIdle(t)
+	idleFrom := clock.elapsed()
+	clock.set(idleFrom + 11*time.Second)
+	h.closeIdle()
+	assert.EqualValues(t, 1, h.open(), "the grown cap holds at 11 s")
+	clock.set(idleFrom + 11250*time.Millisecond)
+	h.closeIdle()
+	assert.EqualValues(t, 0, h.open(), "and closes at 11.25 s")
+}
+
+func TestAdviceReportsWhatWasProvoked(t *testing.T) {
+	var advised []Advice
+	var mu sync.Mutex
+	cfg := Config{CloseIdleAfter: 10 * time.Second, OnAdvice: func(a Advice) { mu.Lock(); advised = append(advised, a); mu.Unlock() }}
+	h, clock := start(t, http.HandlerFunc(ok), time.Second, cfg, true)
+
+	// One reuse after 4 s.
+	a := h.dial(t)
+	_, err := a.get("/")
+	require.NoError(t, err)
+	h.waitIdle(t)
+	clock.advance(4 * time.Second)
+	_, err = a.get("/")
+	require.NoError(t, err)
+
+	// Two requests cross the hard cap's close on the wire.
+	for range 2 {
+		c := h.dial(t)
+		_, err = c.get("/")
+		require.NoError(t, err)
+		h.waitIdle(t)
+		clock.advance(20 * time.Second)
+		h.closeIdle()
+		_, err = c.br.ReadByte()
+		require.ErrorIs(t, err, io.EOF, "our FIN arrived")
+		io.WriteString(c, "GET /late HTTP/1.1\r\nHost: x\r\n\r\n") // crosses it
+		c.Close()
+	}
+	require.Eventually(t, func() bool { return h.Advice().Lost == 2 }, 10*time.Second, time.Millisecond)
+	adv := h.Advice()
+	assert.Equal(t, 4*time.Second, adv.LongestReuse)
+	assert.Equal(t, max(4*time.Second, adv.LongestLostIdle)+time.Second, adv.Suggested)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, advised, 1, "advice is given once")
+	assert.EqualValues(t, 1, advised[0].Lost)
+}
+
+func TestShutdownDrains(t *testing.T) {
+	release := make(chan struct{})
+	inHandler := make(chan struct{}, 1)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", ok)
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		inHandler <- struct{}{}
+		<-release
+		io.WriteString(w, "slow ok")
+	})
+	var h *harness
+	mux.Handle("/ready", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ReadyHandler().ServeHTTP(w, r) }))
+	h, _ = start(t, mux, 50*time.Millisecond, Config{DrainDelay: 100 * time.Millisecond}, false)
+
+	idle := h.dial(t)
+	_, err := idle.get("/")
+	require.NoError(t, err)
+	busy := h.dial(t)
+	busyResp := make(chan *http.Response, 1)
+	go func() {
+		resp, err := busy.get("/slow")
+		assert.NoError(t, err)
+		busyResp <- resp
+	}()
+	<-inHandler
+	probe := h.dial(t)
+	resp, err := probe.get("/ready")
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode)
+
+	done := make(chan error, 1)
+	go func() { done <- h.Shutdown(context.Background()) }()
+	require.Eventually(t, func() bool { return h.draining.Load() }, 5*time.Second, time.Millisecond)
+	resp, err = probe.get("/ready")
+	require.NoError(t, err)
+	assert.Equal(t, 503, resp.StatusCode, "the balancer's health check fails first")
+	assert.True(t, resp.Close, "and even that response ends its connection")
+
+	_, err = idle.br.ReadByte()
+	assert.ErrorIs(t, err, io.EOF, "the quiet idle connection gets a FIN")
+	idle.Close()
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned %v with a request in flight", err)
+	default:
+	}
+	close(release)
+	r := <-busyResp
+	require.NotNil(t, r)
+	busy.Close()
+	probe.Close()
+	assert.Equal(t, 200, r.StatusCode)
+	assert.True(t, r.Close, "the in-flight response says Connection: close")
+	assert.NoError(t, <-done)
+	assert.ErrorIs(t, <-h.serve, http.ErrServerClosed)
+	h.serve <- http.ErrServerClosed // for the cleanup
+	st := h.Listener().Stats()
+	assert.EqualValues(t, 0, st.Open+st.Lingering, "every connection and linger finished")
+	assert.EqualValues(t, 0, st.Pending+st.Crossed+st.Reset)
+}
+
+func TestShutdownReturnsAtContextDeadline(t *testing.T) {
+	release := make(chan struct{})
+	inHandler := make(chan struct{}, 1)
+	h, _ := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inHandler <- struct{}{}
+		<-release
+	}), time.Second, Config{}, false)
+	t.Cleanup(func() { close(release) }) // before the harness's Shutdown
+	c := h.dial(t)
+	go c.get("/")
+	<-inHandler
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	begin := time.Now()
+	assert.ErrorIs(t, h.Shutdown(ctx), context.DeadlineExceeded)
+	assert.Less(t, time.Since(begin), 2*time.Second)
+}
+
+// A user who calls http.Server.Shutdown instead still gets FINs, not RSTs.
+func TestHTTPServerShutdownDegradesSafely(t *testing.T) {
+	h, _ := start(t, http.HandlerFunc(ok), time.Second, Config{}, false)
+	clients := make([]*client, 10)
+	for i := range clients {
+		clients[i] = h.dial(t)
+		_, err := clients[i].get("/")
+		require.NoError(t, err)
+		h.waitIdle(t)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, h.srv.Shutdown(ctx))
+	for _, c := range clients {
+		_, err := c.br.ReadByte()
+		assert.ErrorIs(t, err, io.EOF)
+		assert.False(t, isReset(err))
+		c.Close()
+	}
+	assert.ErrorIs(t, <-h.serve, http.ErrServerClosed)
+	h.serve <- http.ErrServerClosed
+	require.NoError(t, h.Listener().Shutdown(ctx))
+}
+
+func TestInvalidConfigPanicsByName(t *testing.T) {
+	assert.PanicsWithValue(t, "lingerhttp: Config.CloseIdleAfter is negative; use zero for the default", func() {
+		New(&http.Server{}, Config{CloseIdleAfter: -1})
+	})
+	assert.PanicsWithValue(t, "lingerhttp: Config.DrainDelay is negative; use zero for no delay", func() {
+		New(&http.Server{}, Config{DrainDelay: -1})
+	})
+}
