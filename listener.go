@@ -6,6 +6,7 @@ import (
 	"log"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -26,6 +27,7 @@ type Listener struct {
 	aborting bool               // Shutdown's context ended
 	closed   bool               // Close was called
 	backlog  []*Conn            // taken from the kernel's accept queue at Close, for Accept
+	accepts  atomic.Int32       // Accept calls in progress
 
 	// With Config.Rescue, Accept takes connections from a loop that
 	// accepts from ln, and rescued connections from requeued.
@@ -91,6 +93,8 @@ func Listen(network, address string, cfg Config) (*Listener, error) {
 // rejects never fails Accept: it is skipped and reported to
 // [Config.ErrorLog] once.
 func (l *Listener) Accept() (net.Conn, error) {
+	l.accepts.Add(1)
+	defer l.accepts.Add(-1)
 	if l.cfg.Rescue == nil {
 		c, err := l.accept()
 		if err != nil {
@@ -204,21 +208,19 @@ func (l *Listener) requeue(old, nc *Conn) bool {
 //
 // Connections the kernel had already completed but the server had not
 // accepted would be reset by the close (clients see ECONNRESET, a proxy
-// 502). On Linux, Close first takes them from the accept queue; Accept
-// returns them before it reports the listener closed, so a server that
-// keeps calling Accept until it fails serves them. Keep doing so after
-// Close: a connection Accept never returns is closed only by
+// 502). On Linux, Close first takes them from the accept queue, and
+// Accept returns them before it reports the listener closed: a server that
+// calls Accept until it fails, as net/http.Server does, serves them.
+// Those that no Accept takes are closed, with a FIN, by
 // [Listener.Shutdown].
 func (l *Listener) Close() error {
 	l.mu.Lock()
 	first := !l.closed
 	l.closed = true
-	if first {
-		close(l.done)
-	}
 	l.mu.Unlock()
 	if first {
 		l.takeAcceptQueue()
+		close(l.done) // after the backlog is filled: Accept checks it on done
 	}
 	if first && l.requeued != nil {
 		for {
@@ -258,6 +260,13 @@ func (l *Listener) Stats() Stats {
 // of the Listener survives Shutdown.
 func (l *Listener) Shutdown(ctx context.Context) error {
 	l.Close()
+	if l.accepts.Load() == 0 {
+		// Nobody is accepting: the connections Close took from the
+		// kernel's accept queue would wait for nothing.
+		for c := l.takeBacklog(); c != nil; c = l.takeBacklog() {
+			c.Close()
+		}
+	}
 	for {
 		l.mu.Lock()
 		if len(l.conns) == 0 {

@@ -263,3 +263,32 @@ func TestCloseHandsTheAcceptQueueToTheServer(t *testing.T) {
 		})
 	}
 }
+
+// With nobody accepting, Shutdown closes what Close took from the accept
+// queue, with FINs, instead of waiting for an Accept that never comes.
+func TestShutdownWithNobodyAccepting(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("taking the accept queue is Linux's")
+	}
+	s := listen(t, linger.Config{})
+	clients := make([]net.Conn, 5)
+	for i := range clients {
+		c, err := net.Dial("tcp", s.Addr().String())
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		_, err = io.WriteString(c, "GET / HTTP/1.1\r\n\r\n")
+		require.NoError(t, err)
+		clients[i] = c
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown(ctx) }()
+	for _, c := range clients {
+		_, err := readEnd(c)
+		assert.NoError(t, err, "a FIN, not the kernel's reset")
+		c.Close()
+	}
+	assert.NoError(t, <-done)
+	assert.EqualValues(t, 5, s.Stats().Pending)
+}
