@@ -28,6 +28,7 @@ type Conn struct {
 	cut       atomic.Bool  // Shutdown's context ended: stop lingering
 	lastRead  atomic.Int64 // monotonic time of the last byte read
 	lastWrite atomic.Int64 // monotonic time of the last byte written
+	late      atomic.Int64 // bytes a Read got after Close, dropped
 
 	// Rescue bookkeeping, kept only when Config.Rescue is set.
 	rescueOn  bool
@@ -70,6 +71,14 @@ func (c *Conn) Read(b []byte) (int, error) {
 		c.reading.Add(-1)
 	}
 	if n > 0 {
+		if c.closing.Load() {
+			// A Read parked when Close woke it can still be handed bytes
+			// that arrived meanwhile (the poller reports them ready). They
+			// came after Close: they belong to the lingering close, which
+			// counts them, not to the owner.
+			c.late.Add(int64(n))
+			return 0, c.opError("read", net.ErrClosed)
+		}
 		c.lastRead.Store(int64(monotonic()))
 	}
 	if err != nil {

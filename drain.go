@@ -122,6 +122,13 @@ func (c *Conn) linger(info CloseInfo, start time.Duration, rc syscall.RawConn) {
 		info.Discarded += int64(n)
 	}
 
+	// Bytes the owner's racing Read got after Close (see Conn.Read). They
+	// arrived before the peer's FIN, which the loop above has read, so the
+	// Read that took them has almost surely counted them by now; if it
+	// was preempted in between, they go uncounted and a crossed close
+	// reads as clean. Waiting for it would cost every Read a lock.
+	info.Discarded += c.late.Load()
+
 	var o Outcome
 	switch {
 	case info.Discarded > limit:

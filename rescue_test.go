@@ -121,7 +121,7 @@ func TestRescueDeliversToBlockedRead(t *testing.T) {
 			}
 			got <- string(buf[:n])
 		}()
-		waitParkedInRead(t)
+		waitParked(t, "linger.(*Conn).Read")
 		_, err := io.WriteString(client, req)
 		require.NoError(t, err)
 		require.NoError(t, srv.Close())
@@ -147,22 +147,24 @@ func TestRescueDeliversToBlockedRead(t *testing.T) {
 	t.Fatal("Close never found a Read in flight with the request queued")
 }
 
-// waitParkedInRead waits until some goroutine is parked in the poller
-// inside linger's Conn.Read, by reading the goroutine dump: the only way to
-// know without a sleep.
-func waitParkedInRead(t *testing.T) {
+// waitParked waits until some goroutine is blocked (IO wait, select or
+// chan receive) with frame on its stack, by reading the goroutine dump:
+// the only way to know without a sleep.
+func waitParked(t *testing.T, frame string) {
 	t.Helper()
 	buf := make([]byte, 1<<20)
 	for range 10000 {
 		n := runtime.Stack(buf, true)
 		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
-			if strings.Contains(g, "linger.(*Conn).Read") && strings.Contains(g, "pollWait") {
+			header, _, _ := strings.Cut(g, "\n")
+			blocked := strings.Contains(header, "[IO wait") || strings.Contains(header, "[select") || strings.Contains(header, "[chan receive")
+			if blocked && strings.Contains(g, frame) {
 				return
 			}
 		}
 		runtime.Gosched()
 	}
-	t.Fatal("reader never parked in Read")
+	t.Fatalf("no goroutine blocked in %s", frame)
 }
 
 // requireQueued waits (bounded) until n bytes are queued on c.
