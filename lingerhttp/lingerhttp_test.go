@@ -182,6 +182,10 @@ func TestHardCapClosesIdleConnectionsAndGrowsWithReuse(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, resp.Close, "retired after 9 s idle")
 	assert.Equal(t, 9*time.Second, h.Advice().LongestReuse)
+	_, err = b.br.ReadByte()
+	require.ErrorIs(t, err, io.EOF, "the server ends the retired connection")
+	b.Close()
+	require.Eventually(t, func() bool { return h.open() == 0 }, 10*time.Second, time.Millisecond)
 
 	c := h.dial(t)
 	_, err = c.get("/")
@@ -208,8 +212,12 @@ func TestAdviceReportsWhatWasProvoked(t *testing.T) {
 	require.NoError(t, err)
 	h.waitIdle(t)
 	clock.advance(4 * time.Second)
-	_, err = a.get("/")
+	resp, err := a.get("/")
 	require.NoError(t, err)
+	require.True(t, resp.Close, "retired")
+	_, err = a.br.ReadByte()
+	require.ErrorIs(t, err, io.EOF)
+	a.Close()
 
 	// Two requests cross the hard cap's close on the wire.
 	for range 2 {
