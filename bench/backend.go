@@ -1,0 +1,411 @@
+package main
+
+// The backend: a child process, alone in its network namespace, that runs
+// the servers of one scenario run at a time. The driver talks to it with
+// one JSON line per request on stdin and one per answer on stdout; when its
+// stdin closes (the driver is gone) it exits.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"reflect"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/linger-go/linger"
+)
+
+type request struct {
+	Op       string       `json:"op"` // start, event, counters, stop, grpc
+	Scenario string       `json:"scenario,omitempty"`
+	Variant  string       `json:"variant,omitempty"`
+	Event    string       `json:"event,omitempty"`
+	N        int          `json:"n,omitempty"`
+	GRPC     *grpcRequest `json:"grpc,omitempty"` // the grpc op's close path
+}
+
+type response struct {
+	Err      string        `json:"err,omitempty"`
+	Addrs    []string      `json:"addrs,omitempty"`
+	Counters *tcpCounters  `json:"counters,omitempty"` // movement during the run, if counted
+	Stats    *linger.Stats `json:"stats,omitempty"`    // summed over the run's listeners, if they count
+	Value    float64       `json:"value,omitempty"`    // an event's result
+	GRPC     *grpcResult   `json:"grpc,omitempty"`     // the grpc op's RPCs
+}
+
+// Timing of the backends' servers.
+const (
+	idleRaceTimeout  = 200 * time.Millisecond
+	proxyIdleTimeout = time.Second
+	sweepCloseAfter  = 20 * time.Millisecond // sweep: the server closes this long after its reply
+	earlyBodyLimit   = 1 << 20               // early-response: bodies above this get 413
+	earlyReplyMax    = 1 << 20               // the 413's body, at most
+	proxyReplySize   = 1 << 10
+)
+
+// backendRun is one scenario run: its servers and listeners.
+type backendRun struct {
+	lns     []net.Listener // as served
+	srvs    []*http.Server // nil entries for raw TCP servers
+	conns   sync.WaitGroup // raw TCP accept loops and handlers
+	before  tcpCounters
+	counted bool
+	memBase uint64
+}
+
+func runBackend(host string, countRSTs bool) int {
+	log.SetPrefix("lingerbench backend: ")
+	log.SetFlags(0)
+	raiseFileLimit()
+	in := bufio.NewScanner(os.Stdin)
+	out := json.NewEncoder(os.Stdout)
+	var cur *backendRun
+	for in.Scan() {
+		var req request
+		var resp response
+		if err := json.Unmarshal(in.Bytes(), &req); err != nil {
+			resp.Err = err.Error()
+			out.Encode(resp)
+			continue
+		}
+		var err error
+		switch req.Op {
+		case "start":
+			if cur != nil {
+				cur.stop()
+			}
+			cur, err = startRun(host, req, countRSTs)
+			if err == nil {
+				for _, ln := range cur.lns {
+					resp.Addrs = append(resp.Addrs, ln.Addr().String())
+				}
+			}
+		case "event":
+			if cur == nil {
+				err = errors.New("no run")
+				break
+			}
+			resp.Value, err = cur.event(req)
+		case "counters":
+			// How the counters moved since the run started.
+			if cur == nil || !cur.counted {
+				err = errors.New("no run, or not counting")
+				break
+			}
+			var c tcpCounters
+			if c, err = readCounters(); err == nil {
+				d := c.sub(cur.before)
+				resp.Counters = &d
+			}
+		case "grpc":
+			// A whole run in one request: servers and clients both here.
+			if cur != nil {
+				err = errors.New("grpc during a run")
+				break
+			}
+			resp, err = runGRPC(req, countRSTs)
+		case "stop":
+			if cur == nil {
+				err = errors.New("no run")
+				break
+			}
+			resp = cur.stop()
+			cur = nil
+		default:
+			err = fmt.Errorf("unknown op %q", req.Op)
+		}
+		if err != nil {
+			resp.Err = err.Error()
+		}
+		if err := out.Encode(resp); err != nil {
+			break
+		}
+	}
+	if cur != nil {
+		cur.stop()
+	}
+	return 0
+}
+
+func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
+	v, ok := variantNamed(req.Variant)
+	if !ok {
+		return nil, fmt.Errorf("unknown variant %q", req.Variant)
+	}
+	r := &backendRun{}
+	servers := 1
+	if req.Scenario == "shutdown" {
+		servers = 2 // a rolling deploy: one of two backends goes away
+	}
+	for range servers {
+		inner, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			r.stop()
+			return nil, err
+		}
+		srv := httpServer(req.Scenario)
+		var ln net.Listener
+		if req.Scenario == "memory" {
+			// Memory per lingering connection: every close lingers until
+			// the driver lets go, so nothing may time out or be shed.
+			ln = linger.Wrap(inner, linger.Config{LingerTimeout: time.Minute, MaxLingering: 1 << 20})
+		} else if v.serve != nil && srv != nil {
+			r.lns = append(r.lns, v.serve(srv, inner))
+			r.srvs = append(r.srvs, srv)
+			continue
+		} else {
+			ln = v.wrap(inner, srv)
+		}
+		r.lns = append(r.lns, ln)
+		r.srvs = append(r.srvs, srv)
+		if srv != nil {
+			go srv.Serve(ln)
+			continue
+		}
+		handle := tcpHandler(req.Scenario)
+		if handle == nil {
+			r.stop()
+			return nil, fmt.Errorf("unknown scenario %q", req.Scenario)
+		}
+		r.conns.Add(1)
+		go r.acceptLoop(ln, handle)
+	}
+	if req.Scenario == "memory" {
+		r.memBase = heapAndStacks()
+	}
+	if countRSTs {
+		c, err := readCounters()
+		if err != nil {
+			r.stop()
+			return nil, err
+		}
+		r.before, r.counted = c, true
+	}
+	return r, nil
+}
+
+func (r *backendRun) acceptLoop(ln net.Listener, handle func(net.Conn)) {
+	defer r.conns.Done()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		r.conns.Add(1)
+		go func() {
+			defer r.conns.Done()
+			handle(c)
+		}()
+	}
+}
+
+func (r *backendRun) event(req request) (float64, error) {
+	switch req.Event {
+	case "shutdown":
+		// A deploy takes the first server away: http.Server.Shutdown,
+		// then the listener's own Shutdown where it has one.
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if lh, ok := r.lns[0].(*lingerHTTP); ok {
+			lh.Shutdown(ctx) // lingerhttp's drain replaces http.Server.Shutdown
+			return float64(time.Since(start)) / float64(time.Millisecond), nil
+		}
+		if r.srvs[0] != nil {
+			r.srvs[0].Shutdown(ctx)
+		}
+		if s, ok := r.lns[0].(shutdown); ok {
+			s.Shutdown(ctx)
+		}
+		return float64(time.Since(start)) / float64(time.Millisecond), nil
+	case "measure":
+		// Wait until req.N connections linger, then weigh them.
+		s, ok := r.lns[0].(statser)
+		if !ok {
+			return 0, errors.New("memory needs a listener with Stats")
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for s.Stats().Lingering < int64(req.N) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := s.Stats().Lingering; got < int64(req.N) {
+			return 0, fmt.Errorf("only %d of %d connections lingering", got, req.N)
+		}
+		return (float64(heapAndStacks()) - float64(r.memBase)) / float64(req.N), nil
+	}
+	return 0, fmt.Errorf("unknown event %q", req.Event)
+}
+
+// stop shuts the run's servers down, waits for their closes (and lingering
+// closes), and reports how the counters moved.
+func (r *backendRun) stop() response {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i, ln := range r.lns {
+		if lh, ok := ln.(*lingerHTTP); ok {
+			lh.Shutdown(ctx)
+		} else if srv := r.srvs[i]; srv != nil {
+			srv.Shutdown(ctx)
+		} else {
+			ln.Close()
+		}
+	}
+	r.conns.Wait()
+	var resp response
+	for _, ln := range r.lns {
+		if s, ok := ln.(shutdown); ok {
+			s.Shutdown(ctx)
+		}
+		if s, ok := ln.(statser); ok {
+			st := s.Stats()
+			if resp.Stats == nil {
+				resp.Stats = &linger.Stats{}
+			}
+			addStats(resp.Stats, st)
+		}
+	}
+	if r.counted {
+		// A RST goes out when the socket closes or when the late segment
+		// arrives; everything has closed by now, and nothing more arrives
+		// once the driver's clients are done.
+		time.Sleep(20 * time.Millisecond)
+		if c, err := readCounters(); err == nil {
+			d := c.sub(r.before)
+			resp.Counters = &d
+		}
+	}
+	return resp
+}
+
+// addStats adds s to dst field by field (every field of Stats is a count),
+// so outcomes the library adds later are summed too.
+func addStats(dst *linger.Stats, s linger.Stats) {
+	dv, sv := reflect.ValueOf(dst).Elem(), reflect.ValueOf(s)
+	for i := range dv.NumField() {
+		if f := dv.Field(i); f.CanInt() {
+			f.SetInt(f.Int() + sv.Field(i).Int())
+		}
+	}
+}
+
+func heapAndStacks() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse + m.StackInuse
+}
+
+// httpServer returns the net/http server of an HTTP scenario, or nil for
+// the raw TCP ones.
+func httpServer(scenario string) *http.Server {
+	quiet := log.New(io.Discard, "", 0)
+	switch scenario {
+	case "idle-race":
+		return &http.Server{Handler: http.HandlerFunc(echoHandler(2)), IdleTimeout: idleRaceTimeout, ErrorLog: quiet}
+	case "proxy-idle":
+		return &http.Server{Handler: http.HandlerFunc(echoHandler(proxyReplySize)), IdleTimeout: proxyIdleTimeout, ErrorLog: quiet}
+	case "shutdown":
+		h := echoHandler(proxyReplySize)
+		slow := func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(2 * time.Millisecond) // some work, so a deploy finds requests in flight
+			h(w, r)
+		}
+		return &http.Server{Handler: http.HandlerFunc(slow), IdleTimeout: 30 * time.Second, ErrorLog: quiet}
+	case "early-response":
+		return &http.Server{Handler: http.HandlerFunc(earlyHandler), ErrorLog: quiet}
+	case "overhead", "shutdown-idle":
+		hello := []byte("hello, world\n")
+		return &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(hello) }), ErrorLog: quiet}
+	}
+	return nil
+}
+
+// echoHandler reads the request body and answers size bytes.
+func echoHandler(size int) func(http.ResponseWriter, *http.Request) {
+	reply := []byte(strings.Repeat("x", size))
+	return func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Write(reply)
+	}
+}
+
+var earlyReply = []byte(strings.Repeat("upload too large\n", earlyReplyMax/17+1)[:earlyReplyMax])
+
+// earlyHandler rejects a large upload without reading it, as a server
+// checking Content-Length does; net/http then half-closes and, 500 ms
+// later, closes with the body unread. The 413's body is as long as the
+// query's "reply" asks (an error page, small or large).
+func earlyHandler(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength > earlyBodyLimit {
+		n, _ := strconv.Atoi(r.URL.Query().Get("reply"))
+		w.Header().Set("Content-Length", strconv.Itoa(min(max(n, 0), earlyReplyMax)))
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		w.Write(earlyReply[:min(max(n, 0), earlyReplyMax)])
+		return
+	}
+	io.Copy(io.Discard, r.Body)
+	w.Write([]byte("ok\n"))
+}
+
+// tcpHandler returns the handler of a raw TCP scenario.
+func tcpHandler(scenario string) func(net.Conn) {
+	switch scenario {
+	case "unread-close":
+		return unreadCloseHandler
+	case "sweep":
+		return sweepHandler
+	case "memory":
+		return func(c net.Conn) { c.Close() }
+	}
+	return nil
+}
+
+const unreadCloseReply = "HTTP/1.1 400 Bad Request\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbye\n"
+
+// unreadCloseHandler reads the request line, answers, and closes with the
+// rest of the request unread.
+func unreadCloseHandler(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReaderSize(c, 4096)
+	if _, err := br.ReadString('\n'); err != nil {
+		return
+	}
+	c.Write([]byte(unreadCloseReply))
+}
+
+// sweepHandler answers the client's first line with "ok", then closes the
+// idle connection exactly sweepCloseAfter later, serving the request that
+// arrives before (as an idle timeout does).
+func sweepHandler(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	if _, err := br.ReadString('\n'); err != nil {
+		return
+	}
+	if _, err := c.Write([]byte("ok\n")); err != nil {
+		return
+	}
+	c.SetReadDeadline(time.Now().Add(sweepCloseAfter))
+	if _, err := br.ReadString('\n'); err != nil {
+		return
+	}
+	c.Write([]byte("served\n"))
+}

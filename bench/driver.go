@@ -1,0 +1,431 @@
+package main
+
+// The driver: runs the scenarios' clients and proxies, alternating the
+// variants, and collects what every run saw into rows.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/linger-go/linger"
+)
+
+// A scenario is one user-visible story; run runs all of its rounds.
+type scenario struct {
+	name  string
+	proxy string // the proxy it needs ("nginx", "haproxy"), if any
+	run   func(d *driver) error
+	rows  []string // the rows it makes, in order, if not one named after it
+}
+
+var scenarios = []scenario{
+	{"unread-close", "", (*driver).unreadClose, nil},
+	{"idle-race", "", (*driver).idleRace, nil},
+	{"sweep", "", (*driver).sweep, nil},
+	{"early-response", "", (*driver).earlyResponse, nil},
+	{"nginx-idle", "nginx", func(d *driver) error { return d.proxyIdle("nginx-idle", "nginx") }, nil},
+	{"haproxy-idle", "haproxy", func(d *driver) error { return d.proxyIdle("haproxy-idle", "haproxy") }, nil},
+	{"shutdown", "nginx", (*driver).shutdown, nil},
+	{"grpc", "", (*driver).grpc, grpcRowNames()},
+	{"overhead", "", (*driver).overhead, nil},
+}
+
+// checkedScenarios are those where -check fails on any backend RST of a
+// variant other than raw.
+var checkedScenarios = []string{"unread-close", "idle-race", "nginx-idle", "haproxy-idle", "early-response"}
+
+// clientCheckedRows are rows where -check fails on an RPC that a variant
+// other than raw lost to a reset, as the clients saw it. The grpc rows'
+// kernel counters are not checked: the grpc-go clients share the backend's
+// namespace, and they send RSTs of their own (closing a draining
+// connection while the server's last frames are in flight) whatever the
+// server's listener does.
+var clientCheckedRows = grpcRowNames()
+
+func (s scenario) rowNames() []string {
+	if s.rows != nil {
+		return s.rows
+	}
+	return []string{s.name}
+}
+
+func scenarioNames() []string {
+	var names []string
+	for _, s := range scenarios {
+		names = append(names, s.name)
+	}
+	return names
+}
+
+func knownScenario(name string) bool {
+	for _, s := range scenarios {
+		if s.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// sizes are a mode's counts. Every client loop is bounded by a count and
+// by a time.
+type sizes struct {
+	unreadConns, unreadRounds            int
+	idleClients, idleRounds              int
+	idleFor                              time.Duration
+	sweepTries, sweepRounds              int // tries per offset and round
+	earlyUploads, earlyRounds            int
+	proxyBursts, proxyBurst, proxyRounds int // bursts per round, requests per burst
+	shutdownFor                          time.Duration
+	shutdownRounds                       int
+	overheadFor                          time.Duration
+	overheadPairs, overheadConns         int
+	grpcFor                              time.Duration // per close path, variant and round
+	grpcRounds                           int
+}
+
+var (
+	defaultSizes = sizes{
+		unreadConns: 500, unreadRounds: 2,
+		idleClients: 16, idleRounds: 2, idleFor: 4 * time.Second,
+		sweepTries: 15, sweepRounds: 2,
+		earlyUploads: 16, earlyRounds: 2,
+		proxyBursts: 10, proxyBurst: 64, proxyRounds: 2,
+		shutdownFor: 4 * time.Second, shutdownRounds: 2,
+		overheadFor: 2 * time.Second, overheadPairs: 3, overheadConns: 10000,
+		grpcFor: 1500 * time.Millisecond, grpcRounds: 2,
+	}
+	// Quick mode keeps two rounds wherever it can, so every variant runs
+	// first once: with one round, raw would always run first.
+	quickSizes = sizes{
+		unreadConns: 100, unreadRounds: 2,
+		idleClients: 16, idleRounds: 2, idleFor: time.Second,
+		sweepTries: 4, sweepRounds: 2,
+		earlyUploads: 4, earlyRounds: 2,
+		proxyBursts: 3, proxyBurst: 40, proxyRounds: 2,
+		shutdownFor: time.Second, shutdownRounds: 2,
+		overheadFor: 500 * time.Millisecond, overheadPairs: 3, overheadConns: 2000,
+		grpcFor: 500 * time.Millisecond, grpcRounds: 2,
+	}
+)
+
+type driver struct {
+	ctx     context.Context
+	o       options
+	sz      sizes
+	host    string // the backend's address
+	counted bool   // the backend counts its namespace's RSTs
+	tmp     string // the proxies' configs and logs
+	backend *backendProc
+	res     *results
+	rows    map[string]*row
+
+	burstSeq map[string]int // proxyIdle's place in its pause schedule, per row
+}
+
+// runDriver runs the scenarios with the backend in backendNS, or, if that
+// is "", on loopback, for the reason noNetns.
+func runDriver(o options, backendNS, noNetns string) int {
+	start := time.Now()
+	raiseFileLimit()
+	ctx, cancel := signalContext()
+	defer cancel()
+
+	d := &driver{ctx: ctx, o: o, sz: defaultSizes, host: "127.0.0.1", rows: make(map[string]*row), burstSeq: make(map[string]int)}
+	if o.quick {
+		d.sz = quickSizes
+	}
+	if backendNS != "" {
+		d.host, d.counted = backendIP, true
+	}
+	tmp, err := filepath.Abs(filepath.Join(o.out, "tmp", fmt.Sprintf("run-%d", os.Getpid())))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lingerbench:", err)
+		return 1
+	}
+	d.tmp = tmp
+	if err := os.MkdirAll(d.tmp, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "lingerbench:", err)
+		return 1
+	}
+	if !o.keep {
+		defer os.RemoveAll(d.tmp)
+	}
+	d.res = newResults(o, d.counted)
+
+	b, err := startBackend(backendNS, d.host, d.counted)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lingerbench: starting the backend:", err)
+		return 1
+	}
+	d.backend = b
+	defer b.stop()
+
+	// One line for everything skipped, and why.
+	var skipped []string
+	skip := make(map[string]string)
+	for _, s := range scenarios {
+		if s.proxy == "" || !d.selected(s.name) {
+			continue
+		}
+		switch {
+		case !d.counted:
+			skip[s.name] = "needs network namespaces"
+		case proxyPath(s.proxy) == "":
+			skip[s.name] = s.proxy + " is not installed (bench/run installs it with apt-get as root)"
+		}
+		if why := skip[s.name]; why != "" {
+			skipped = append(skipped, s.name)
+			d.res.Skipped = append(d.res.Skipped, s.name+": "+why)
+		}
+	}
+	switch {
+	case !d.counted:
+		msg := fmt.Sprintf("lingerbench: %s, so no network namespaces: resets are counted as the clients see them (ECONNRESET), not by the kernel", noNetns)
+		if len(skipped) > 0 {
+			msg += "; skipping " + strings.Join(skipped, ", ")
+		}
+		fmt.Fprintln(os.Stderr, msg)
+	case len(skipped) > 0:
+		var parts []string
+		for _, name := range skipped {
+			parts = append(parts, name+" ("+skip[name]+")")
+		}
+		fmt.Fprintf(os.Stderr, "lingerbench: skipping %s\n", strings.Join(parts, ", "))
+	}
+
+	failed := false
+	for _, s := range scenarios {
+		if !d.selected(s.name) || skip[s.name] != "" {
+			continue
+		}
+		t0 := time.Now()
+		err := s.run(d)
+		if ctx.Err() != nil {
+			fmt.Fprintln(os.Stderr, "lingerbench: interrupted; stopping")
+			return 130
+		}
+		if err != nil {
+			failed = true
+			fmt.Fprintf(os.Stderr, "lingerbench: %s failed: %v\n", s.name, err)
+			d.res.Failed = append(d.res.Failed, s.name+": "+err.Error())
+		}
+		fmt.Fprintf(os.Stderr, "lingerbench: %-15s %5.1f s\n", s.name, time.Since(t0).Seconds())
+	}
+	d.res.WallSeconds = time.Since(start).Seconds()
+	for _, s := range scenarios {
+		for _, name := range s.rowNames() {
+			for _, v := range variants {
+				if r := d.rows[name+"/"+v.name]; r != nil {
+					d.res.Rows = append(d.res.Rows, r)
+				}
+			}
+		}
+	}
+
+	fmt.Print(d.res.markdown())
+	if err := d.res.write(o.out); err != nil {
+		fmt.Fprintln(os.Stderr, "lingerbench: writing results:", err)
+		failed = true
+	}
+	if !o.quick && len(o.only) == 0 && !failed {
+		if err := d.res.writeReadmeTable(o.out); err != nil {
+			fmt.Fprintln(os.Stderr, "lingerbench: writing results:", err)
+			failed = true
+		}
+	}
+	if o.check {
+		if bad := d.res.checkFailures(); len(bad) > 0 {
+			for _, b := range bad {
+				fmt.Fprintln(os.Stderr, "lingerbench: check failed:", b)
+			}
+			return 1
+		}
+		fmt.Fprintln(os.Stderr, "lingerbench: check passed")
+	}
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+func (d *driver) selected(name string) bool {
+	return len(d.o.only) == 0 || d.o.only[name]
+}
+
+func (d *driver) logf(format string, args ...any) {
+	if d.o.verbose {
+		fmt.Fprintf(os.Stderr, "lingerbench: "+format+"\n", args...)
+	}
+}
+
+// row returns the row of scenario × variant, made on first use.
+func (d *driver) row(scn, v string) *row {
+	key := scn + "/" + v
+	r := d.rows[key]
+	if r == nil {
+		r = &row{Scenario: scn, Variant: v, Extra: make(map[string]float64)}
+		if d.counted {
+			r.Counters = &tcpCounters{}
+		}
+		d.rows[key] = r
+	}
+	return r
+}
+
+// alternate runs fn for every variant, rounds times, reversing the order
+// every other round so drift and warm-up hit all variants alike.
+func (d *driver) alternate(rounds int, fn func(v variant) error) error {
+	for r := range rounds {
+		for i := range variants {
+			v := variants[i]
+			if r%2 == 1 {
+				v = variants[len(variants)-1-i]
+			}
+			if err := d.ctx.Err(); err != nil {
+				return err
+			}
+			if err := fn(v); err != nil {
+				return fmt.Errorf("%s: %w", v.name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// run starts the backend of scenario backendScn for variant v, runs body
+// against its addresses and stops it, adding the backend's counters and
+// listener stats to the row of scn.
+func (d *driver) run(scn, backendScn string, v variant, body func(addrs []string) error) error {
+	if !v.applies(backendScn) {
+		return nil
+	}
+	resp, err := d.backend.call(request{Op: "start", Scenario: backendScn, Variant: v.name})
+	if err != nil {
+		return err
+	}
+	bodyErr := body(resp.Addrs)
+	stop, err := d.backend.call(request{Op: "stop"})
+	if err != nil {
+		return err
+	}
+	r := d.row(scn, v.name)
+	r.Runs++
+	if stop.Counters != nil && r.Counters != nil {
+		*r.Counters = r.Counters.add(*stop.Counters)
+	}
+	if stop.Stats != nil {
+		if r.Stats == nil {
+			r.Stats = &linger.Stats{}
+		}
+		addStats(r.Stats, *stop.Stats)
+	}
+	d.logf("%s %s: counters %+v stats %+v", scn, v.name, stop.Counters, stop.Stats)
+	return bodyErr
+}
+
+// backendProc is the backend child process and its control pipe.
+type backendProc struct {
+	cmd   *exec.Cmd
+	in    io.WriteCloser
+	lines chan []byte
+	mu    sync.Mutex
+}
+
+func startBackend(ns, host string, counted bool) (*backendProc, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"-role", "backend", "-host", host}
+	if counted {
+		args = append(args, "-count-rsts")
+	}
+	var cmd *exec.Cmd
+	if ns != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", ns, self}, args...)...)
+	} else {
+		cmd = exec.Command(self, args...)
+	}
+	cmd.Stderr = os.Stderr
+	// Its own process group: a Ctrl-C reaches the driver, which stops it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	b := &backendProc{cmd: cmd, in: in, lines: make(chan []byte, 1)}
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			b.lines <- append([]byte(nil), sc.Bytes()...)
+		}
+		close(b.lines)
+	}()
+	return b, nil
+}
+
+func (b *backendProc) call(req request) (response, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var resp response
+	msg, _ := json.Marshal(req)
+	if _, err := b.in.Write(append(msg, '\n')); err != nil {
+		return resp, fmt.Errorf("backend: %w", err)
+	}
+	select {
+	case line, ok := <-b.lines:
+		if !ok {
+			return resp, errors.New("backend exited")
+		}
+		if err := json.Unmarshal(line, &resp); err != nil {
+			return resp, fmt.Errorf("backend said %q: %w", line, err)
+		}
+		if resp.Err != "" {
+			return resp, fmt.Errorf("backend %s: %s", req.Op, resp.Err)
+		}
+		return resp, nil
+	case <-time.After(90 * time.Second):
+		return resp, fmt.Errorf("backend did not answer %s in 90 s", req.Op)
+	}
+}
+
+func (b *backendProc) event(name string, n int) (float64, error) {
+	resp, err := b.call(request{Op: "event", Event: name, N: n})
+	return resp.Value, err
+}
+
+// stop closes the backend's stdin, which makes it exit, and kills it by
+// PID if it has not within 10 s.
+func (b *backendProc) stop() {
+	b.in.Close()
+	done := make(chan struct{})
+	go func() {
+		b.cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		b.cmd.Process.Kill()
+		<-done
+	}
+}

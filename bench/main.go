@@ -1,0 +1,157 @@
+// Command lingerbench is linger's close-behaviour benchmark: it runs every
+// scenario on the raw listener and on linger, alternating, counts the
+// backend's resets with the kernel's own counters, and prints a table
+// (also written to results/latest.json, with the sweep drawn in
+// results/sweep.svg). Run it as bench/run from the repository root.
+//
+// The process started by bench/run is the top: as root it creates two
+// network namespaces joined by a veth pair and re-runs itself in the
+// clients' namespace as the driver; the driver starts the backend (this
+// binary again) in the backend's namespace, the proxies next to itself, and
+// runs the scenarios. Without root the driver runs on loopback and counts
+// the resets the clients see.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	quick, check bool
+	only         map[string]bool // scenarios to run; empty: all
+	out          string          // results directory
+	verbose      bool
+	keep         bool // keep the proxies' configs and logs
+}
+
+func main() {
+	var (
+		o         options
+		only      string
+		role      string
+		backendNS string
+		host      string
+		counted   bool
+	)
+	flag.BoolVar(&o.quick, "quick", false, "small counts, for CI (under 90 s)")
+	flag.BoolVar(&o.check, "check", false, "exit 1 if linger lets the backend send a RST in "+strings.Join(checkedScenarios, ", ")+
+		", or loses an RPC to a reset in "+strings.Join(clientCheckedRows, ", "))
+	flag.StringVar(&only, "only", "", "comma-separated scenarios to run (default all)")
+	flag.StringVar(&o.out, "out", "results", "directory for latest.json, sweep.svg and the proxies' files")
+	flag.BoolVar(&o.verbose, "v", false, "log each run")
+	flag.BoolVar(&o.keep, "keep", false, "keep the proxies' configs and logs in results/tmp")
+	flag.StringVar(&role, "role", "", "internal: driver or backend")
+	flag.StringVar(&backendNS, "backend-ns", "", "internal: the backend's network namespace")
+	flag.StringVar(&host, "host", "127.0.0.1", "internal: the backend's address")
+	flag.BoolVar(&counted, "count-rsts", false, "internal: the backend reads its namespace's counters")
+	flag.Parse()
+	if only != "" {
+		o.only = make(map[string]bool)
+		for _, s := range strings.Split(only, ",") {
+			if !knownScenario(s) {
+				fmt.Fprintf(os.Stderr, "lingerbench: unknown scenario %q; known: %s\n", s, strings.Join(scenarioNames(), ", "))
+				os.Exit(2)
+			}
+			o.only[s] = true
+		}
+	}
+	switch role {
+	case "backend":
+		os.Exit(runBackend(host, counted))
+	case "driver":
+		os.Exit(runDriver(o, backendNS, ""))
+	case "":
+		os.Exit(runTop(o))
+	default:
+		fmt.Fprintf(os.Stderr, "lingerbench: unknown role %q\n", role)
+		os.Exit(2)
+	}
+}
+
+// runTop sets up the namespaces and runs the driver inside, or, without
+// root, runs the driver itself on loopback.
+func runTop(o options) int {
+	if os.Geteuid() != 0 {
+		return runDriver(o, "", "not root")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return runDriver(o, "", "ip (iproute2) is missing")
+	}
+	removeStaleNamespaces()
+	ns, err := newNetns()
+	if err != nil {
+		return runDriver(o, "", fmt.Sprintf("cannot create network namespaces: %v", err))
+	}
+	defer ns.remove()
+
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lingerbench:", err)
+		return 1
+	}
+	args := append([]string{"netns", "exec", ns.client, self, "-role", "driver", "-backend-ns", ns.backend}, os.Args[1:]...)
+	cmd := exec.Command("ip", args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "lingerbench:", err)
+		return 1
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var killed <-chan time.Time
+	for {
+		select {
+		case err := <-done:
+			if killed != nil {
+				return 130
+			}
+			if err != nil {
+				if ee, ok := err.(*exec.ExitError); ok {
+					return ee.ExitCode()
+				}
+				return 1
+			}
+			return 0
+		case <-sigs:
+			// The driver stops its children and exits; give it a moment.
+			cmd.Process.Signal(syscall.SIGTERM)
+			if killed == nil {
+				killed = time.After(15 * time.Second)
+			}
+		case <-killed:
+			cmd.Process.Kill()
+		}
+	}
+}
+
+// signalContext is canceled by SIGINT or SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+}
+
+// raiseFileLimit lifts RLIMIT_NOFILE: the overhead scenario holds 10k
+// connections at once on each side. Go already raises the soft limit to
+// the hard one; as root the hard one can go up too.
+func raiseFileLimit() {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return
+	}
+	const want = 1 << 16
+	if lim.Max < want && os.Geteuid() == 0 {
+		lim.Max = want
+	}
+	lim.Cur = lim.Max
+	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+}

@@ -1,0 +1,272 @@
+package main
+
+// nginx and HAProxy in front of the backend, configured as a balancer
+// usually is: keep-alive connections to the upstream, held 60 s.
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"text/template"
+	"time"
+)
+
+// proxyPath finds a proxy's binary (they live in /usr/sbin, which a
+// non-root PATH may lack).
+func proxyPath(kind string) string {
+	if p, err := exec.LookPath(kind); err == nil {
+		return p
+	}
+	if p := "/usr/sbin/" + kind; fileExists(p) {
+		return p
+	}
+	return ""
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// proxyVersion returns the first line of the proxy's version, or "".
+func proxyVersion(kind string) string {
+	p := proxyPath(kind)
+	if p == "" {
+		return ""
+	}
+	out, _ := exec.Command(p, "-v").CombinedOutput()
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return line
+}
+
+type proxyConfig struct {
+	Dir       string
+	Port      int
+	Upstreams []string
+}
+
+var nginxConf = template.Must(template.New("nginx").Parse(`# lingerbench: nginx as a keep-alive balancer
+user root;
+daemon off;
+master_process on;
+worker_processes 1;
+pid {{.Dir}}/nginx.pid;
+error_log {{.Dir}}/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	client_body_temp_path {{.Dir}}/body;
+	proxy_temp_path {{.Dir}}/proxy;
+	fastcgi_temp_path {{.Dir}}/fastcgi;
+	uwsgi_temp_path {{.Dir}}/uwsgi;
+	scgi_temp_path {{.Dir}}/scgi;
+	upstream backend {
+{{- range .Upstreams}}
+		server {{.}} max_fails=1 fail_timeout=30s;
+{{- end}}
+		keepalive 32;
+		keepalive_timeout 60s;
+		keepalive_requests 100000;
+	}
+	server {
+		listen 127.0.0.1:{{.Port}};
+		keepalive_timeout 60s;
+		keepalive_requests 100000;
+		client_max_body_size 20m;
+		location / {
+			proxy_pass http://backend;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+		}
+	}
+}
+`))
+
+var haproxyConf = template.Must(template.New("haproxy").Parse(`# lingerbench: HAProxy as a keep-alive balancer
+global
+	log stdout format raw local0
+	maxconn 4096
+	nbthread 1
+defaults
+	mode http
+	log global
+	log-format "%ST %tsc %HM"
+	timeout connect 5s
+	timeout client 60s
+	timeout server 60s
+	timeout http-keep-alive 60s
+	http-reuse always
+frontend fe
+	bind 127.0.0.1:{{.Port}}
+	default_backend be
+backend be
+{{- range $i, $u := .Upstreams}}
+	server s{{$i}} {{$u}}
+{{- end}}
+`))
+
+// proxy is a running nginx or HAProxy.
+type proxy struct {
+	kind string
+	dir  string
+	addr string // where clients connect
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func startProxy(kind, dir string, upstreams []string) (*proxy, error) {
+	os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cfg := proxyConfig{Dir: dir, Port: port, Upstreams: upstreams}
+	conf := filepath.Join(dir, kind+".conf")
+	f, err := os.Create(conf)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := nginxConf
+	if kind == "haproxy" {
+		tmpl = haproxyConf
+	}
+	err = tmpl.Execute(f, cfg)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+
+	var cmd *exec.Cmd
+	switch kind {
+	case "nginx":
+		cmd = exec.Command(proxyPath(kind), "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"))
+	case "haproxy":
+		cmd = exec.Command(proxyPath(kind), "-db", "-f", conf)
+	}
+	logf, err := os.Create(filepath.Join(dir, "stdout.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proxy{kind: kind, dir: dir, addr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd, done: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		close(p.done)
+	}()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if c, err := net.DialTimeout("tcp", p.addr, time.Second); err == nil {
+			c.Close()
+			return p, nil
+		}
+		select {
+		case <-p.done:
+			return nil, fmt.Errorf("%s exited: %s", kind, p.tail())
+		default:
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return nil, fmt.Errorf("%s did not listen on %s within 5 s: %s", kind, p.addr, p.tail())
+		}
+	}
+}
+
+// stop stops the proxy by its PID: a graceful stop (nginx SIGQUIT, HAProxy
+// SIGUSR1), then SIGKILL after 5 s.
+func (p *proxy) stop() {
+	sig := syscall.SIGQUIT
+	if p.kind == "haproxy" {
+		sig = syscall.SIGUSR1
+	}
+	p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func (p *proxy) tail() string {
+	var s []string
+	for _, f := range []string{"stdout.log", "error.log"} {
+		b, _ := os.ReadFile(filepath.Join(p.dir, f))
+		if t := strings.TrimSpace(string(b)); t != "" {
+			s = append(s, t)
+		}
+	}
+	return strings.Join(s, "\n")
+}
+
+var (
+	// "2024/01/02 03:04:05 [error] 12#12: *34 upstream prematurely closed
+	// connection while reading response header from upstream, client: ..."
+	nginxLogLine = regexp.MustCompile(`^\S+ \S+ \[(\w+)\] \d+#\d+: (?:\*\d+ )?(.*?)(?:, client: .*)?$`)
+	// "%ST %tsc %HM": "502 SH-- POST", or "-1 SD-- GET" for a client
+	// connection closed without a response.
+	haproxyLogLine = regexp.MustCompile(`^-?\d+ \S{4} \S+$`)
+	// Addresses and ports vary between lines of the same kind.
+	nginxLogVarying = regexp.MustCompile(`\d+\.\d+\.\d+\.\d+(:\d+)?`)
+)
+
+// errorKinds counts the proxy's error-log lines by kind: nginx's message
+// without the request's details, HAProxy's status and termination state
+// of every request that did not end normally.
+func (p *proxy) errorKinds() map[string]int {
+	kinds := make(map[string]int)
+	var file string
+	switch p.kind {
+	case "nginx":
+		file = "error.log"
+	case "haproxy":
+		file = "stdout.log"
+	}
+	f, err := os.Open(filepath.Join(p.dir, file))
+	if err != nil {
+		return kinds
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch p.kind {
+		case "nginx":
+			m := nginxLogLine.FindStringSubmatch(line)
+			if m == nil || m[1] == "notice" {
+				continue
+			}
+			kinds["nginx "+m[1]+": "+nginxLogVarying.ReplaceAllString(m[2], "ADDR")]++
+		case "haproxy":
+			if !haproxyLogLine.MatchString(line) {
+				continue // startup messages
+			}
+			if line == "400 CR-- <BADREQ>" || strings.Contains(line, " ---- ") {
+				continue // startProxy's probe (connected, sent nothing), or normal
+			}
+			kinds["haproxy "+line]++
+		}
+	}
+	return kinds
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}

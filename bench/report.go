@@ -1,0 +1,373 @@
+package main
+
+// The results: the markdown table, results/latest.json and the sweep's
+// SVG (hand-written, no dependencies).
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/linger-go/linger"
+)
+
+// row is what one scenario × variant saw over all its runs. OK, 502, EOF,
+// ECONNRESET and other are the clients' outcomes; what OK means is the
+// scenario's (see the legend under the table).
+type row struct {
+	Scenario  string             `json:"scenario"`
+	Variant   string             `json:"variant"`
+	Runs      int                `json:"runs"`
+	Requests  int                `json:"requests"`
+	OK        int                `json:"ok"`
+	Status502 int                `json:"status502"`
+	EOF       int                `json:"eof"`
+	Reset     int                `json:"econnreset"`
+	Other     int                `json:"other"`
+	Counters  *tcpCounters       `json:"backendCounters,omitempty"` // nil: not counted (not root)
+	Stats     *linger.Stats      `json:"lingerStats,omitempty"`     // nil: the listener does not count
+	Extra     map[string]float64 `json:"extra,omitempty"`
+	Note      string             `json:"note,omitempty"`   // heads the notes
+	Errors    []string           `json:"errors,omitempty"` // a few distinct failures (grpc)
+}
+
+type sweepPoint struct {
+	Variant  string  `json:"variant"`
+	OffsetMs float64 `json:"offsetMs"`
+	Tries    int     `json:"tries"`
+	Served   int     `json:"served"`
+	EOF      int     `json:"eof"`
+	Reset    int     `json:"reset"`
+	Other    int     `json:"other"`
+	RSTs     *int64  `json:"backendRsts,omitempty"` // TcpOutRsts during this offset's tries
+}
+
+type latencyStats struct {
+	RPS   float64 `json:"requestsPerSecond"`
+	P50Ms float64 `json:"p50Ms"`
+	P99Ms float64 `json:"p99Ms"`
+}
+
+type variantLatency struct {
+	Variant string `json:"variant"`
+	latencyStats
+}
+
+type overheadResult struct {
+	Pairs             int                `json:"pairs"`
+	Seconds           float64            `json:"secondsPerRun"`
+	Conns             int                `json:"conns"`
+	Variants          []variantLatency   `json:"variants"`
+	Idle              int                `json:"idleConns"` // connections for the memory and Shutdown measures
+	BytesPerLingering float64            `json:"bytesPerLingeringConn"`
+	ShutdownMs        map[string]float64 `json:"shutdownIdleMs"`
+}
+
+type results struct {
+	Date        string          `json:"date"`
+	Mode        string          `json:"mode"`
+	Kernel      string          `json:"kernel"`
+	NProc       int             `json:"nproc"`
+	Go          string          `json:"go"`
+	Nginx       string          `json:"nginx,omitempty"`
+	HAProxy     string          `json:"haproxy,omitempty"`
+	RSTSource   string          `json:"rstSource"`
+	WallSeconds float64         `json:"wallSeconds"`
+	Skipped     []string        `json:"skipped,omitempty"`
+	Failed      []string        `json:"failed,omitempty"`
+	Rows        []*row          `json:"rows"`
+	Sweep       []*sweepPoint   `json:"sweep,omitempty"`
+	Overhead    *overheadResult `json:"overhead,omitempty"`
+}
+
+func newResults(o options, counted bool) *results {
+	r := &results{
+		Date:    time.Now().UTC().Format(time.RFC3339),
+		Mode:    "default",
+		Kernel:  commandLine("uname", "-r"),
+		NProc:   runtime.NumCPU(),
+		Go:      runtime.Version(),
+		Nginx:   proxyVersion("nginx"),
+		HAProxy: proxyVersion("haproxy"),
+	}
+	if o.quick {
+		r.Mode = "quick"
+	}
+	if counted {
+		r.RSTSource = "kernel counters of the backend's network namespace"
+	} else {
+		r.RSTSource = "none: not root, so only the clients' ECONNRESET counts"
+	}
+	return r
+}
+
+func commandLine(name string, args ...string) string {
+	out, _ := exec.Command(name, args...).Output()
+	return strings.TrimSpace(string(out))
+}
+
+func (r *results) sweepPoint(variant string, offset time.Duration) *sweepPoint {
+	ms := float64(offset) / float64(time.Millisecond)
+	for _, p := range r.Sweep {
+		if p.Variant == variant && p.OffsetMs == ms {
+			return p
+		}
+	}
+	p := &sweepPoint{Variant: variant, OffsetMs: ms}
+	r.Sweep = append(r.Sweep, p)
+	return p
+}
+
+// markdown renders the table and the overhead summary.
+func (r *results) markdown() string {
+	var b strings.Builder
+	rsts := "backend RSTs"
+	if r.RSTSource != "" && !strings.HasPrefix(r.RSTSource, "kernel") {
+		rsts = "backend RSTs (not counted: not root)"
+	}
+	fmt.Fprintf(&b, "\n| scenario | variant | requests | OK | 502 | EOF | ECONNRESET | other | %s | abort on close / data | rescued | notes |\n", rsts)
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	for _, row := range r.Rows {
+		rst, aborts := "n/a", "n/a"
+		if c := row.Counters; c != nil {
+			rst = strconv.FormatInt(c.OutRsts, 10)
+			aborts = fmt.Sprintf("%d / %d", c.AbortOnClose, c.AbortOnData)
+		}
+		rescued := ""
+		if row.Stats != nil {
+			rescued = strconv.FormatInt(row.Stats.Rescued, 10)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %s | %s | %s | %s |\n",
+			row.Scenario, row.Variant, row.Requests, row.OK, row.Status502, row.EOF, row.Reset, row.Other,
+			rst, aborts, rescued, row.notes())
+	}
+	if oh := r.Overhead; oh != nil && len(oh.Variants) > 0 {
+		base := oh.Variants[0]
+		fmt.Fprintf(&b, "\noverhead: %d keep-alive connections, %d alternating pairs of %.1f s; ratios to %s:",
+			oh.Conns, oh.Pairs, oh.Seconds, base.Variant)
+		for _, v := range oh.Variants[1:] {
+			fmt.Fprintf(&b, " %s throughput ×%.3f, p50 ×%.3f, p99 ×%.3f;", v.Variant,
+				ratio(v.RPS, base.RPS), ratio(v.P50Ms, base.P50Ms), ratio(v.P99Ms, base.P99Ms))
+		}
+		b.WriteString("\n")
+		fmt.Fprintf(&b, "memory: %.0f bytes per lingering connection (Go heap + stacks, %d lingering at once)\n", oh.BytesPerLingering, oh.Idle)
+		fmt.Fprintf(&b, "Shutdown of %d idle keep-alive connections:", oh.Idle)
+		for _, v := range variants {
+			if ms, ok := oh.ShutdownMs[v.name]; ok {
+				fmt.Fprintf(&b, " %s %.0f ms;", v.name, ms)
+			}
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\n" + legend)
+	fmt.Fprintf(&b, "RSTs: %s. Mode %s, %.0f s, %s, %d CPUs, %s; %s; %s.\n",
+		r.RSTSource, r.Mode, r.WallSeconds, r.Kernel, r.NProc, r.Go, orNone(r.Nginx, "no nginx"), orNone(r.HAProxy, "no HAProxy"))
+	for _, s := range r.Skipped {
+		fmt.Fprintf(&b, "Skipped %s.\n", s)
+	}
+	for _, s := range r.Failed {
+		fmt.Fprintf(&b, "FAILED %s.\n", s)
+	}
+	return b.String()
+}
+
+const legend = `OK is: unread-close, the whole answer read; idle-race, nginx-idle, haproxy-idle, shutdown, overhead, a 200; sweep, served; early-response, the whole 413 read; grpc-*, an RPC that succeeded.
+EOF / ECONNRESET: how failed requests ended (unread-close: how every connection ended). rescued: requests the listener handed back instead of closing (Stats.Rescued).
+grpc-*: grpc-go clients and server (bench/compat), the server closing by MaxConnectionIdle (idle), MaxConnectionAge (age), GracefulStop in a hot restart (gracefulstop), MaxConnectionAge with a grace shorter than the streams (agegrace). requests: RPCs; ECONNRESET: RPCs failed with "connection reset by peer"; other: the rest of the failed; the notes give failures by status code. The clients run in the backend's namespace, so these rows' RSTs and aborts count both ends.
+Notes: the listener's close outcomes (Stats), then scenario details: proxies' error-log lines by kind, client dials, Shutdown time.
+`
+
+func orNone(s, none string) string {
+	if s == "" {
+		return none
+	}
+	return s
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// notes lists the listener's outcomes and the row's extra counts.
+func (row *row) notes() string {
+	var parts []string
+	if row.Note != "" {
+		parts = append(parts, row.Note)
+	}
+	if s := row.Stats; s != nil {
+		// Every outcome the library names; rescues have their column.
+		for o := linger.Outcome(0); !strings.HasPrefix(o.String(), "Outcome("); o++ {
+			if n := s.Count(o); n > 0 && o != linger.Rescued {
+				parts = append(parts, fmt.Sprintf("%s %d", o, n))
+			}
+		}
+	}
+	keys := make([]string, 0, len(row.Extra))
+	for k := range row.Extra {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		v := row.Extra[k]
+		if v == float64(int64(v)) {
+			parts = append(parts, fmt.Sprintf("%s: %d", k, int64(v)))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s: %.3g", k, v))
+		}
+	}
+	return strings.ReplaceAll(strings.Join(parts, "; "), "|", "/")
+}
+
+// checkFailures lists the checked scenarios where a variant other than raw
+// let the backend send a RST (or, uncounted, a client saw ECONNRESET), and
+// the client-checked rows where such a variant lost an RPC to a reset.
+func (r *results) checkFailures() []string {
+	var bad []string
+	for _, row := range r.Rows {
+		if row.Variant == variants[0].name {
+			continue
+		}
+		if slices.Contains(clientCheckedRows, row.Scenario) {
+			if row.Reset > 0 {
+				bad = append(bad, fmt.Sprintf("%s/%s: %d RPCs failed with connection reset by peer", row.Scenario, row.Variant, row.Reset))
+			}
+			continue
+		}
+		if !slices.Contains(checkedScenarios, row.Scenario) {
+			continue
+		}
+		if c := row.Counters; c != nil {
+			if c.OutRsts > 0 || c.AbortOnClose > 0 || c.AbortOnData > 0 {
+				bad = append(bad, fmt.Sprintf("%s/%s: backend sent RSTs (TcpOutRsts %d, TCPAbortOnClose %d, TCPAbortOnData %d)",
+					row.Scenario, row.Variant, c.OutRsts, c.AbortOnClose, c.AbortOnData))
+			}
+		} else if row.Reset > 0 {
+			bad = append(bad, fmt.Sprintf("%s/%s: clients saw %d ECONNRESET", row.Scenario, row.Variant, row.Reset))
+		}
+	}
+	for _, f := range r.Failed {
+		bad = append(bad, "failed: "+f)
+	}
+	return bad
+}
+
+// write writes latest.json and sweep.svg into dir.
+func (r *results) write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "latest.json"), append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	if len(r.Sweep) > 0 {
+		if err := os.WriteFile(filepath.Join(dir, "sweep.svg"), []byte(r.sweepSVG()), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeReadmeTable writes README-table.md: the table of a full default
+// run, with the machine it ran on, for the README to quote.
+func (r *results) writeReadmeTable(dir string) error {
+	var b strings.Builder
+	b.WriteString("# linger benchmark: a default run\n\n")
+	b.WriteString("Made by `bench/run` (all scenarios, default counts); regenerated by every full default run.\n\n")
+	fmt.Fprintf(&b, "- date: %s\n- `uname -r`: %s\n- `nginx -v`: %s\n- `haproxy -v`: %s\n- `nproc`: %d\n- Go: %s\n- wall time: %.0f s\n",
+		r.Date, r.Kernel, orNone(r.Nginx, "not installed"), orNone(r.HAProxy, "not installed"), r.NProc, r.Go, r.WallSeconds)
+	b.WriteString(r.markdown())
+	return os.WriteFile(filepath.Join(dir, "README-table.md"), []byte(b.String()), 0o644)
+}
+
+// sweepSVG draws one panel per variant: for each offset, a stacked bar of
+// the tries' outcomes as the client saw them (served, EOF, reset, other),
+// and a dot for the backend's RSTs per try (capped at 100%).
+func (r *results) sweepSVG() string {
+	const (
+		panelW, panelH = 440.0, 240.0
+		left, top      = 50.0, 48.0
+		gap            = 40.0
+		bottom         = 76.0
+	)
+	var names []string
+	for _, v := range variants {
+		if slices.ContainsFunc(r.Sweep, func(p *sweepPoint) bool { return p.Variant == v.name }) {
+			names = append(names, v.name)
+		}
+	}
+	offs := sweepOffsets()
+	width := left + float64(len(names))*(panelW+gap)
+	height := top + panelH + bottom
+	kinds := []struct{ name, color string }{
+		{"served", "#4caf50"}, {"EOF: request lost, no reset seen", "#ffb300"}, {"ECONNRESET", "#e53935"}, {"other", "#9e9e9e"},
+	}
+
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
+	b.WriteString(`<rect width="100%" height="100%" fill="white"/>` + "\n")
+	fmt.Fprintf(&b, `<text x="%.0f" y="18" font-size="14" font-weight="bold">sweep: a client sends its next request at the server's idle close + offset</text>`+"\n", left)
+	fmt.Fprintf(&b, `<text x="%.0f" y="32" fill="#555">%s, %s mode, kernel %s</text>`+"\n", left, r.Date, r.Mode, r.Kernel)
+	for pi, name := range names {
+		x0 := left + float64(pi)*(panelW+gap)
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" font-weight="bold">%s</text>`+"\n", x0, top-6, name)
+		for _, f := range []float64{0, 0.25, 0.5, 0.75, 1} {
+			y := top + panelH*(1-f)
+			fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", x0, y, x0+panelW, y)
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="end" fill="#555">%.0f%%</text>`+"\n", x0-4, y+4, f*100)
+		}
+		barW := panelW / float64(len(offs))
+		for i, off := range offs {
+			ms := float64(off) / float64(time.Millisecond)
+			x := x0 + float64(i)*barW
+			if ms == float64(int(ms)) {
+				fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%+.0f</text>`+"\n", x+barW/2, top+panelH+16, ms)
+			}
+			i := slices.IndexFunc(r.Sweep, func(p *sweepPoint) bool { return p.Variant == name && p.OffsetMs == ms })
+			if i < 0 || r.Sweep[i].Tries == 0 {
+				continue
+			}
+			p := r.Sweep[i]
+			total := float64(p.Tries)
+			y := top + panelH
+			for ki, n := range []int{p.Served, p.EOF, p.Reset, p.Other} {
+				h := panelH * float64(n) / total
+				y -= h
+				if n > 0 {
+					fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s %+.1f ms: %s %d of %d</title></rect>`+"\n",
+						x+1, y, barW-2, h, kinds[ki].color, name, ms, kinds[ki].name, n, p.Tries)
+				}
+			}
+			if p.RSTs != nil {
+				rate := float64(*p.RSTs) / total
+				fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="4" fill="black"><title>%s %+.1f ms: backend sent %d RSTs in %d tries</title></circle>`+"\n",
+					x+barW/2, top+panelH*(1-min(rate, 1)), name, ms, *p.RSTs, p.Tries)
+			}
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">offset (ms) of the client's send from the server's close</text>`+"\n", x0+panelW/2, top+panelH+34)
+	}
+	y := top + panelH + 52
+	x := left
+	for _, k := range kinds {
+		fmt.Fprintf(&b, `<rect x="%.0f" y="%.0f" width="10" height="10" fill="%s"/><text x="%.0f" y="%.0f">%s</text>`+"\n", x, y, k.color, x+14, y+9, k.name)
+		x += 30 + 7*float64(len(k.name))
+	}
+	if slices.ContainsFunc(r.Sweep, func(p *sweepPoint) bool { return p.RSTs != nil }) {
+		fmt.Fprintf(&b, `<circle cx="%.0f" cy="%.0f" r="4" fill="black"/><text x="%.0f" y="%.0f">backend RSTs per try (kernel count)</text>`+"\n", x+5, y+5, x+14, y+9)
+	}
+	b.WriteString("</svg>\n")
+	return b.String()
+}

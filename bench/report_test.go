@@ -1,0 +1,53 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseSNMP(t *testing.T) {
+	m, err := parseSNMP("Tcp: RtoAlgorithm OutRsts\nTcp: 1 42\nTcpExt: TCPAbortOnClose TCPAbortOnData\nTcpExt: 3 4\n")
+	require.NoError(t, err)
+	assert.Equal(t, int64(42), m["Tcp:OutRsts"])
+	assert.Equal(t, int64(3), m["TcpExt:TCPAbortOnClose"])
+	assert.Equal(t, int64(4), m["TcpExt:TCPAbortOnData"])
+
+	_, err = parseSNMP("Tcp: A B\nTcp: 1\n")
+	assert.Error(t, err, "names and values must pair up")
+}
+
+func TestCheckFailures(t *testing.T) {
+	r := &results{Rows: []*row{
+		{Scenario: "unread-close", Variant: "raw", Counters: &tcpCounters{OutRsts: 9}},
+		{Scenario: "unread-close", Variant: "linger", Counters: &tcpCounters{}},
+		{Scenario: "shutdown", Variant: "linger", Counters: &tcpCounters{OutRsts: 2}}, // not checked
+		{Scenario: "idle-race", Variant: "linger", Counters: &tcpCounters{AbortOnData: 1}},
+		{Scenario: "early-response", Variant: "linger", Reset: 1},                                     // uncounted: clients' resets
+		{Scenario: "grpc-age", Variant: "linger", Counters: &tcpCounters{OutRsts: 5, AbortOnData: 5}}, // both ends: not checked
+		{Scenario: "grpc-idle", Variant: "raw", Reset: 2},
+		{Scenario: "grpc-idle", Variant: "linger", Counters: &tcpCounters{}, Reset: 1},
+	}}
+	bad := r.checkFailures()
+	require.Len(t, bad, 3)
+	assert.Contains(t, bad[0], "idle-race/linger")
+	assert.Contains(t, bad[1], "early-response/linger")
+	assert.Contains(t, bad[2], "grpc-idle/linger")
+}
+
+func TestGRPCNotes(t *testing.T) {
+	r := &row{Note: grpcNote, Extra: map[string]float64{"Unavailable": 3, "server conns": 40}}
+	assert.Equal(t, "RSTs: both ends, same namespace; Unavailable: 3; server conns: 40", r.notes())
+}
+
+func TestMarkdownAndSVG(t *testing.T) {
+	rsts := int64(3)
+	r := &results{RSTSource: "kernel counters", Rows: []*row{{Scenario: "sweep", Variant: "raw", Requests: 3, Counters: &tcpCounters{OutRsts: 3}}},
+		Sweep: []*sweepPoint{{Variant: "raw", OffsetMs: 0, Tries: 3, EOF: 3, RSTs: &rsts}}}
+	assert.Contains(t, r.markdown(), "| sweep | raw | 3 | 0 | 0 | 0 | 0 | 0 | 3 | 0 / 0 |")
+	svg := r.sweepSVG()
+	assert.True(t, strings.HasPrefix(svg, "<svg ") && strings.HasSuffix(svg, "</svg>\n"))
+	assert.Contains(t, svg, "backend sent 3 RSTs in 3 tries")
+}

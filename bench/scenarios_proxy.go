@@ -1,0 +1,142 @@
+package main
+
+// The scenarios behind a real proxy: nginx-idle, haproxy-idle, shutdown.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// proxyPauseOffsets are the pauses between bursts, relative to the
+// backend's idle timeout (1 s): a fixed schedule, the same for every
+// variant, straddling the instant the backend closes the proxy's idle
+// connections (about when the proxy sends the next burst's first requests
+// after a pause of the idle timeout, to within a millisecond or so).
+var proxyPauseOffsets = []time.Duration{
+	-3500 * time.Microsecond, 500 * time.Microsecond, -1500 * time.Microsecond, 2500 * time.Microsecond,
+	-2500 * time.Microsecond, 1500 * time.Microsecond, -500 * time.Microsecond, 3500 * time.Microsecond,
+}
+
+var postBody = bytes.Repeat([]byte("b"), 2<<10)
+
+// proxyIdle: bursts of POSTs and of GETs through the proxy, separated by
+// pauses that straddle the backend's idle timeout (1 s; the proxy keeps its
+// upstream connections 60 s).
+func (d *driver) proxyIdle(scn, kind string) error {
+	return d.alternate(d.sz.proxyRounds, func(v variant) error {
+		return d.run(scn, "proxy-idle", v, func(addrs []string) error {
+			p, err := startProxy(kind, filepath.Join(d.tmp, scn+"-"+v.name), addrs[:1])
+			if err != nil {
+				return err
+			}
+			var dials countingDialer
+			tr := &http.Transport{DialContext: dials.DialContext, MaxIdleConnsPerHost: 16, DisableCompression: true}
+			cl := &http.Client{Transport: tr, Timeout: 15 * time.Second}
+			var t tally
+			for b := 0; b < d.sz.proxyBursts && d.ctx.Err() == nil; b++ {
+				// Bursts go in pairs, POST then GET, each pair after
+				// its own pause; the schedule continues across rounds.
+				k := d.burstSeq[scn+"/"+v.name]
+				d.burstSeq[scn+"/"+v.name]++
+				if b > 0 {
+					sleepCtx(d.ctx, proxyIdleTimeout+proxyPauseOffsets[k/2%len(proxyPauseOffsets)])
+				}
+				method := "POST"
+				if k%2 == 1 {
+					method = "GET"
+				}
+				parallel(d.ctx, d.sz.proxyBurst, 16, func(int) {
+					t.add("requests", 1)
+					out := doRequest(cl, proxyRequest(d.ctx, method, p.addr))
+					t.add(out, 1)
+					if out == "502" {
+						t.add("502 "+method, 1)
+					}
+				})
+			}
+			tr.CloseIdleConnections()
+			p.stop()
+			r := d.row(scn, v.name)
+			addProxyTally(r, &t, p)
+			r.Extra["client dials"] += float64(dials.n.Load())
+			return nil
+		})
+	})
+}
+
+func proxyRequest(ctx context.Context, method, addr string) *http.Request {
+	var req *http.Request
+	if method == "POST" {
+		req, _ = http.NewRequestWithContext(ctx, method, "http://"+addr+"/", bytes.NewReader(postBody))
+		req.GetBody = nil // not replayable: no silent retry
+	} else {
+		req, _ = http.NewRequestWithContext(ctx, method, "http://"+addr+"/", nil)
+	}
+	return req
+}
+
+func addProxyTally(r *row, t *tally, p *proxy) {
+	r.Requests += t.get("requests")
+	r.OK += t.get(outOK)
+	r.Status502 += t.get("502")
+	r.EOF += t.get(outEOF)
+	r.Reset += t.get(outReset)
+	r.Other += t.get(outOther)
+	for _, m := range []string{"POST", "GET"} {
+		if n := t.get("502 " + m); n > 0 {
+			r.Extra["502 "+m] += float64(n)
+		}
+	}
+	for kind, n := range p.errorKinds() {
+		r.Extra[kind] += float64(n)
+	}
+}
+
+// shutdown: two backends behind nginx under steady keep-alive POST load;
+// halfway, one of them shuts down (http.Server.Shutdown, then the
+// listener's Shutdown where it has one), as in a rolling deploy.
+func (d *driver) shutdown() error {
+	const scn = "shutdown"
+	return d.alternate(d.sz.shutdownRounds, func(v variant) error {
+		return d.run(scn, scn, v, func(addrs []string) error {
+			p, err := startProxy("nginx", filepath.Join(d.tmp, scn+"-"+v.name), addrs)
+			if err != nil {
+				return err
+			}
+			tr := &http.Transport{MaxIdleConnsPerHost: 8, DisableCompression: true}
+			cl := &http.Client{Transport: tr, Timeout: 15 * time.Second}
+			var t tally
+			deadline := time.Now().Add(d.sz.shutdownFor)
+			var wg sync.WaitGroup
+			var shutMs float64
+			var shutErr error
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sleepCtx(d.ctx, d.sz.shutdownFor/2)
+				shutMs, shutErr = d.backend.event("shutdown", 0)
+			}()
+			parallel(d.ctx, 8, 8, func(int) {
+				for n := 0; n < 100_000 && time.Now().Before(deadline) && d.ctx.Err() == nil; n++ {
+					t.add("requests", 1)
+					t.add(doRequest(cl, proxyRequest(d.ctx, "POST", p.addr)), 1)
+				}
+			})
+			wg.Wait()
+			tr.CloseIdleConnections()
+			p.stop()
+			r := d.row(scn, v.name)
+			addProxyTally(r, &t, p)
+			r.Extra["Shutdown ms"] += shutMs / float64(d.sz.shutdownRounds)
+			if shutErr != nil {
+				return fmt.Errorf("shutdown event: %w", shutErr)
+			}
+			return nil
+		})
+	})
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"slices"
+
+	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/lingerhttp"
+)
+
+// A variant is one way of serving: it turns the backend's listener (and the
+// http.Server that will serve it, nil for the raw TCP scenarios) into the
+// listener that is served. Every scenario runs every variant, alternating.
+// To add one, append a line here; a listener with Stats and Shutdown methods
+// (as *linger.Listener has) gets its outcomes reported and its Shutdown
+// called when the backend stops.
+type variant struct {
+	name string
+	wrap func(ln net.Listener, srv *http.Server) net.Listener
+	// only, if set, names the backend scenarios the variant runs in.
+	only []string
+	// serve, if set, serves srv on ln itself (lingerhttp owns Serve and
+	// Shutdown); wrap is not used then.
+	serve func(srv *http.Server, ln net.Listener) net.Listener
+}
+
+var variants = []variant{
+	{name: "raw", wrap: func(ln net.Listener, _ *http.Server) net.Listener { return ln }},
+	{name: "linger", wrap: func(ln net.Listener, _ *http.Server) net.Listener { return linger.Wrap(ln, linger.Config{}) }},
+	{
+		name: "rescue",
+		wrap: func(ln net.Listener, _ *http.Server) net.Listener {
+			return linger.Wrap(ln, linger.Config{Rescue: linger.HTTP1Request})
+		},
+		only: []string{"idle-race", "proxy-idle"},
+	},
+	{
+		name:  "lingerhttp",
+		serve: serveLingerHTTP,
+		only:  []string{"idle-race", "proxy-idle", "shutdown", "overhead"},
+	},
+}
+
+// applies reports whether v runs in the backend scenario scn.
+func (v variant) applies(scn string) bool {
+	return v.only == nil || slices.Contains(v.only, scn)
+}
+
+// lingerHTTP is a backend served by lingerhttp: the server's IdleTimeout
+// becomes the retire threshold, idle connections close at the hard cap
+// (90 s, longer than the proxies keep theirs), Shutdown drains.
+type lingerHTTP struct {
+	net.Listener // the inner listener, for Addr
+	s            *lingerhttp.Server
+}
+
+func serveLingerHTTP(srv *http.Server, ln net.Listener) net.Listener {
+	b := &lingerHTTP{Listener: ln, s: lingerhttp.New(srv, lingerhttp.Config{})}
+	go b.s.Serve(ln)
+	return b
+}
+
+func (b *lingerHTTP) Stats() linger.Stats {
+	if l := b.s.Listener(); l != nil {
+		return l.Stats()
+	}
+	return linger.Stats{}
+}
+
+func (b *lingerHTTP) Shutdown(ctx context.Context) error { return b.s.Shutdown(ctx) }
+
+func variantNamed(name string) (variant, bool) {
+	for _, v := range variants {
+		if v.name == name {
+			return v, true
+		}
+	}
+	return variant{}, false
+}
+
+// The optional methods of a served listener.
+type (
+	statser  interface{ Stats() linger.Stats }
+	shutdown interface {
+		Shutdown(context.Context) error
+	}
+)
