@@ -33,7 +33,18 @@
 //
 // Accepted TCP connections also get keep-alive and, on Linux,
 // TCP_USER_TIMEOUT (see [Config]). Connections that cannot half-close
-// (pipes, say) are closed plainly.
+// (pipes, say) are closed plainly (outcome [Plain]).
+//
+// [Listener.Close] does not reset the connections the kernel has completed
+// but the server has not accepted yet: on Linux it takes them from the
+// accept queue, and Accept returns them before it reports the listener
+// closed.
+//
+// # Rescue
+//
+// With [Config.Rescue] set (use [HTTP1Request] for net/http), a connection
+// closed while the next request already waits in its socket is handed back
+// instead of closed, and the request is served. See [Config.Rescue].
 //
 // # What it cannot do
 //
@@ -41,5 +52,7 @@
 // lingering close turns the RST into a clean FIN, but the proxy in front
 // sees the connection end without a response. Avoiding that race takes the
 // protocol's help (an HTTP/1.1 "Connection: close" response) or a backend
-// idle timeout longer than the balancer's.
+// idle timeout longer than the balancer's. Package
+// github.com/linger-go/linger/lingerhttp does both for net/http servers, and
+// drains deploys.
 package linger

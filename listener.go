@@ -119,6 +119,9 @@ func (l *Listener) Accept() (net.Conn, error) {
 		return c, nil
 	case r := <-l.accepted:
 		if r.err != nil {
+			if c := l.takeBacklog(); c != nil {
+				return c, nil
+			}
 			return nil, r.err
 		}
 		return r.c, nil

@@ -285,6 +285,11 @@ func (w *drainWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
+func (w *drainWriter) WriteString(s string) (int, error) {
+	w.mark()
+	return io.WriteString(w.ResponseWriter, s)
+}
+
 func (w *drainWriter) ReadFrom(r io.Reader) (int64, error) {
 	w.mark()
 	return io.Copy(w.ResponseWriter, r)

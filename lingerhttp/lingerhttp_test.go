@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -352,4 +353,45 @@ func TestInvalidConfigPanicsByName(t *testing.T) {
 	assert.PanicsWithValue(t, "lingerhttp: Config.DrainDelay is negative; use zero for no delay", func() {
 		New(&http.Server{}, Config{DrainDelay: -1})
 	})
+}
+
+// The handler wrapper keeps what handlers rely on: ResponseController's
+// Flush and Hijack, io.ReaderFrom (sendfile) and io.StringWriter.
+func TestHandlerKeepsResponseWriterFeatures(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/features", func(w http.ResponseWriter, r *http.Request) {
+		_, rf := w.(io.ReaderFrom)
+		_, sw := w.(io.StringWriter)
+		fmt.Fprintf(w, "readerfrom=%v stringwriter=%v ", rf, sw)
+		if err := http.NewResponseController(w).Flush(); err != nil {
+			io.WriteString(w, "flush failed")
+		}
+		io.WriteString(w, "flushed")
+	})
+	mux.HandleFunc("/hijack", func(w http.ResponseWriter, r *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		brw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nhijacked")
+		brw.Flush()
+		c.Close()
+	})
+	h, _ := start(t, mux, time.Second, Config{}, false)
+	c := h.dial(t)
+	io.WriteString(c, "GET /features HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(c.br, nil)
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	assert.Equal(t, "readerfrom=true stringwriter=true flushed", string(body))
+	assert.Equal(t, []string{"chunked"}, resp.TransferEncoding, "flushed before the end")
+
+	c2 := h.dial(t)
+	resp, err = c2.get("/hijack")
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode)
+	c.Close()
+	c2.Close()
 }
