@@ -513,7 +513,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.stopSweeping()
-	return s.srv.Shutdown(ctx)
+	// http.Server.Shutdown closes the listeners Serve still tracks; when
+	// Serve has not yet returned from the Accept error of our own Close,
+	// that second Close reports net.ErrClosed, which is no failure here.
+	if err := s.srv.Shutdown(ctx); !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 func (s *Server) abort(ctx context.Context) error {
