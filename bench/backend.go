@@ -27,12 +27,12 @@ import (
 )
 
 type request struct {
-	Op       string       `json:"op"` // start, event, counters, stop, grpc
+	Op       string       `json:"op"` // start, event, counters, stop
 	Scenario string       `json:"scenario,omitempty"`
 	Variant  string       `json:"variant,omitempty"`
 	Event    string       `json:"event,omitempty"`
 	N        int          `json:"n,omitempty"`
-	GRPC     *grpcRequest `json:"grpc,omitempty"` // the grpc op's close path
+	GRPC     *grpcRequest `json:"grpc,omitempty"` // the grpc scenario's close path
 }
 
 type response struct {
@@ -41,7 +41,7 @@ type response struct {
 	Counters *tcpCounters  `json:"counters,omitempty"` // movement during the run, if counted
 	Stats    *linger.Stats `json:"stats,omitempty"`    // summed over the run's listeners, if they count
 	Value    float64       `json:"value,omitempty"`    // an event's result
-	GRPC     *grpcResult   `json:"grpc,omitempty"`     // the grpc op's RPCs
+	GRPC     *grpcResult   `json:"grpc,omitempty"`     // the grpc scenario's server, on stop
 }
 
 // Timing of the backends' servers.
@@ -59,6 +59,7 @@ type backendRun struct {
 	lns     []net.Listener // as served
 	srvs    []*http.Server // nil entries for raw TCP servers
 	conns   sync.WaitGroup // raw TCP accept loops and handlers
+	grpc    *grpcServer    // the grpc scenario's server, if that is the run
 	before  tcpCounters
 	counted bool
 	memBase uint64
@@ -108,13 +109,6 @@ func runBackend(host string, countRSTs bool) int {
 				d := c.sub(cur.before)
 				resp.Counters = &d
 			}
-		case "grpc":
-			// A whole run in one request: servers and clients both here.
-			if cur != nil {
-				err = errors.New("grpc during a run")
-				break
-			}
-			resp, err = runGRPC(req, countRSTs)
 		case "stop":
 			if cur == nil {
 				err = errors.New("no run")
@@ -164,11 +158,24 @@ func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
 			r.lns = append(r.lns, v.serve(srv, inner))
 			r.srvs = append(r.srvs, srv)
 			continue
-		} else {
+		} else if v.wrap != nil {
 			ln = v.wrap(inner, srv)
+		} else {
+			inner.Close()
+			r.stop()
+			return nil, fmt.Errorf("variant %s does not run %s", v.name, req.Scenario)
 		}
 		r.lns = append(r.lns, ln)
 		r.srvs = append(r.srvs, srv)
+		if req.Scenario == "grpc" {
+			// compat.ServeGRPC serves it; the driver runs the clients.
+			if r.grpc, err = startGRPC(ln, req); err != nil {
+				ln.Close()
+				r.stop()
+				return nil, err
+			}
+			continue
+		}
 		if srv != nil {
 			go srv.Serve(ln)
 			continue
@@ -254,6 +261,14 @@ func (r *backendRun) event(req request) (float64, error) {
 // stop shuts the run's servers down, waits for their closes (and lingering
 // closes), and reports how the counters moved.
 func (r *backendRun) stop() response {
+	var resp response
+	if r.grpc != nil {
+		// GracefulStop and the listener's Shutdown: every close is done.
+		var err error
+		if resp.GRPC, err = r.grpc.stop(); err != nil {
+			resp.Err = "grpc: " + err.Error()
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for i, ln := range r.lns {
@@ -266,7 +281,6 @@ func (r *backendRun) stop() response {
 		}
 	}
 	r.conns.Wait()
-	var resp response
 	for _, ln := range r.lns {
 		if s, ok := ln.(shutdown); ok {
 			s.Shutdown(ctx)

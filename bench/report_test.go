@@ -25,21 +25,23 @@ func TestCheckFailures(t *testing.T) {
 		{Scenario: "unread-close", Variant: "linger", Counters: &tcpCounters{}},
 		{Scenario: "shutdown", Variant: "linger", Counters: &tcpCounters{OutRsts: 2}}, // not checked
 		{Scenario: "idle-race", Variant: "linger", Counters: &tcpCounters{AbortOnData: 1}},
-		{Scenario: "early-response", Variant: "linger", Reset: 1},                                     // uncounted: clients' resets
-		{Scenario: "grpc-age", Variant: "linger", Counters: &tcpCounters{OutRsts: 5, AbortOnData: 5}}, // both ends: not checked
-		{Scenario: "grpc-idle", Variant: "raw", Reset: 2},
-		{Scenario: "grpc-idle", Variant: "linger", Counters: &tcpCounters{}, Reset: 1},
+		{Scenario: "early-response", Variant: "linger", Reset: 1}, // uncounted: clients' resets
+		{Scenario: "grpc-age", Variant: "raw", Counters: &tcpCounters{OutRsts: 5, AbortOnData: 5}},
+		{Scenario: "grpc-age", Variant: "linger", Counters: &tcpCounters{AbortOnClose: 1}},
+		{Scenario: "grpc-idle", Variant: "linger", Counters: &tcpCounters{}},
+		{Scenario: "grpc-agegrace", Variant: "linger", Reset: 1}, // uncounted: the RPCs' resets
 	}}
 	bad := r.checkFailures()
-	require.Len(t, bad, 3)
+	require.Len(t, bad, 4)
 	assert.Contains(t, bad[0], "idle-race/linger")
 	assert.Contains(t, bad[1], "early-response/linger")
-	assert.Contains(t, bad[2], "grpc-idle/linger")
+	assert.Contains(t, bad[2], "grpc-age/linger")
+	assert.Contains(t, bad[3], "grpc-agegrace/linger")
 }
 
 func TestGRPCNotes(t *testing.T) {
-	r := &row{Note: grpcNote, Extra: map[string]float64{"Unavailable": 3, "server conns": 40}}
-	assert.Equal(t, "RSTs: both ends, same namespace; Unavailable: 3; server conns: 40", r.notes())
+	r := &row{Extra: map[string]float64{"Unavailable": 3, "server conns": 40}}
+	assert.Equal(t, "Unavailable: 3; server conns: 40", r.notes())
 }
 
 func TestMarkdownAndSVG(t *testing.T) {

@@ -1,10 +1,11 @@
 package main
 
 // The gRPC scenario: grpc-go servers closing connections by each of the
-// ways gRPC closes them (compat.RunGRPC), with real grpc-go clients. Unlike
-// the other scenarios, the clients run in the backend's process, on the
-// loopback of the backend's namespace: RunGRPC owns both ends. The
-// namespace's counters then count the RSTs of both ends.
+// ways gRPC closes them, with real grpc-go clients. The backend runs the
+// server half (compat.ServeGRPC) on its address, as it runs the other
+// scenarios' servers; the driver runs the client half (compat.DriveGRPC)
+// from the clients' namespace. The backend's namespace's counters then
+// count the server's RSTs alone.
 
 import (
 	"context"
@@ -14,15 +15,11 @@ import (
 	"slices"
 	"time"
 
-	"github.com/linger-go/linger"
 	"github.com/linger-go/linger/bench/compat"
 )
 
 // grpcPaths are the close paths run, each its own row: grpc-<path>.
 var grpcPaths = []compat.ClosePath{compat.PathIdle, compat.PathAge, compat.PathGracefulStop, compat.PathAgeGrace}
-
-// grpcNote heads the notes of every grpc row.
-const grpcNote = "RSTs: both ends, same namespace"
 
 func grpcRowNames() []string {
 	var names []string
@@ -32,22 +29,16 @@ func grpcRowNames() []string {
 	return names
 }
 
-// grpcRequest asks the backend to run one close path.
+// grpcRequest asks the backend to serve one close path.
 type grpcRequest struct {
-	Path       string `json:"path"`
-	DurationMs int    `json:"durationMs"`
+	Path string `json:"path"`
 }
 
-// grpcResult is a compat.PathResult, as the backend sends it.
+// grpcResult is the server's side of a run, as the backend sends it on
+// stop: a compat.ServeResult.
 type grpcResult struct {
-	RPCs, Unary, Streams int64
-	Failed               int64
-	ByCode               map[string]int64
-	Resets               int64 // failures whose error says "connection reset by peer"
-	Errors               []string
-	ServerConns          int64
-	Restarts             int64
-	ElapsedMs            float64
+	ServerConns int64
+	Restarts    int64
 }
 
 // grpc runs every close path, alternating the variants. OK: the RPC
@@ -57,48 +48,41 @@ func (d *driver) grpc() error {
 	for _, path := range grpcPaths {
 		scn := "grpc-" + string(path)
 		err := d.alternate(d.sz.grpcRounds, func(v variant) error {
-			if !v.applies("grpc") {
-				return nil
-			}
-			resp, err := d.backend.call(request{Op: "grpc", Variant: v.name,
-				GRPC: &grpcRequest{Path: string(path), DurationMs: int(d.sz.grpcFor / time.Millisecond)}})
-			if err != nil {
+			var p compat.PathResult
+			req := request{Scenario: "grpc", GRPC: &grpcRequest{Path: string(path)}}
+			stop, err := d.runReq(scn, req, v, func(addrs []string) error {
+				if len(addrs) != 1 {
+					return fmt.Errorf("backend sent %d addresses", len(addrs))
+				}
+				p = compat.DriveGRPC(d.ctx, addrs[0], path, compat.GRPCOptions{Duration: d.sz.grpcFor})
+				return p.Err
+			})
+			if err != nil || !v.applies("grpc") {
 				return err
 			}
-			g := resp.GRPC
+			g := stop.GRPC
 			if g == nil {
 				return errors.New("backend sent no gRPC result")
 			}
 			r := d.row(scn, v.name)
-			r.Note = grpcNote
-			r.Runs++
-			r.Requests += int(g.RPCs)
-			r.OK += int(g.RPCs - g.Failed)
-			r.Reset += int(g.Resets)
-			r.Other += int(g.Failed - g.Resets)
-			for code, n := range g.ByCode {
+			r.Requests += int(p.RPCs)
+			r.OK += int(p.RPCs - p.Failed)
+			r.Reset += int(p.Resets)
+			r.Other += int(p.Failed - p.Resets)
+			for code, n := range p.ByCode {
 				r.Extra[code] += float64(n)
 			}
 			r.Extra["server conns"] += float64(g.ServerConns)
 			if g.Restarts > 0 {
 				r.Extra["restarts"] += float64(g.Restarts)
 			}
-			for _, e := range g.Errors {
+			for _, e := range p.Errors {
 				if len(r.Errors) < 5 && !slices.Contains(r.Errors, e) {
 					r.Errors = append(r.Errors, e)
 				}
 			}
-			if resp.Counters != nil && r.Counters != nil {
-				*r.Counters = r.Counters.add(*resp.Counters)
-			}
-			if resp.Stats != nil {
-				if r.Stats == nil {
-					r.Stats = &linger.Stats{}
-				}
-				addStats(r.Stats, *resp.Stats)
-			}
-			d.logf("%s %s: %d RPCs, %d failed %v, %.0f ms; counters %+v stats %+v; errors %q",
-				scn, v.name, g.RPCs, g.Failed, g.ByCode, g.ElapsedMs, resp.Counters, resp.Stats, g.Errors)
+			d.logf("%s %s: %d RPCs, %d failed %v, %v; errors %q",
+				scn, v.name, p.RPCs, p.Failed, p.ByCode, p.Elapsed.Round(time.Millisecond), p.Errors)
 			return nil
 		})
 		if err != nil {
@@ -108,73 +92,33 @@ func (d *driver) grpc() error {
 	return nil
 }
 
-// runGRPC is the backend's side: it runs one close path with compat.RunGRPC
-// (server and clients on this namespace's loopback) and reports the RPCs,
-// the listener's outcomes and how the namespace's counters moved.
-func runGRPC(req request, countRSTs bool) (response, error) {
-	var resp response
-	v, ok := variantNamed(req.Variant)
-	switch {
-	case !ok:
-		return resp, fmt.Errorf("unknown variant %q", req.Variant)
-	case v.wrap == nil || !v.applies("grpc"):
-		return resp, fmt.Errorf("variant %s does not run grpc", v.name)
-	case req.GRPC == nil:
-		return resp, errors.New("grpc: no path")
+// grpcServer is the backend's side of a grpc run: compat.ServeGRPC on
+// the run's listener until stop.
+type grpcServer struct {
+	cancel context.CancelFunc
+	done   chan compat.ServeResult
+}
+
+// startGRPC serves one close path on ln (already wrapped by the variant).
+func startGRPC(ln net.Listener, req request) (*grpcServer, error) {
+	if req.GRPC == nil {
+		return nil, errors.New("grpc: no path")
 	}
 	path := compat.ClosePath(req.GRPC.Path)
 	if !slices.Contains(compat.ClosePaths, path) {
-		return resp, fmt.Errorf("grpc: unknown close path %q", path)
+		return nil, fmt.Errorf("grpc: unknown close path %q", path)
 	}
-	var before tcpCounters
-	if countRSTs {
-		var err error
-		if before, err = readCounters(); err != nil {
-			return resp, err
-		}
-	}
-	var lns []net.Listener
-	wrap := func(ln net.Listener) net.Listener {
-		w := v.wrap(ln, nil)
-		lns = append(lns, w)
-		return w
-	}
-	res := compat.RunGRPC(context.Background(), wrap, compat.GRPCOptions{
-		Paths:    []compat.ClosePath{path},
-		Duration: time.Duration(req.GRPC.DurationMs) * time.Millisecond,
-	})
-	if len(res.Paths) != 1 {
-		return resp, errors.New("grpc: RunGRPC ran no path")
-	}
-	p := res.Paths[0]
-	if p.Err != nil {
-		return resp, fmt.Errorf("grpc %s: %w", path, p.Err)
-	}
-	// RunGRPC has called the listener's Shutdown: every close is done.
-	for _, ln := range lns {
-		if s, ok := ln.(statser); ok {
-			if resp.Stats == nil {
-				resp.Stats = &linger.Stats{}
-			}
-			addStats(resp.Stats, s.Stats())
-		}
-	}
-	if countRSTs {
-		// The clients closed first; a RST for a segment still in flight
-		// leaves within microseconds on loopback.
-		time.Sleep(20 * time.Millisecond)
-		c, err := readCounters()
-		if err != nil {
-			return resp, err
-		}
-		d := c.sub(before)
-		resp.Counters = &d
-	}
-	resp.GRPC = &grpcResult{
-		RPCs: p.RPCs, Unary: p.Unary, Streams: p.Streams,
-		Failed: p.Failed, ByCode: p.ByCode, Resets: p.Resets, Errors: p.Errors,
-		ServerConns: p.ServerConns, Restarts: p.Restarts,
-		ElapsedMs: float64(p.Elapsed) / float64(time.Millisecond),
-	}
-	return resp, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	g := &grpcServer{cancel: cancel, done: make(chan compat.ServeResult, 1)}
+	go func() { g.done <- compat.ServeGRPC(ctx, ln, path, compat.GRPCOptions{}) }()
+	return g, nil
+}
+
+// stop ends the serving, once the driver's clients have closed, and waits
+// for the teardown: GracefulStop, then the listener's Shutdown, so every
+// close is done when it returns.
+func (g *grpcServer) stop() (*grpcResult, error) {
+	g.cancel()
+	s := <-g.done
+	return &grpcResult{ServerConns: s.ServerConns, Restarts: s.Restarts}, s.Err
 }

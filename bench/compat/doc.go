@@ -8,5 +8,6 @@
 // through the three ways a gRPC server closes connections
 // (MaxConnectionIdle, MaxConnectionAge and GracefulStop) and counts the
 // RPCs that fail, so the bench program can compare a raw listener with a
-// lingering one.
+// lingering one. Its halves, [ServeGRPC] and [DriveGRPC], run the server
+// and the clients apart, so the bench counts the server's RSTs alone.
 package compat

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,10 +54,13 @@ const (
 // ClosePaths lists every ClosePath, in the order RunGRPC runs them.
 var ClosePaths = []ClosePath{PathIdle, PathAge, PathAgeGrace, PathGracefulStop}
 
-// GRPCOptions configure [RunGRPC]. The zero value runs every path for 2 s
-// with 8 client connections; each field's comment gives its default.
+// GRPCOptions configure [RunGRPC], and its halves [ServeGRPC] and
+// [DriveGRPC] (give both the same options). The zero value runs every path
+// for 2 s with 8 client connections; each field's comment gives its
+// default.
 type GRPCOptions struct {
-	// Paths to run, in order. Nil means [ClosePaths].
+	// Paths to run, in order. Nil means [ClosePaths]. RunGRPC only: its
+	// halves take one path each.
 	Paths []ClosePath
 	// Duration of each path's load. Zero means 2 s.
 	Duration time.Duration
@@ -194,6 +198,9 @@ func (p PathResult) String() string {
 // [*github.com/linger-go/linger.Listener] does, RunGRPC calls it at the end
 // of each path, so no lingering close outlives the call.
 //
+// Each path is [ServeGRPC] and [DriveGRPC] together: run them apart to put
+// the server and the clients on different hosts or network namespaces.
+//
 // RunGRPC stops early, between paths and between RPCs, when ctx ends. It
 // counts failed RPCs by status code; counting RSTs on the wire is left to
 // the caller.
@@ -209,17 +216,65 @@ func RunGRPC(ctx context.Context, wrap func(net.Listener) net.Listener, opts GRP
 	return res
 }
 
-// runPath runs one close path's load and tears everything down.
+// runPath runs one close path: the server half on wrap(a loopback
+// listener), the client half against it, then the server's teardown.
 func runPath(ctx context.Context, wrap func(net.Listener) net.Listener, o GRPCOptions, path ClosePath) PathResult {
-	res := PathResult{Path: path}
 	start := time.Now()
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		res.Err = err
-		return res
+		return PathResult{Path: path, Err: err}
 	}
 	wrapped := wrap(raw)
-	counted := &countingListener{Listener: wrapped}
+	serveCtx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
+	served := make(chan ServeResult, 1)
+	go func() { served <- ServeGRPC(serveCtx, wrapped, path, o) }()
+
+	res := DriveGRPC(ctx, raw.Addr().String(), path, o)
+	// The clients have closed: now the server's teardown.
+	stopServing()
+	s := <-served
+	res.ServerConns, res.Restarts = s.ServerConns, s.Restarts
+	if res.Err == nil {
+		res.Err = s.Err
+	}
+	res.Elapsed = time.Since(start)
+	return res
+}
+
+// ServeResult is what [ServeGRPC] saw.
+type ServeResult struct {
+	Path ClosePath
+	// ServerConns is how many connections the servers accepted, and
+	// Restarts how many times the gracefulstop path stopped a server.
+	ServerConns, Restarts int64
+	// Err is set if the path is unknown or the listener's Shutdown failed.
+	Err error
+}
+
+// serverStopTimeout bounds ServeGRPC's teardown: a GracefulStop that
+// waits longer for RPCs (clients that never finish) becomes a Stop, and
+// the listener's Shutdown gets as long again.
+const serverStopTimeout = 10 * time.Second
+
+// ServeGRPC is the server half of [RunGRPC]: it serves the echo service on
+// ln, closing connections by path (the gracefulstop path restarts the
+// server every opts.RestartEvery, the next server accepting from ln while
+// the old one drains), until ctx ends. Then it tears down: GracefulStop of
+// the last server, ln closed, and ln's Shutdown(context.Context) error
+// method called if it has one, so when ServeGRPC returns every close is
+// done. End ctx once the clients ([DriveGRPC]) have closed their
+// connections, so the server sees their FINs first. ln is served as given:
+// wrap it first.
+func ServeGRPC(ctx context.Context, ln net.Listener, path ClosePath, opts GRPCOptions) ServeResult {
+	o := opts.withDefaults()
+	res := ServeResult{Path: path}
+	if !slices.Contains(ClosePaths, path) {
+		ln.Close()
+		res.Err = fmt.Errorf("unknown close path %q", path)
+		return res
+	}
+	counted := &countingListener{Listener: ln}
 	h := newHandoff(counted)
 
 	var serveWG sync.WaitGroup
@@ -234,44 +289,71 @@ func runPath(ctx context.Context, wrap func(net.Listener) net.Listener, o GRPCOp
 		}()
 		return s
 	}
-	var srvMu sync.Mutex
 	srv := serve()
-
-	loadCtx, cancelLoad := context.WithTimeout(ctx, o.Duration)
-	defer cancelLoad()
 
 	// The gracefulstop path restarts the server on a timer: the next
 	// server starts accepting before the old one drains.
-	var restarterWG sync.WaitGroup
-	var restarts atomic.Int64
 	if path == PathGracefulStop {
-		restarterWG.Add(1)
-		go func() {
-			defer restarterWG.Done()
-			t := time.NewTicker(o.RestartEvery)
-			defer t.Stop()
-			for {
-				select {
-				case <-loadCtx.Done():
-					return
-				case <-t.C:
-				}
-				next := serve()
-				srvMu.Lock()
-				old := srv
-				srv = next
-				srvMu.Unlock()
-				old.GracefulStop()
-				restarts.Add(1)
+		t := time.NewTicker(o.RestartEvery)
+	restart:
+		for {
+			select {
+			case <-ctx.Done():
+				break restart
+			case <-t.C:
 			}
-		}()
+			old := srv
+			srv = serve()
+			gracefulStop(old)
+			res.Restarts++
+		}
+		t.Stop()
+	} else {
+		<-ctx.Done()
 	}
+
+	// Teardown: the last server, the shared listener, the lingering
+	// closes.
+	gracefulStop(srv)
+	h.Close()
+	serveWG.Wait()
+	if s, ok := ln.(interface{ Shutdown(context.Context) error }); ok {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), serverStopTimeout)
+		if err := s.Shutdown(sctx); err != nil {
+			res.Err = fmt.Errorf("shutdown: %w", err)
+		}
+		cancel()
+	}
+	res.ServerConns = counted.n.Load()
+	return res
+}
+
+// gracefulStop stops s gracefully, or abruptly if its RPCs take longer
+// than serverStopTimeout.
+func gracefulStop(s *grpc.Server) {
+	t := time.AfterFunc(serverStopTimeout, s.Stop)
+	s.GracefulStop()
+	t.Stop()
+}
+
+// DriveGRPC is the client half of [RunGRPC]: opts.Conns grpc-go client
+// connections to addr (host:port of a [ServeGRPC] of the same path and
+// options) call it for opts.Duration, or until ctx ends, with the pacing
+// and the mix of unary calls and streams of path; then DriveGRPC closes
+// them and returns the RPCs counted by outcome. The result's ServerConns
+// and Restarts are the server's, so zero here.
+func DriveGRPC(ctx context.Context, addr string, path ClosePath, opts GRPCOptions) PathResult {
+	o := opts.withDefaults()
+	res := PathResult{Path: path}
+	start := time.Now()
+	loadCtx, cancelLoad := context.WithTimeout(ctx, o.Duration)
+	defer cancelLoad()
 
 	var rec recorder
 	clients := make([]*grpc.ClientConn, 0, o.Conns)
 	var workers sync.WaitGroup
 	for range o.Conns {
-		cc, err := grpc.NewClient("passthrough:///"+raw.Addr().String(),
+		cc, err := grpc.NewClient("passthrough:///"+addr,
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithDefaultCallOptions(grpc.CallContentSubtype(bytesCodec{}.Name())))
 		if err != nil {
@@ -292,30 +374,10 @@ func runPath(ctx context.Context, wrap func(net.Listener) net.Listener, o GRPCOp
 		}
 	}
 	workers.Wait()
-	restarterWG.Wait()
-
-	// Teardown: clients first, so the server sees their FINs; then the
-	// server, the shared listener and the lingering closes.
 	for _, cc := range clients {
 		cc.Close()
 	}
-	srvMu.Lock()
-	last := srv
-	srvMu.Unlock()
-	last.GracefulStop()
-	h.Close()
-	serveWG.Wait()
-	if s, ok := wrapped.(interface{ Shutdown(context.Context) error }); ok {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		if err := s.Shutdown(sctx); err != nil && res.Err == nil {
-			res.Err = fmt.Errorf("shutdown: %w", err)
-		}
-		cancel()
-	}
-
 	rec.fill(&res)
-	res.ServerConns = counted.n.Load()
-	res.Restarts = restarts.Load()
 	res.Elapsed = time.Since(start)
 	return res
 }
