@@ -118,6 +118,7 @@ type Server struct {
 	draining atomic.Bool
 
 	mu        sync.Mutex
+	drainEnd  time.Time // when the first Shutdown's DrainDelay ends
 	conns     map[net.Conn]*connState
 	changed   chan struct{} // closed and cleared when conns shrinks
 	advice    Advice
@@ -475,9 +476,18 @@ func (s *Server) adviceLocked() Advice {
 // [linger.Listener.Shutdown]) and returns ctx.Err(). Calling
 // [http.Server.Shutdown] instead still closes without resets, but loses the
 // requests that net/http drops once its Shutdown has begun.
+//
+// Shutdown may be called again, or concurrently: the DrainDelay counts
+// from the first call, so a later call waits only for what is left of it.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.draining.Store(true)
-	if d := s.cfg.DrainDelay; d > 0 {
+	s.mu.Lock()
+	if !s.draining.Load() {
+		s.drainEnd = time.Now().Add(s.cfg.DrainDelay)
+		s.draining.Store(true)
+	}
+	drainEnd := s.drainEnd
+	s.mu.Unlock()
+	if d := time.Until(drainEnd); d > 0 {
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:

@@ -304,6 +304,17 @@ func TestShutdownDrains(t *testing.T) {
 	assert.EqualValues(t, 0, st.Pending+st.Crossed+st.Reset)
 }
 
+// A second Shutdown does not serve a second DrainDelay: with the delay
+// over and nothing left to wait for, it succeeds even with a context that
+// has already ended (one that waited for the delay again would abort).
+func TestShutdownAgainSkipsTheDrainDelay(t *testing.T) {
+	h, _ := start(t, http.HandlerFunc(ok), time.Second, Config{DrainDelay: 50 * time.Millisecond}, false)
+	require.NoError(t, h.Shutdown(context.Background()))
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	assert.NoError(t, h.Shutdown(ended))
+}
+
 func TestShutdownReturnsAtContextDeadline(t *testing.T) {
 	release := make(chan struct{})
 	inHandler := make(chan struct{}, 1)
