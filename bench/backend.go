@@ -142,7 +142,7 @@ func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
 	if req.Scenario == "shutdown" {
 		servers = 2 // a rolling deploy: one of two backends goes away
 	}
-	for range servers {
+	for i := range servers {
 		inner, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			r.stop()
@@ -155,7 +155,11 @@ func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
 			// the driver lets go, so nothing may time out or be shed.
 			ln = linger.Wrap(inner, linger.Config{LingerTimeout: time.Minute, MaxLingering: 1 << 20})
 		} else if v.serve != nil && srv != nil {
-			r.lns = append(r.lns, v.serve(srv, inner))
+			var drain time.Duration
+			if req.Scenario == "shutdown" && i == 0 {
+				drain = deployDrainDelay // the one the deploy takes away
+			}
+			r.lns = append(r.lns, v.serve(srv, inner, drain))
 			r.srvs = append(r.srvs, srv)
 			continue
 		} else if v.wrap != nil {

@@ -46,6 +46,11 @@ var scenarios = []scenario{
 // uncounted, on any reset its clients saw).
 var checkedScenarios = append([]string{"unread-close", "idle-race", "nginx-idle", "haproxy-idle", "early-response"}, grpcRowNames()...)
 
+// losslessRows are the rows where -check also fails on any failed request
+// or backend RST: lingerhttp's promise, behind the proxies and through a
+// deploy the balancer is told about.
+var losslessRows = []string{"idle-race/lingerhttp", "nginx-idle/lingerhttp", "haproxy-idle/lingerhttp", "shutdown/lingerhttp"}
+
 func (s scenario) rowNames() []string {
 	if s.rows != nil {
 		return s.rows

@@ -49,6 +49,7 @@ type proxyConfig struct {
 	Dir       string
 	Port      int
 	Upstreams []string
+	Down      map[string]bool // upstreams taken out of the rotation (nginx)
 }
 
 var nginxConf = template.Must(template.New("nginx").Parse(`# lingerbench: nginx as a keep-alive balancer
@@ -68,7 +69,7 @@ http {
 	scgi_temp_path {{.Dir}}/scgi;
 	upstream backend {
 {{- range .Upstreams}}
-		server {{.}} max_fails=1 fail_timeout=30s;
+		server {{.}} max_fails=1 fail_timeout=30s{{if index $.Down .}} down{{end}};
 {{- end}}
 		keepalive 32;
 		keepalive_timeout 60s;
@@ -116,6 +117,8 @@ type proxy struct {
 	kind string
 	dir  string
 	addr string // where clients connect
+	conf string // the configuration file
+	cfg  proxyConfig
 	cmd  *exec.Cmd
 	done chan struct{}
 }
@@ -131,17 +134,7 @@ func startProxy(kind, dir string, upstreams []string) (*proxy, error) {
 	}
 	cfg := proxyConfig{Dir: dir, Port: port, Upstreams: upstreams}
 	conf := filepath.Join(dir, kind+".conf")
-	f, err := os.Create(conf)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := nginxConf
-	if kind == "haproxy" {
-		tmpl = haproxyConf
-	}
-	err = tmpl.Execute(f, cfg)
-	f.Close()
-	if err != nil {
+	if err := writeProxyConf(kind, conf, cfg); err != nil {
 		return nil, err
 	}
 
@@ -162,7 +155,7 @@ func startProxy(kind, dir string, upstreams []string) (*proxy, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	p := &proxy{kind: kind, dir: dir, addr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd, done: make(chan struct{})}
+	p := &proxy{kind: kind, dir: dir, addr: fmt.Sprintf("127.0.0.1:%d", port), conf: conf, cfg: cfg, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		cmd.Wait()
 		close(p.done)
@@ -182,6 +175,39 @@ func startProxy(kind, dir string, upstreams []string) (*proxy, error) {
 			return nil, fmt.Errorf("%s did not listen on %s within 5 s: %s", kind, p.addr, p.tail())
 		}
 	}
+}
+
+func writeProxyConf(kind, path string, cfg proxyConfig) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	tmpl := nginxConf
+	if kind == "haproxy" {
+		tmpl = haproxyConf
+	}
+	err = tmpl.Execute(f, cfg)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// deregister takes upstream out of nginx's rotation the way a deploy tool
+// does with nginx OSS (no API, no active health checks): it marks the
+// server down in the configuration and reloads (SIGHUP to the master, by
+// its PID). It returns once the signal is sent; nginx's new workers take
+// over within milliseconds while the old ones finish what they have.
+func (p *proxy) deregister(upstream string) error {
+	if p.kind != "nginx" {
+		return fmt.Errorf("deregister: %s is not supported", p.kind)
+	}
+	cfg := p.cfg
+	cfg.Down = map[string]bool{upstream: true}
+	if err := writeProxyConf(p.kind, p.conf, cfg); err != nil {
+		return err
+	}
+	return p.cmd.Process.Signal(syscall.SIGHUP)
 }
 
 // stop stops the proxy by its PID: a graceful stop (nginx SIGQUIT, HAProxy

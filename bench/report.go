@@ -181,6 +181,7 @@ func (r *results) markdown() string {
 const legend = `OK is: unread-close, the whole answer read; idle-race, nginx-idle, haproxy-idle, shutdown, overhead, a 200; sweep, served; early-response, the whole 413 read; grpc-*, an RPC that succeeded.
 EOF / ECONNRESET: how failed requests ended (unread-close: how every connection ended). rescued: requests the listener handed back instead of closing (Stats.Rescued).
 grpc-*: grpc-go clients and server (bench/compat), the server closing by MaxConnectionIdle (idle), MaxConnectionAge (age), GracefulStop in a hot restart (gracefulstop), MaxConnectionAge with a grace shorter than the streams (agegrace). requests: RPCs; ECONNRESET: RPCs failed with "connection reset by peer"; other: the rest of the failed; the notes give failures by status code. The clients run in the driver's namespace, as every scenario's clients do, so these rows' RSTs and aborts are the server's.
+shutdown: a rolling deploy. At the same moment nginx is reloaded with the backend marked down and the backend is told to stop, as Kubernetes does; raw and linger call http.Server.Shutdown at once, lingerhttp's Shutdown serves on for DrainDelay (1 s) first. client-leg retries: POSTs that Go's transport resent (Idempotency-Key) after nginx's reload closed their client connection, not the backend's doing.
 Notes: the listener's close outcomes (Stats), then scenario details: proxies' error-log lines by kind, client dials, Shutdown time.
 `
 
@@ -219,9 +220,12 @@ func (row *row) notes() string {
 	slices.Sort(keys)
 	for _, k := range keys {
 		v := row.Extra[k]
-		if v == float64(int64(v)) {
+		switch {
+		case v == float64(int64(v)):
 			parts = append(parts, fmt.Sprintf("%s: %d", k, int64(v)))
-		} else {
+		case v >= 100:
+			parts = append(parts, fmt.Sprintf("%s: %.0f", k, v))
+		default:
 			parts = append(parts, fmt.Sprintf("%s: %.3g", k, v))
 		}
 	}
@@ -230,14 +234,19 @@ func (row *row) notes() string {
 
 // checkFailures lists the checked scenarios where a variant other than raw
 // let the backend send a RST (or, uncounted, a client saw ECONNRESET; for
-// the grpc rows, an RPC failed with connection reset by peer).
+// the grpc rows, an RPC failed with connection reset by peer), and the
+// lossless rows that failed a request or sent a RST.
 func (r *results) checkFailures() []string {
 	var bad []string
 	for _, row := range r.Rows {
 		if row.Variant == variants[0].name {
 			continue
 		}
-		if !slices.Contains(checkedScenarios, row.Scenario) {
+		lossless := slices.Contains(losslessRows, row.Scenario+"/"+row.Variant)
+		if failed := row.Requests - row.OK; lossless && failed > 0 {
+			bad = append(bad, fmt.Sprintf("%s/%s: %d of %d requests failed", row.Scenario, row.Variant, failed, row.Requests))
+		}
+		if !lossless && !slices.Contains(checkedScenarios, row.Scenario) {
 			continue
 		}
 		if c := row.Counters; c != nil {

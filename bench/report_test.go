@@ -30,18 +30,29 @@ func TestCheckFailures(t *testing.T) {
 		{Scenario: "grpc-age", Variant: "linger", Counters: &tcpCounters{AbortOnClose: 1}},
 		{Scenario: "grpc-idle", Variant: "linger", Counters: &tcpCounters{}},
 		{Scenario: "grpc-agegrace", Variant: "linger", Reset: 1}, // uncounted: the RPCs' resets
+		{Scenario: "shutdown", Variant: "raw", Requests: 10, OK: 8, Counters: &tcpCounters{OutRsts: 3}},
+		{Scenario: "shutdown", Variant: "lingerhttp", Requests: 10, OK: 9, Counters: &tcpCounters{}},
+		{Scenario: "nginx-idle", Variant: "lingerhttp", Requests: 10, OK: 10, Counters: &tcpCounters{OutRsts: 1}},
+		{Scenario: "haproxy-idle", Variant: "lingerhttp", Requests: 10, OK: 10, Counters: &tcpCounters{}},
 	}}
 	bad := r.checkFailures()
-	require.Len(t, bad, 4)
+	require.Len(t, bad, 6, "%q", bad)
 	assert.Contains(t, bad[0], "idle-race/linger")
 	assert.Contains(t, bad[1], "early-response/linger")
 	assert.Contains(t, bad[2], "grpc-age/linger")
 	assert.Contains(t, bad[3], "grpc-agegrace/linger")
+	assert.Contains(t, bad[4], "shutdown/lingerhttp: 1 of 10 requests failed")
+	assert.Contains(t, bad[5], "nginx-idle/lingerhttp: backend sent RSTs")
 }
 
 func TestGRPCNotes(t *testing.T) {
 	r := &row{Extra: map[string]float64{"Unavailable": 3, "server conns": 40}}
 	assert.Equal(t, "Unavailable: 3; server conns: 40", r.notes())
+}
+
+func TestNotesNumbers(t *testing.T) {
+	r := &row{Extra: map[string]float64{"Shutdown ms": 1003.4, "p50 ms": 0.2734}}
+	assert.Equal(t, "Shutdown ms: 1003; p50 ms: 0.273", r.notes())
 }
 
 func TestMarkdownAndSVG(t *testing.T) {

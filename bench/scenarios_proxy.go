@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptrace"
 	"path/filepath"
 	"sync"
 	"time"
@@ -80,6 +81,28 @@ func proxyRequest(ctx context.Context, method, addr string) *http.Request {
 	return req
 }
 
+// deployRequest is the shutdown scenario's POST. The deploy reloads
+// nginx, whose old worker then closes its idle client connections: a race
+// on the clients' leg that is the same for every variant and not the
+// backend's doing. So the request carries an Idempotency-Key, which lets
+// Go's transport resend it when its connection to nginx closed before an
+// answer; *retried reports that it did (another connection was taken), and
+// the row counts those. A failure on the backend's leg is nginx's 502,
+// which is an answer and never resent.
+func deployRequest(ctx context.Context, addr string) (req *http.Request, retried *bool) {
+	retried = new(bool)
+	conns := 0
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) {
+			conns++
+			*retried = conns > 1
+		},
+	})
+	req, _ = http.NewRequestWithContext(ctx, "POST", "http://"+addr+"/", bytes.NewReader(postBody))
+	req.Header.Set("Idempotency-Key", "lingerbench")
+	return req, retried
+}
+
 func addProxyTally(r *row, t *tally, p *proxy) {
 	r.Requests += t.get("requests")
 	r.OK += t.get(outOK)
@@ -98,8 +121,12 @@ func addProxyTally(r *row, t *tally, p *proxy) {
 }
 
 // shutdown: two backends behind nginx under steady keep-alive POST load;
-// halfway, one of them shuts down (http.Server.Shutdown, then the
-// listener's Shutdown where it has one), as in a rolling deploy.
+// halfway, one of them is deployed away the way an orchestrator does it
+// (Kubernetes, for one): at the same moment the balancer is told to stop
+// sending to it (nginx reloaded with the server marked down) and the
+// server is told to stop (http.Server.Shutdown, then the listener's
+// Shutdown where it has one; lingerhttp's Shutdown, which keeps serving
+// for its DrainDelay first).
 func (d *driver) shutdown() error {
 	const scn = "shutdown"
 	return d.alternate(d.sz.shutdownRounds, func(v variant) error {
@@ -115,16 +142,26 @@ func (d *driver) shutdown() error {
 			var wg sync.WaitGroup
 			var shutMs float64
 			var shutErr error
-			wg.Add(1)
+			var deregErr error
+			wg.Add(2)
 			go func() {
 				defer wg.Done()
 				sleepCtx(d.ctx, d.sz.shutdownFor/2)
 				shutMs, shutErr = d.backend.event("shutdown", 0)
 			}()
+			go func() {
+				defer wg.Done()
+				sleepCtx(d.ctx, d.sz.shutdownFor/2)
+				deregErr = p.deregister(addrs[0])
+			}()
 			parallel(d.ctx, 8, 8, func(int) {
 				for n := 0; n < 100_000 && time.Now().Before(deadline) && d.ctx.Err() == nil; n++ {
 					t.add("requests", 1)
-					t.add(doRequest(cl, proxyRequest(d.ctx, "POST", p.addr)), 1)
+					req, retried := deployRequest(d.ctx, p.addr)
+					t.add(doRequest(cl, req), 1)
+					if *retried {
+						t.add("client-leg retries", 1)
+					}
 				}
 			})
 			wg.Wait()
@@ -132,9 +169,15 @@ func (d *driver) shutdown() error {
 			p.stop()
 			r := d.row(scn, v.name)
 			addProxyTally(r, &t, p)
+			if n := t.get("client-leg retries"); n > 0 {
+				r.Extra["client-leg retries"] += float64(n)
+			}
 			r.Extra["Shutdown ms"] += shutMs / float64(d.sz.shutdownRounds)
 			if shutErr != nil {
 				return fmt.Errorf("shutdown event: %w", shutErr)
+			}
+			if deregErr != nil {
+				return fmt.Errorf("shutdown: %w", deregErr)
 			}
 			return nil
 		})

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/linger-go/linger"
 	"github.com/linger-go/linger/lingerhttp"
@@ -22,8 +23,9 @@ type variant struct {
 	// only, if set, names the backend scenarios the variant runs in.
 	only []string
 	// serve, if set, serves srv on ln itself (lingerhttp owns Serve and
-	// Shutdown); wrap is not used then.
-	serve func(srv *http.Server, ln net.Listener) net.Listener
+	// Shutdown), keeping on serving for drainDelay when told to shut down;
+	// wrap is not used then.
+	serve func(srv *http.Server, ln net.Listener, drainDelay time.Duration) net.Listener
 }
 
 var variants = []variant{
@@ -56,8 +58,15 @@ type lingerHTTP struct {
 	s            *lingerhttp.Server
 }
 
-func serveLingerHTTP(srv *http.Server, ln net.Listener) net.Listener {
-	b := &lingerHTTP{Listener: ln, s: lingerhttp.New(srv, lingerhttp.Config{})}
+// deployDrainDelay is lingerhttp's DrainDelay for the backend the
+// shutdown scenario deploys away: how long it keeps serving after it is
+// told to stop, which must cover the balancer's deregistration (an nginx
+// reload here: milliseconds; behind a health-checking balancer, its check
+// interval × threshold).
+const deployDrainDelay = time.Second
+
+func serveLingerHTTP(srv *http.Server, ln net.Listener, drainDelay time.Duration) net.Listener {
+	b := &lingerHTTP{Listener: ln, s: lingerhttp.New(srv, lingerhttp.Config{DrainDelay: drainDelay})}
 	go b.s.Serve(ln)
 	return b
 }
