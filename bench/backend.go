@@ -60,6 +60,7 @@ type backendRun struct {
 	srvs    []*http.Server // nil entries for raw TCP servers
 	conns   sync.WaitGroup // raw TCP accept loops and handlers
 	grpc    *grpcServer    // the grpc scenario's server, if that is the run
+	preStop time.Duration  // the shutdown event sleeps this long first
 	before  tcpCounters
 	counted bool
 	memBase uint64
@@ -137,7 +138,7 @@ func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown variant %q", req.Variant)
 	}
-	r := &backendRun{}
+	r := &backendRun{preStop: v.preStop}
 	servers := 1
 	if req.Scenario == "shutdown" {
 		servers = 2 // a rolling deploy: one of two backends goes away
@@ -231,6 +232,7 @@ func (r *backendRun) event(req request) (float64, error) {
 		// A deploy takes the first server away: http.Server.Shutdown,
 		// then the listener's own Shutdown where it has one.
 		start := time.Now()
+		time.Sleep(r.preStop) // a preStop hook: serve on while the balancer deregisters
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if lh, ok := r.lns[0].(*lingerHTTP); ok {

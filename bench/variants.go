@@ -26,6 +26,9 @@ type variant struct {
 	// Shutdown), keeping on serving for drainDelay when told to shut down;
 	// wrap is not used then.
 	serve func(srv *http.Server, ln net.Listener, drainDelay time.Duration) net.Listener
+	// preStop, in the shutdown scenario, is how long the deployed backend
+	// sleeps before it shuts down, as a Kubernetes preStop hook does.
+	preStop time.Duration
 }
 
 var variants = []variant{
@@ -42,6 +45,14 @@ var variants = []variant{
 		name:  "lingerhttp",
 		serve: serveLingerHTTP,
 		only:  []string{"idle-race", "proxy-idle", "shutdown", "overhead"},
+	},
+	{
+		// The control for lingerhttp's deploy drain: the raw listener and
+		// plain http.Server.Shutdown after a sleep as long as DrainDelay.
+		name:    "raw+prestop",
+		wrap:    func(ln net.Listener, _ *http.Server) net.Listener { return ln },
+		only:    []string{"shutdown"},
+		preStop: deployDrainDelay,
 	},
 }
 
