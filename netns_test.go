@@ -393,12 +393,7 @@ func TestNetnsCountsResets(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
 		t.Cleanup(func() { ln.Close() })
-		c, err := net.Dial("tcp", ln.Addr().String())
-		require.NoError(t, err)
-		t.Cleanup(func() { c.Close() })
-		s, err := ln.Accept()
-		require.NoError(t, err)
-		t.Cleanup(func() { s.Close() })
+		c, s := pair(t, ln)
 		_, err = c.Write([]byte("xy"))
 		require.NoError(t, err)
 		var b [1]byte

@@ -71,9 +71,7 @@ func TestRescueReaccepts(t *testing.T) {
 	s := listen(t, linger.Config{Rescue: linger.HTTP1Request})
 	client, first := pair(t, s)
 	const req = "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
-	_, err := io.WriteString(client, req)
-	require.NoError(t, err)
-	requireQueued(t, first, len(req))
+	sendQueued(t, client, first, req)
 	require.NoError(t, first.Close())
 	ci := s.next(t)
 	assert.Equal(t, linger.Rescued, ci.Outcome)
@@ -167,18 +165,21 @@ func waitParked(t *testing.T, frame string) {
 	t.Fatalf("no goroutine blocked in %s", frame)
 }
 
-// requireQueued waits (bounded) until n bytes are queued on c.
-func requireQueued(t *testing.T, c net.Conn, n int) {
+// sendQueued writes msg from client and waits until all of it is queued,
+// unread, in srv's socket.
+func sendQueued(t *testing.T, client net.Conn, srv net.Conn, msg string) {
 	t.Helper()
-	rc, err := c.(*linger.Conn).SyscallConn()
+	_, err := io.WriteString(client, msg)
+	require.NoError(t, err)
+	rc, err := srv.(*linger.Conn).SyscallConn()
 	require.NoError(t, err)
 	for range 100000 {
-		if queued(rc) >= n {
+		if queued(rc) >= len(msg) {
 			return
 		}
 		runtime.Gosched()
 	}
-	t.Fatalf("%d bytes never arrived", n)
+	t.Fatalf("%d bytes never arrived", len(msg))
 }
 
 func TestRescueNeverTakesWhatIsNotARequest(t *testing.T) {
@@ -192,11 +193,9 @@ func TestRescueNeverTakesWhatIsNotARequest(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s := listen(t, linger.Config{Rescue: linger.HTTP1Request})
 			client, srv := pair(t, s)
-			_, err := io.WriteString(client, bytes)
-			require.NoError(t, err)
-			requireQueued(t, srv, len(bytes))
+			sendQueued(t, client, srv, bytes)
 			require.NoError(t, srv.Close())
-			_, err = readEnd(client)
+			_, err := readEnd(client)
 			assert.NoError(t, err, "a clean FIN")
 			client.Close()
 			assert.Equal(t, linger.Pending, s.next(t).Outcome)
@@ -213,10 +212,8 @@ func TestRescueSkipsHalfReadMessages(t *testing.T) {
 	// queued bytes look like a request, but the owner may hold the start
 	// of another message in its buffers.
 	const two = "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"
-	_, err := io.WriteString(client, two)
-	require.NoError(t, err)
-	requireQueued(t, srv, len(two))
-	_, err = io.ReadFull(srv, make([]byte, len(two)/2))
+	sendQueued(t, client, srv, two)
+	_, err := io.ReadFull(srv, make([]byte, len(two)/2))
 	require.NoError(t, err)
 	require.NoError(t, srv.Close())
 	client.Close()
@@ -228,9 +225,7 @@ func TestRescueAtMostOnceUntilServed(t *testing.T) {
 	s := listen(t, linger.Config{Rescue: linger.HTTP1Request})
 	client, srv := pair(t, s)
 	const req = "GET / HTTP/1.1\r\n\r\n"
-	_, err := io.WriteString(client, req)
-	require.NoError(t, err)
-	requireQueued(t, srv, len(req))
+	sendQueued(t, client, srv, req)
 	require.NoError(t, srv.Close())
 	assert.Equal(t, linger.Rescued, s.next(t).Outcome)
 	again, err := s.Accept()
@@ -245,12 +240,10 @@ func TestRescueNotAfterListenerClose(t *testing.T) {
 	s := listen(t, linger.Config{Rescue: linger.HTTP1Request})
 	client, srv := pair(t, s)
 	const req = "GET / HTTP/1.1\r\n\r\n"
-	_, err := io.WriteString(client, req)
-	require.NoError(t, err)
-	requireQueued(t, srv, len(req))
+	sendQueued(t, client, srv, req)
 	require.NoError(t, s.Close())
 	require.NoError(t, srv.Close())
-	_, err = readEnd(client)
+	_, err := readEnd(client)
 	assert.NoError(t, err, "the client sees a FIN, not a reset")
 	client.Close()
 	assert.Equal(t, linger.Pending, s.next(t).Outcome)
