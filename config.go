@@ -91,29 +91,20 @@ type Config struct {
 	// [Conn.SetLinger](0) does the same for one connection.
 	AbortiveClose bool
 
-	// Rescue, if not nil, turns rescue on: when the owner closes a
-	// connection whose receive queue already holds the start of a new
-	// message, the connection is handed back instead of closed, and the
-	// request is served. Rescue is the guard: it sees up to 8 KiB of the
-	// queued bytes, without consuming them, and reports whether they
-	// start a message the owner will serve from scratch. Use
-	// [HTTP1Request] for net/http; a guard for another protocol must
-	// reject anything its server would not read as a fresh message.
+	// Rescue, if not nil, turns rescue on for [Conn.CloseIdle]: when a
+	// server closes an idle connection from another goroutine while the
+	// next request already waits in the socket, that request is handed to
+	// the server's waiting Read instead of being lost to the close
+	// (outcome [Rescued]). Close never rescues, and a connection is never
+	// returned by Accept twice. A rescue needs the owner to have marked
+	// the connection idle ([Conn.SetIdle]); see CloseIdle for every
+	// condition. Package lingerhttp does both for net/http.
 	//
-	// While the listener is open, a Read in flight on the connection
-	// returns the bytes (the close becomes a no-op); otherwise Accept
-	// returns the connection again, as a new one without deadlines. After
-	// the listener is closed nothing is rescued: net/http drops requests
-	// it reads once Shutdown has begun. Only
-	// connections whose owner has read nothing since its last write and
-	// has not shut its write side qualify, and a connection is rescued at
-	// most once until it writes again. Rescue needs the receive queue's
-	// length and MSG_PEEK: it works on Linux and never triggers elsewhere.
-	//
-	// Turn it on for plain HTTP/1 behind a balancer that terminates TLS
-	// (nginx, HAProxy, ALB to HTTP targets). Leave it off for TLS
-	// listeners (the guard sees records, never rescues) and for servers
-	// that do not expect a closed connection to come back.
+	// Rescue is an extra check on the queued bytes, never the evidence: it
+	// sees up to 8 KiB of them, without consuming them, and reports
+	// whether they start a message the owner will read from scratch. Use
+	// [HTTP1Request] for HTTP/1 servers. TLS records and the HTTP/2
+	// preface do not pass it, so TLS connections are never rescued.
 	Rescue func(head []byte) bool
 
 	// OnClose, if not nil, is called once for each accepted connection when

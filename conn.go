@@ -20,20 +20,10 @@ type Conn struct {
 	conn net.Conn
 	l    *Listener
 
-	closed    atomic.Bool  // Close was called (reset when a rescue delivers)
-	closing   atomic.Bool  // the close is under way: Read and Write fail
-	sawEOF    atomic.Bool  // a Read returned io.EOF: the peer has sent its FIN
-	abortive  atomic.Bool  // SO_LINGER 0 is set: Close sends RST, no linger
-	shutWrite atomic.Bool  // the owner called CloseWrite
-	cut       atomic.Bool  // Shutdown's context ended: stop lingering
-	lastRead  atomic.Int64 // monotonic time of the last byte read
-	lastWrite atomic.Int64 // monotonic time of the last byte written
-	late      atomic.Int64 // bytes a Read got after Close, dropped
-
-	// Rescue bookkeeping, kept only when Config.Rescue is set.
-	rescueOn  bool
-	reading   atomic.Int32 // Read calls in flight
-	rescuedAt atomic.Int64 // lastWrite when last rescued: no second rescue until a write
+	st       atomic.Uint64 // the lifecycle and the facts the close needs: see state.go
+	rescueOn bool          // Config.Rescue is set: Reads are counted for CloseIdle
+	lastIO   atomic.Int64  // monotonic time of the last byte read or written
+	late     atomic.Int64  // bytes a Read got after Close, dropped
 }
 
 var (
@@ -47,10 +37,38 @@ var (
 
 func newConn(l *Listener, nc net.Conn) *Conn {
 	c := &Conn{conn: nc, l: l, rescueOn: l.cfg.Rescue != nil}
-	now := int64(monotonic())
-	c.lastRead.Store(now)
-	c.lastWrite.Store(now)
+	c.lastIO.Store(int64(monotonic()))
 	return c
+}
+
+// ConnOf returns the [*Conn] c is or wraps, or nil. It follows NetConn
+// methods, as [crypto/tls.Conn] has, so a ConnState hook of a server that
+// serves TLS over a Listener finds the Conn under the *tls.Conn.
+func ConnOf(c net.Conn) *Conn {
+	for range 8 { // wrapping chains are short; a cycle must not hang
+		switch x := c.(type) {
+		case *Conn:
+			return x
+		case interface{ NetConn() net.Conn }:
+			c = x.NetConn()
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+// Detach tells the Listener that the connection's owner has handed it to
+// code that no longer reports to the server, as net/http's Hijack does:
+// [Listener.Shutdown] then does not wait for the connection to be closed,
+// and does not close it when its context ends, as
+// [net/http.Server.Shutdown] does not wait for hijacked connections. The
+// connection works as before, and its Close still lingers; if that Close
+// comes before Shutdown returns, Shutdown waits for the linger. With
+// net/http, call it from the ConnState hook on [net/http.StateHijacked].
+func (c *Conn) Detach() {
+	c.setFlag(flagDetached)
+	c.l.detach(c)
 }
 
 // NetConn returns the wrapped connection, as [crypto/tls.Conn.NetConn]
@@ -60,18 +78,14 @@ func (c *Conn) NetConn() net.Conn { return c.conn }
 // Read reads from the connection. After Close it returns an error wrapping
 // [net.ErrClosed].
 func (c *Conn) Read(b []byte) (int, error) {
-	if c.closing.Load() {
+	t, ok := c.beginRead()
+	if !ok {
 		return 0, c.opError("read", net.ErrClosed)
 	}
-	if c.rescueOn {
-		c.reading.Add(1)
-	}
 	n, err := c.conn.Read(b)
-	if c.rescueOn {
-		c.reading.Add(-1)
-	}
+	s := c.endRead(t, n > 0)
 	if n > 0 {
-		if c.closing.Load() {
+		if s.closed() {
 			// A Read parked when Close woke it can still be handed bytes
 			// that arrived meanwhile (the poller reports them ready). They
 			// came after Close: they belong to the lingering close, which
@@ -79,7 +93,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 			c.late.Add(int64(n))
 			return 0, c.opError("read", net.ErrClosed)
 		}
-		c.lastRead.Store(int64(monotonic()))
+		c.lastIO.Store(int64(monotonic()))
 	}
 	if err != nil {
 		err = c.readErr("read", err)
@@ -90,12 +104,12 @@ func (c *Conn) Read(b []byte) (int, error) {
 // Write writes to the connection. After Close it returns an error wrapping
 // [net.ErrClosed].
 func (c *Conn) Write(b []byte) (int, error) {
-	if c.closing.Load() {
+	if c.load().closed() {
 		return 0, c.opError("write", net.ErrClosed)
 	}
 	n, err := c.conn.Write(b)
 	if n > 0 {
-		c.lastWrite.Store(int64(monotonic()))
+		c.lastIO.Store(int64(monotonic()))
 	}
 	if err != nil {
 		err = c.ioErr("write", err)
@@ -107,14 +121,14 @@ func (c *Conn) Write(b []byte) (int, error) {
 // (which wakes blocked calls with a past deadline) as net.ErrClosed.
 func (c *Conn) readErr(op string, err error) error {
 	if err == io.EOF {
-		c.sawEOF.Store(true)
+		c.setFlag(flagEOF)
 		return err
 	}
 	return c.ioErr(op, err)
 }
 
 func (c *Conn) ioErr(op string, err error) error {
-	if c.closing.Load() {
+	if c.load().closed() {
 		return c.opError(op, net.ErrClosed)
 	}
 	return err
@@ -129,10 +143,12 @@ func (c *Conn) opError(op string, err error) error {
 // close runs in the background. A second Close returns an error wrapping
 // net.ErrClosed.
 func (c *Conn) Close() error {
-	if !c.closed.CompareAndSwap(false, true) {
+	switch c.takeForClose() {
+	case closeNow:
+		c.close(c.closeInfo())
+	case closeAgain:
 		return c.opError("close", net.ErrClosed)
 	}
-	c.close()
 	return nil
 }
 
@@ -146,7 +162,7 @@ func (c *Conn) RemoteAddr() net.Addr { return c.conn.RemoteAddr() }
 // Close the deadlines belong to the lingering close and it returns an error
 // wrapping net.ErrClosed.
 func (c *Conn) SetDeadline(t time.Time) error {
-	if c.closing.Load() {
+	if c.load().closed() {
 		return c.opError("set", net.ErrClosed)
 	}
 	return c.conn.SetDeadline(t)
@@ -154,7 +170,7 @@ func (c *Conn) SetDeadline(t time.Time) error {
 
 // SetReadDeadline sets the read deadline; see [Conn.SetDeadline].
 func (c *Conn) SetReadDeadline(t time.Time) error {
-	if c.closing.Load() {
+	if c.load().closed() {
 		return c.opError("set", net.ErrClosed)
 	}
 	return c.conn.SetReadDeadline(t)
@@ -162,7 +178,7 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 
 // SetWriteDeadline sets the write deadline; see [Conn.SetDeadline].
 func (c *Conn) SetWriteDeadline(t time.Time) error {
-	if c.closing.Load() {
+	if c.load().closed() {
 		return c.opError("set", net.ErrClosed)
 	}
 	return c.conn.SetWriteDeadline(t)
@@ -171,7 +187,7 @@ func (c *Conn) SetWriteDeadline(t time.Time) error {
 // ReadFrom implements [io.ReaderFrom], so net/http's sendfile and splice
 // paths reach the wrapped [*net.TCPConn].
 func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
-	if c.closing.Load() {
+	if c.load().closed() {
 		return 0, c.opError("readfrom", net.ErrClosed)
 	}
 	var n int64
@@ -182,7 +198,7 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 		n, err = io.Copy(writerOnly{c.conn}, r)
 	}
 	if n > 0 {
-		c.lastWrite.Store(int64(monotonic()))
+		c.lastIO.Store(int64(monotonic()))
 	}
 	if err != nil {
 		err = c.ioErr("readfrom", err)
@@ -193,7 +209,8 @@ func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 // WriteTo implements [io.WriterTo], so copies out of the connection reach
 // the wrapped connection's splice path.
 func (c *Conn) WriteTo(w io.Writer) (int64, error) {
-	if c.closing.Load() {
+	t, ok := c.beginRead()
+	if !ok {
 		return 0, c.opError("writeto", net.ErrClosed)
 	}
 	var n int64
@@ -203,11 +220,12 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	} else {
 		n, err = io.Copy(w, readerOnly{c.conn})
 	}
+	c.endRead(t, n > 0)
 	if n > 0 {
-		c.lastRead.Store(int64(monotonic()))
+		c.lastIO.Store(int64(monotonic()))
 	}
 	if err == nil {
-		c.sawEOF.Store(true)
+		c.setFlag(flagEOF)
 	} else {
 		err = c.ioErr("writeto", err)
 	}
@@ -222,7 +240,7 @@ type readerOnly struct{ io.Reader }
 // CloseWrite shuts down the writing side (the FIN follows queued data).
 func (c *Conn) CloseWrite() error {
 	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok {
-		c.shutWrite.Store(true)
+		c.setFlag(flagShutWrite)
 		return cw.CloseWrite()
 	}
 	return c.opError("close", errors.ErrUnsupported)
@@ -254,7 +272,11 @@ func (c *Conn) SetLinger(sec int) error {
 	}
 	err := sl.SetLinger(sec)
 	if err == nil {
-		c.abortive.Store(sec == 0)
+		if sec == 0 {
+			c.setFlag(flagAbortive)
+		} else {
+			c.st.And(^uint64(flagAbortive))
+		}
 	}
 	return err
 }

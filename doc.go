@@ -42,9 +42,14 @@
 //
 // # Rescue
 //
-// With [Config.Rescue] set (use [HTTP1Request] for net/http), a connection
-// closed while the next request already waits in its socket is handed back
-// instead of closed, and the request is served. See [Config.Rescue].
+// With [Config.Rescue] set (use [HTTP1Request] for net/http), a server that
+// closes an idle connection with [Conn.CloseIdle] while the next request
+// already waits in its socket has that request handed to its waiting Read
+// instead, and serves it. Only on the server's own word: it must have
+// marked the connection idle with [Conn.SetIdle], and Close never rescues,
+// so the bytes a server leaves unread when it closes on purpose (a
+// rejected request, an unread body, a hijacked stream) are never served.
+// Package lingerhttp wires this up for net/http.
 //
 // # What it cannot do
 //

@@ -28,32 +28,50 @@ import (
 // aLongTimeAgo is a deadline in the past: setting it wakes blocked calls.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// close runs once, from the owner's Close. It decides whether the
-// connection can close at once or must linger, and starts the linger.
-func (c *Conn) close() {
-	l := c.l
+// pendingClose is what a close decides from: measured when the owner
+// closes, before anything irreversible.
+type pendingClose struct {
+	info  CloseInfo
+	start time.Duration // monotonic time of the owner's Close
+	rc    syscall.RawConn
+}
+
+// closeInfo measures the connection as the owner closes it.
+func (c *Conn) closeInfo() pendingClose {
 	start := monotonic()
-	info := CloseInfo{
-		LocalAddr:  c.conn.LocalAddr(),
-		RemoteAddr: c.conn.RemoteAddr(),
-		Idle:       start - time.Duration(max(c.lastRead.Load(), c.lastWrite.Load())),
-		Unread:     -1,
+	p := pendingClose{
+		info: CloseInfo{
+			LocalAddr:  c.conn.LocalAddr(),
+			RemoteAddr: c.conn.RemoteAddr(),
+			Idle:       start - time.Duration(c.lastIO.Load()),
+			Unread:     -1,
+		},
+		start: start,
+		rc:    c.rawConn(),
 	}
-	rc := c.rawConn()
-	if rc != nil {
-		if n, ok := unreadBytes(rc); ok {
-			info.Unread = n
+	if p.rc != nil {
+		if n, ok := unreadBytes(p.rc); ok {
+			p.info.Unread = n
 		}
 	}
-	if c.rescueOn && c.rescue(rc, info, start) {
-		return
-	}
-	c.closing.Store(true)
+	return p
+}
+
+// close runs once, from the owner's Close, in phase closing. It decides
+// whether the connection can close at once or must linger, and starts the
+// linger.
+func (c *Conn) close(p pendingClose) {
+	l := c.l
+	info, start, rc := p.info, p.start, p.rc
 	l.stats.open.Add(-1)
+	s := c.load()
+	if s.has(flagDetached) {
+		l.retrack(c)
+	}
 
 	cw, canHalfClose := c.conn.(interface{ CloseWrite() error })
 	switch {
-	case c.abortive.Load():
+	case s.has(flagAbortive):
 		// SO_LINGER 0 is set: the kernel sends RST, as the user asked.
 		c.conn.Close()
 		c.finish(info, start, Aborted)
@@ -70,7 +88,7 @@ func (c *Conn) close() {
 		c.conn.Close()
 		c.finish(info, start, Plain)
 		return
-	case info.Unread == 0 && c.sawEOF.Load():
+	case info.Unread == 0 && s.has(flagEOF):
 		// The peer closed first and everything was read: a plain close
 		// sends no RST.
 		c.conn.Close()
@@ -91,14 +109,15 @@ func (c *Conn) close() {
 	// for that goroutine to be scheduled and widen the window in which the
 	// peer's next request crosses it. shutdown(SHUT_WR) does not block.
 	cw.CloseWrite()
-	l.lingerers.Add(1)
+	c.startLinger()
+	l.goroutineStarted()
 	go c.linger(info, start, rc)
 }
 
 // linger reads and discards until the peer's FIN or a bound, then closes.
 func (c *Conn) linger(info CloseInfo, start time.Duration, rc syscall.RawConn) {
 	l := c.l
-	defer l.lingerers.Done()
+	defer l.goroutineDone()
 	defer l.stats.lingering.Add(-1)
 
 	// A Read that was blocked when Close set the past deadline may not
@@ -110,7 +129,7 @@ func (c *Conn) linger(info CloseInfo, start time.Duration, rc syscall.RawConn) {
 		rc.Read(func(uintptr) bool { return true })
 	}
 	c.conn.SetReadDeadline(time.Now().Add(l.cfg.LingerTimeout - (monotonic() - start)))
-	if c.cut.Load() { // Shutdown's cutLinger may have run before our deadline
+	if c.load().has(flagCut) { // Shutdown's cutLinger may have run before our deadline
 		c.conn.SetReadDeadline(aLongTimeAgo)
 	}
 
@@ -133,7 +152,7 @@ func (c *Conn) linger(info CloseInfo, start time.Duration, rc syscall.RawConn) {
 	switch {
 	case info.Discarded > limit:
 		o = Overflow
-	case errors.Is(err, os.ErrDeadlineExceeded) && c.cut.Load():
+	case errors.Is(err, os.ErrDeadlineExceeded) && c.load().has(flagCut):
 		o = Aborted
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		o = Timeout
@@ -152,8 +171,8 @@ func (c *Conn) linger(info CloseInfo, start time.Duration, rc syscall.RawConn) {
 
 // cutLinger ends a lingering close at once (Shutdown's context ended).
 func (c *Conn) cutLinger() {
-	c.cut.Store(true)
-	if c.closing.Load() {
+	c.setFlag(flagCut)
+	if c.load().closed() {
 		c.conn.SetReadDeadline(aLongTimeAgo)
 	}
 }
@@ -178,6 +197,7 @@ func (c *Conn) finish(info CloseInfo, start time.Duration, o Outcome) {
 	info.Linger = monotonic() - start
 	l.stats.outcomes[o].Add(1)
 	l.stats.discarded.Add(info.Discarded)
+	c.markClosed()
 	if l.cfg.OnClose != nil {
 		l.cfg.OnClose(info)
 	}

@@ -19,23 +19,14 @@ type Listener struct {
 	cfg   Config // with defaults applied
 	stats counters
 
-	lingerers sync.WaitGroup // one per lingering close goroutine
-
 	mu       sync.Mutex
-	conns    map[*Conn]struct{} // accepted, close not yet finished
-	changed  chan struct{}      // closed and cleared when conns shrinks; nil if nobody waits
+	conns    map[*Conn]struct{} // accepted, close not yet finished, not detached while open
+	running  int                // lingering-close goroutines not yet returned
+	changed  chan struct{}      // closed and cleared when conns or running shrink; nil if nobody waits
 	aborting bool               // Shutdown's context ended
 	closed   bool               // Close was called
 	backlog  []*Conn            // taken from the kernel's accept queue at Close, for Accept
 	accepts  atomic.Int32       // Accept calls in progress
-
-	// With Config.Rescue, Accept takes connections from a loop that
-	// accepts from ln, and rescued connections from requeued.
-	acceptOnce sync.Once
-	accepted   chan acceptResult
-	requeued   chan *Conn    // guarded by mu for sends: never after closed
-	done       chan struct{} // closed by Close
-	loops      sync.WaitGroup
 
 	optErr [numSockopts]sync.Once
 }
@@ -48,26 +39,11 @@ func Wrap(ln net.Listener, cfg Config) *Listener {
 	if err := cfg.validate(); err != nil {
 		panic(err.Error())
 	}
-	l := &Listener{
+	return &Listener{
 		ln:    ln,
 		cfg:   cfg.withDefaults(),
 		conns: make(map[*Conn]struct{}),
-		done:  make(chan struct{}),
 	}
-	if l.cfg.Rescue != nil {
-		l.accepted = make(chan acceptResult)
-		l.requeued = make(chan *Conn, maxRequeued)
-	}
-	return l
-}
-
-// maxRequeued bounds rescued connections waiting for Accept; beyond it a
-// close lingers instead.
-const maxRequeued = 256
-
-type acceptResult struct {
-	c   *Conn
-	err error
 }
 
 // Listen announces on the local network address, as [net.Listen] does,
@@ -91,46 +67,26 @@ func Listen(network, address string, cfg Config) (*Listener, error) {
 // temporary errors keeps working; after [Listener.Close] the error
 // satisfies errors.Is(err, net.ErrClosed). A socket option the kernel
 // rejects never fails Accept: it is skipped and reported to
-// [Config.ErrorLog] once.
+// [Config.ErrorLog] once. Each accepted socket is returned once.
 func (l *Listener) Accept() (net.Conn, error) {
 	l.accepts.Add(1)
 	defer l.accepts.Add(-1)
-	if l.cfg.Rescue == nil {
-		c, err := l.accept()
-		if err != nil {
-			if c := l.takeBacklog(); c != nil {
-				return c, nil
-			}
-			return nil, err // a nil *Conn must not become a non-nil net.Conn
-		}
-		return c, nil
-	}
-	l.acceptOnce.Do(func() {
-		l.loops.Add(1)
-		go l.acceptLoop()
-	})
-	select {
-	case c := <-l.requeued:
-		return c, nil
-	default:
-	}
-	select {
-	case c := <-l.requeued:
-		return c, nil
-	case r := <-l.accepted:
-		if r.err != nil {
-			if c := l.takeBacklog(); c != nil {
-				return c, nil
-			}
-			return nil, r.err
-		}
-		return r.c, nil
-	case <-l.done:
+	nc, err := l.ln.Accept()
+	if err != nil {
 		if c := l.takeBacklog(); c != nil {
 			return c, nil
 		}
+		return nil, err // a nil *Conn must not become a non-nil net.Conn
+	}
+	c := newConn(l, nc)
+	l.applySockopts(c)
+	if !l.track(c) {
+		// Shutdown gave up on its connections while this one was being
+		// accepted: do not hand out a connection nobody will wait for.
+		c.Close()
 		return nil, l.closedErr()
 	}
+	return c, nil
 }
 
 // takeBacklog returns the next connection Close took from the kernel's
@@ -146,68 +102,13 @@ func (l *Listener) takeBacklog() *Conn {
 	return c
 }
 
-// accept accepts one connection from the wrapped listener.
-func (l *Listener) accept() (*Conn, error) {
-	nc, err := l.ln.Accept()
-	if err != nil {
-		return nil, err
-	}
-	c := newConn(l, nc)
-	l.applySockopts(c)
-	if !l.track(c) {
-		// Shutdown gave up on its connections while this one was being
-		// accepted: do not hand out a connection nobody will wait for.
-		c.Close()
-		return nil, l.closedErr()
-	}
-	return c, nil
-}
-
-// acceptLoop feeds Accept when rescued connections must be merged in. It
-// is paced by Accept: it accepts the next connection only once the last
-// result was taken, and it stops when the listener closes.
-func (l *Listener) acceptLoop() {
-	defer l.loops.Done()
-	for {
-		c, err := l.accept()
-		select {
-		case l.accepted <- acceptResult{c, err}:
-		case <-l.done:
-			if c != nil { // accepted before Close: Accept still returns it
-				l.mu.Lock()
-				l.backlog = append(l.backlog, c)
-				l.mu.Unlock()
-			}
-			return
-		}
-	}
-}
-
 func (l *Listener) closedErr() error {
 	return &net.OpError{Op: "accept", Net: l.ln.Addr().Network(), Addr: l.ln.Addr(), Err: net.ErrClosed}
 }
 
-// requeue hands nc, a rescue of old, to Accept, if the listener is open and
-// the queue has room.
-func (l *Listener) requeue(old, nc *Conn) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed || l.aborting {
-		return false
-	}
-	select {
-	case l.requeued <- nc:
-	default:
-		return false
-	}
-	delete(l.conns, old)
-	l.conns[nc] = struct{}{}
-	return true
-}
-
 // Close stops accepting, closing the wrapped listener. Accepted and
 // lingering connections are left alone; see [Listener.Shutdown] to wait for
-// them. Rescued connections that Accept had not returned yet are closed.
+// them.
 //
 // Connections the kernel had already completed but the server had not
 // accepted would be reset by the close (clients see ECONNRESET, a proxy
@@ -223,18 +124,6 @@ func (l *Listener) Close() error {
 	l.mu.Unlock()
 	if first {
 		l.takeAcceptQueue()
-		close(l.done) // after the backlog is filled: Accept checks it on done
-	}
-	if first && l.requeued != nil {
-		for {
-			select {
-			case c := <-l.requeued:
-				c.Close()
-				continue
-			default:
-			}
-			break
-		}
 	}
 	return l.ln.Close()
 }
@@ -255,12 +144,16 @@ func (l *Listener) Stats() Stats {
 // has been closed by its owner and every lingering close has finished. It
 // does not close open connections itself: pair it with the server's own
 // shutdown (for net/http, call [net/http.Server.Shutdown] first, which
-// closes idle connections and waits for active ones).
+// closes idle connections and waits for active ones). Connections their
+// owner has detached ([Conn.Detach], for hijacked ones) are not waited for
+// unless they are already closing.
 //
-// If ctx ends first, Shutdown closes what is still open, cuts every linger
-// short (outcome [Aborted]), waits for those closes to finish, which takes
-// no longer than closing the sockets, and returns ctx.Err(). No goroutine
-// of the Listener survives Shutdown.
+// If ctx ends first, Shutdown closes what is still open and not detached,
+// cuts every linger short (outcome [Aborted]), waits for those closes to
+// finish, which takes no longer than closing the sockets, and returns
+// ctx.Err(). No goroutine of the Listener survives Shutdown, except the
+// lingering close of a detached connection closed after it returned, which
+// ends within LingerTimeout.
 func (l *Listener) Shutdown(ctx context.Context) error {
 	l.Close()
 	if l.accepts.Load() == 0 {
@@ -270,13 +163,21 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 			c.Close()
 		}
 	}
+	if l.wait(ctx.Done(), func() bool { return len(l.conns) == 0 && l.running == 0 }) {
+		return nil
+	}
+	l.abort()
+	return ctx.Err()
+}
+
+// wait waits until done(), checked with l.mu held, or until stop is closed,
+// reporting which.
+func (l *Listener) wait(stop <-chan struct{}, done func() bool) bool {
 	for {
 		l.mu.Lock()
-		if len(l.conns) == 0 {
+		if done() {
 			l.mu.Unlock()
-			l.lingerers.Wait()
-			l.loops.Wait()
-			return nil
+			return true
 		}
 		if l.changed == nil {
 			l.changed = make(chan struct{})
@@ -286,11 +187,17 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 
 		select {
 		case <-changed:
-		case <-ctx.Done():
-			l.abort()
-			l.loops.Wait()
-			return ctx.Err()
+		case <-stop:
+			return false
 		}
+	}
+}
+
+// changedLocked wakes the goroutines in wait.
+func (l *Listener) changedLocked() {
+	if l.changed != nil {
+		close(l.changed)
+		l.changed = nil
 	}
 }
 
@@ -331,14 +238,7 @@ func (l *Listener) abort() {
 		c.Close() // closes at once while l.aborting; no-op if the owner closed it
 		c.cutLinger()
 	}
-	l.lingerers.Wait()
-}
-
-// accepting reports whether the listener is open.
-func (l *Listener) accepting() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return !l.closed && !l.aborting
+	l.wait(nil, func() bool { return l.running == 0 })
 }
 
 func (l *Listener) isAborting() bool {
@@ -366,10 +266,41 @@ func (l *Listener) untrack(c *Conn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.conns, c)
-	if l.changed != nil {
-		close(l.changed)
-		l.changed = nil
+	l.changedLocked()
+}
+
+// detach stops Shutdown from waiting for c while its owner has not closed
+// it. Under l.mu, so that it orders with retrack.
+func (l *Listener) detach(c *Conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !c.load().closed() {
+		delete(l.conns, c)
+		l.changedLocked()
 	}
+}
+
+// retrack makes Shutdown wait for the close of a detached connection whose
+// owner has closed it.
+func (l *Listener) retrack(c *Conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.conns[c] = struct{}{}
+}
+
+// goroutineStarted and goroutineDone count the lingering-close goroutines,
+// so Shutdown can promise none survives it.
+func (l *Listener) goroutineStarted() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.running++
+}
+
+func (l *Listener) goroutineDone() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.running--
+	l.changedLocked()
 }
 
 // epoch anchors the monotonic clock readings kept in Conn as int64.

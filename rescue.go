@@ -1,29 +1,34 @@
 package linger
 
-// Rescue: serve the request that was already waiting when the owner closed.
+// Rescue: serve the request that was already waiting when an idle
+// connection was closed.
 //
 // A keep-alive server closes an idle connection at the instant the balancer
 // sends its next request on it. When the request's bytes are already in our
-// receive queue at Close, nothing on the wire is lost yet: the connection can
-// be handed back to the server instead of being closed. Two hand-backs:
+// receive queue, nothing on the wire is lost yet: the owner's goroutine,
+// waiting in Read for exactly such a request, can be given it instead of
+// the close.
 //
-//   - deliver: a Read is in flight (a server closing an idle connection
-//     from another goroutine while the connection's goroutine waits in
-//     Read). Close becomes a no-op and that Read returns the bytes; the
-//     owner serves the request and closes again later.
-//   - re-accept: no Read is in flight (net/http's idle timeout: its Read
-//     returned the deadline error, then it closed). The connection comes out
-//     of Accept again, as a new one, bytes intact.
+// Handing bytes back to a server that closed a connection is an attack
+// surface: servers close on purpose after a rejected request, an unread
+// body, a hijacked stream, a "Connection: close" response, and what is
+// queued then is exactly what they chose never to parse. So a rescue needs
+// positive statements, never an inference:
 //
-// Both only while the listener is open. Only a connection at a message boundary qualifies: the owner has read
-// nothing since its last write (so no half-read message sits in its
-// buffers), it has not shut its write side, and the queued bytes pass
-// Config.Rescue, checked with MSG_PEEK so nothing is consumed.
-
-import (
-	"syscall"
-	"time"
-)
+//   - the owner's: the connection is idle at a message boundary with none
+//     of the peer's bytes in its own buffers, and its next Read waits for
+//     a new message (SetIdle; net/http says so with ConnState StateIdle,
+//     which it sets only after a reusable response);
+//   - the closer's: this close is an idle close by a server that goes on
+//     serving (CloseIdle, not Close);
+//   - and the facts: a Read the owner began after its idle mark is waiting
+//     (it is the one that will get the bytes, in the same stream, so the
+//     server parses them exactly as it would have had the close come a
+//     moment later), no Read begun before the mark is, and the queued bytes
+//     pass Config.Rescue, checked with MSG_PEEK so nothing is consumed.
+//
+// The connection never comes out of Accept again: listeners wrapped above
+// linger (TLS, PROXY protocol) and the server see each connection once.
 
 // rescuePeek is how many queued bytes the guard sees at most: enough for
 // the request line of any request nginx would forward by default
@@ -69,53 +74,80 @@ func isTokenChar(b byte) bool {
 	return false
 }
 
-// rescue hands the connection back if it qualifies, reporting whether it
-// did. It runs from close, before anything irreversible.
-func (c *Conn) rescue(rc syscall.RawConn, info CloseInfo, start time.Duration) bool {
-	l := c.l
-	lastWrite := c.lastWrite.Load()
-	switch {
-	case rc == nil || info.Unread <= 0,
-		c.rescuedAt.Load() == lastWrite, // rescued before and nothing served since: no ping-pong
-		c.lastRead.Load() > lastWrite,   // a message may be half-read into the owner's buffers
-		c.shutWrite.Load(), c.abortive.Load(), c.sawEOF.Load(),
-		!l.accepting():
-		// Once the listener is closed the server is going away, and
-		// net/http drops a request it reads after Shutdown began
-		// (server.go: "if c.server.shuttingDown() { return }" after
-		// readRequest): a rescue would read the request only to lose it.
-		return false
+// SetIdle records the owner's statement that the connection is idle:
+// every message it has read is answered, it holds none of the peer's bytes
+// in its own buffers, and its next Read waits for a new message. Call
+// SetIdle(false) as soon as that stops being true. Only [Conn.CloseIdle]
+// uses it. net/http says so with its ConnState hook: StateNew and
+// StateIdle are idle (it sets StateIdle only after a response that leaves
+// the connection reusable), every other state is not:
+//
+//	srv.ConnState = func(c net.Conn, st http.ConnState) {
+//		if lc := linger.ConnOf(c); lc != nil {
+//			lc.SetIdle(st == http.StateNew || st == http.StateIdle)
+//		}
+//	}
+//
+// SetIdle after Close does nothing.
+func (c *Conn) SetIdle(idle bool) {
+	if idle {
+		c.markIdle()
+	} else {
+		c.markActive()
 	}
-	head := peekBytes(rc, min(info.Unread, rescuePeek))
-	if len(head) == 0 || !l.cfg.Rescue(head) {
-		return false
-	}
+}
 
-	if c.reading.Load() > 0 {
-		// deliver: the Read in flight returns the queued bytes.
-		c.rescuedAt.Store(lastWrite)
-		c.closed.Store(false)
-		c.finishRescue(info, start)
-		return true
-	}
-	// re-accept: a new Conn on the same socket, with no deadlines.
-	nc := newConn(l, c.conn)
-	nc.rescuedAt.Store(nc.lastWrite.Load())
-	if err := c.conn.SetDeadline(time.Time{}); err != nil || !l.requeue(c, nc) {
+// CloseIdle closes the connection if its owner has marked it idle
+// ([Conn.SetIdle]) and reports whether it had; a connection in use is left
+// alone. It is for a server that closes idle connections from another
+// goroutine while it goes on serving, as package lingerhttp's idle sweeper
+// does; a server that is shutting down should use Close, or a request it
+// is handed would be read and dropped.
+//
+// If the next request is already waiting, it is handed to the owner
+// instead and the connection stays open (outcome [Rescued]), when all of
+// these hold: [Config.Rescue] is set; a Read the owner began after its
+// idle mark is waiting, and no Read begun before it; the owner has not
+// shut its write side nor set SO_LINGER 0; the peer has not closed;
+// Listener.Shutdown's context has not ended; and the queued bytes, seen
+// without being consumed, pass Config.Rescue. The waiting Read returns
+// them. The mark is spent: another rescue needs the owner to mark the
+// connection idle again. Rescue needs the receive queue's length and
+// MSG_PEEK: it works on Linux and never triggers elsewhere.
+//
+// A Close that comes while CloseIdle decides makes the decision a close.
+func (c *Conn) CloseIdle() bool {
+	taken, rescuing := c.takeIdle()
+	if !taken {
 		return false
 	}
-	c.closing.Store(true)
-	c.finishRescue(info, start)
+	p := c.closeInfo()
+	if rescuing {
+		if c.rescue(p) {
+			return true
+		}
+		c.endRescue()
+	}
+	c.close(p)
 	return true
 }
 
-// finishRescue reports a rescue; the connection itself lives on.
-func (c *Conn) finishRescue(info CloseInfo, start time.Duration) {
+// rescue reports whether the connection, in phase rescuing, was handed back.
+func (c *Conn) rescue(p pendingClose) bool {
 	l := c.l
+	if p.rc == nil || p.info.Unread <= 0 || l.isAborting() {
+		return false
+	}
+	head := peekBytes(p.rc, min(p.info.Unread, rescuePeek))
+	if len(head) == 0 || !l.cfg.Rescue(head) || !c.handBack() {
+		return false
+	}
+	info := p.info
 	info.Outcome = Rescued
-	info.Linger = monotonic() - start
+	info.Linger = monotonic() - p.start
 	l.stats.outcomes[Rescued].Add(1)
 	if l.cfg.OnClose != nil {
 		l.cfg.OnClose(info)
 	}
+	return true
 }

@@ -64,85 +64,137 @@ func requireRescue(t *testing.T) {
 	}
 }
 
-// A connection closed by its owner with a request already queued, and no
-// Read in flight, comes out of Accept again with the bytes intact.
-func TestRescueReaccepts(t *testing.T) {
+// Close never rescues, even with Config.Rescue set, the owner's idle mark
+// and a request queued: a server that closes on its own chose not to read
+// what is queued, and the socket is never handed out by Accept again.
+func TestCloseNeverRescues(t *testing.T) {
 	requireRescue(t)
 	s := listen(t, linger.Config{Rescue: linger.HTTP1Request})
 	client, first := pair(t, s)
+	first.(*linger.Conn).SetIdle(true)
 	const req = "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
 	sendQueued(t, client, first, req)
 	require.NoError(t, first.Close())
+	_, err := readEnd(client)
+	assert.NoError(t, err, "a clean FIN")
+	client.Close()
 	ci := s.next(t)
-	assert.Equal(t, linger.Rescued, ci.Outcome)
+	assert.Equal(t, linger.Pending, ci.Outcome)
 	assert.Equal(t, len(req), ci.Unread)
 
-	again, err := s.Accept()
-	require.NoError(t, err)
-	t.Cleanup(func() { again.Close() })
-	assert.Equal(t, first.RemoteAddr().String(), again.RemoteAddr().String())
-	buf := make([]byte, len(req))
-	_, err = io.ReadFull(again, buf)
-	require.NoError(t, err)
-	assert.Equal(t, req, string(buf), "the request arrives intact")
-	_, err = io.WriteString(again, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-	require.NoError(t, err)
-	require.NoError(t, again.Close())
-	resp, err := http.ReadResponse(bufio.NewReader(client), nil)
-	require.NoError(t, err)
-	assert.Equal(t, 200, resp.StatusCode)
-	client.Close()
-	assert.Equal(t, linger.Clean, s.next(t).Outcome)
+	require.NoError(t, s.Close())
+	_, err = s.Accept()
+	assert.ErrorIs(t, err, net.ErrClosed, "the closed connection does not come back")
 	st := s.Stats()
-	assert.EqualValues(t, 1, st.Accepted, "a rescue is not a new connection")
-	assert.EqualValues(t, 1, st.Rescued)
+	assert.EqualValues(t, 1, st.Accepted)
+	assert.EqualValues(t, 0, st.Rescued)
 }
 
-// With a Read in flight, Close becomes a no-op and the Read returns the
-// queued request (a server closing an idle connection from another
-// goroutine). With one P, the reader cannot run between the request's
-// arrival and the Close; the attempts only guard against preemption.
-func TestRescueDeliversToBlockedRead(t *testing.T) {
+// parkedRead starts a Read on srv in a goroutine and waits until it is
+// parked in the poller; its result arrives on the channel.
+func parkedRead(t *testing.T, srv net.Conn) <-chan string {
+	t.Helper()
+	got := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 4096)
+		n, err := srv.Read(buf)
+		if err != nil {
+			got <- "error: " + err.Error()
+			return
+		}
+		got <- string(buf[:n])
+	}()
+	waitParked(t, "linger.(*Conn).Read")
+	return got
+}
+
+// With the owner's idle mark and a Read it began after the mark waiting,
+// CloseIdle hands the queued request to that Read and the connection lives
+// on. With one P, the reader cannot run between the request's arrival and
+// CloseIdle; the attempts only guard against preemption.
+func TestCloseIdleDeliversToTheWaitingRead(t *testing.T) {
 	requireRescue(t)
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	s := listen(t, linger.Config{Rescue: linger.HTTP1Request, LingerTimeout: 100 * time.Millisecond})
 	const req = "GET /idle HTTP/1.1\r\nHost: x\r\n\r\n"
 	for range 20 {
 		client, srv := pair(t, s)
-		got := make(chan string, 1)
-		go func() {
-			buf := make([]byte, 64)
-			n, err := srv.Read(buf)
-			if err != nil {
-				got <- err.Error()
-				return
-			}
-			got <- string(buf[:n])
-		}()
-		waitParked(t, "linger.(*Conn).Read")
+		lc := srv.(*linger.Conn)
+		lc.SetIdle(true)
+		got := parkedRead(t, srv)
 		_, err := io.WriteString(client, req)
 		require.NoError(t, err)
-		require.NoError(t, srv.Close())
+		require.True(t, lc.CloseIdle(), "the connection was idle")
 		ci := s.next(t)
 		r := <-got
 		if ci.Outcome != linger.Rescued {
-			assert.Equal(t, req, r, "the reader took the request before Close")
+			assert.Equal(t, req, r, "the reader took the request before the close")
 			client.Close()
-			s.next(t)
 			continue
 		}
-		assert.Equal(t, req, r, "the blocked Read got the request")
+		assert.Equal(t, req, r, "the waiting Read got the request")
 		_, err = srv.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
 		require.NoError(t, err, "the connection lives on")
-		require.NoError(t, srv.Close(), "and its owner can close it again")
+		assert.False(t, lc.CloseIdle(), "the mark is spent: the owner is not idle")
+		require.NoError(t, srv.Close(), "and its owner can close it")
 		resp, err := http.ReadResponse(bufio.NewReader(client), nil)
 		require.NoError(t, err)
 		assert.Equal(t, 200, resp.StatusCode)
 		client.Close()
 		assert.Equal(t, linger.Clean, s.next(t).Outcome)
+		assert.EqualValues(t, 1, s.Stats().Rescued)
 		return
 	}
-	t.Fatal("Close never found a Read in flight with the request queued")
+	t.Fatal("CloseIdle never found the Read waiting with the request queued")
+}
+
+// CloseIdle leaves a connection alone unless its owner says it is idle now.
+func TestCloseIdleNeedsTheOwnersMark(t *testing.T) {
+	s := listen(t, linger.Config{Rescue: linger.HTTP1Request})
+	client, srv := pair(t, s)
+	lc := srv.(*linger.Conn)
+	assert.False(t, lc.CloseIdle(), "never marked idle")
+	lc.SetIdle(true)
+	lc.SetIdle(false)
+	assert.False(t, lc.CloseIdle(), "marked active again")
+	_, err := io.WriteString(srv, "still open")
+	require.NoError(t, err)
+	lc.SetIdle(true)
+	assert.True(t, lc.CloseIdle())
+	got, err := readEnd(client)
+	assert.NoError(t, err)
+	assert.Equal(t, "still open", string(got))
+	client.Close()
+	assert.Equal(t, linger.Clean, s.next(t).Outcome)
+	lc.SetIdle(true)
+	assert.False(t, lc.CloseIdle(), "SetIdle after Close does nothing")
+}
+
+// A Read that began before the idle mark (net/http's background read, left
+// behind by a handler) never receives a rescue: the close goes ahead and
+// the Read fails.
+func TestCloseIdleIgnoresAReadBegunBeforeTheMark(t *testing.T) {
+	requireRescue(t)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	s := listen(t, linger.Config{Rescue: linger.HTTP1Request})
+	for range 20 {
+		client, srv := pair(t, s)
+		lc := srv.(*linger.Conn)
+		got := parkedRead(t, srv)
+		lc.SetIdle(true)
+		_, err := io.WriteString(client, "GET /admin HTTP/1.1\r\nHost: x\r\n\r\n")
+		require.NoError(t, err)
+		require.True(t, lc.CloseIdle())
+		r := <-got
+		client.Close()
+		ci := s.next(t)
+		assert.NotEqual(t, linger.Rescued, ci.Outcome)
+		if strings.HasPrefix(r, "error: ") {
+			assert.EqualValues(t, 0, s.Stats().Rescued)
+			return
+		}
+	}
+	t.Fatal("the reader always took the request before the close")
 }
 
 // waitParked waits until some goroutine is blocked (IO wait, select or
@@ -182,8 +234,9 @@ func sendQueued(t *testing.T, client net.Conn, srv net.Conn, msg string) {
 	t.Fatalf("%d bytes never arrived", len(msg))
 }
 
-func TestRescueNeverTakesWhatIsNotARequest(t *testing.T) {
+func TestCloseIdleNeverTakesWhatIsNotARequest(t *testing.T) {
 	requireRescue(t)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	for name, bytes := range map[string]string{
 		"TLS ClientHello":     "\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03",
 		"HTTP/2 preface":      "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
@@ -193,60 +246,20 @@ func TestRescueNeverTakesWhatIsNotARequest(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s := listen(t, linger.Config{Rescue: linger.HTTP1Request})
 			client, srv := pair(t, s)
-			sendQueued(t, client, srv, bytes)
-			require.NoError(t, srv.Close())
-			_, err := readEnd(client)
+			lc := srv.(*linger.Conn)
+			lc.SetIdle(true)
+			got := parkedRead(t, srv)
+			_, err := io.WriteString(client, bytes)
+			require.NoError(t, err)
+			require.True(t, lc.CloseIdle())
+			<-got
+			_, err = readEnd(client)
 			assert.NoError(t, err, "a clean FIN")
 			client.Close()
-			assert.Equal(t, linger.Pending, s.next(t).Outcome)
+			assert.NotEqual(t, linger.Rescued, s.next(t).Outcome)
 			assert.EqualValues(t, 0, s.Stats().Rescued)
 		})
 	}
-}
-
-func TestRescueSkipsHalfReadMessages(t *testing.T) {
-	requireRescue(t)
-	s := listen(t, linger.Config{Rescue: linger.HTTP1Request})
-	client, srv := pair(t, s)
-	// The owner read part of what was sent and wrote nothing since: the
-	// queued bytes look like a request, but the owner may hold the start
-	// of another message in its buffers.
-	const two = "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n"
-	sendQueued(t, client, srv, two)
-	_, err := io.ReadFull(srv, make([]byte, len(two)/2))
-	require.NoError(t, err)
-	require.NoError(t, srv.Close())
-	client.Close()
-	assert.Equal(t, linger.Pending, s.next(t).Outcome)
-}
-
-func TestRescueAtMostOnceUntilServed(t *testing.T) {
-	requireRescue(t)
-	s := listen(t, linger.Config{Rescue: linger.HTTP1Request})
-	client, srv := pair(t, s)
-	const req = "GET / HTTP/1.1\r\n\r\n"
-	sendQueued(t, client, srv, req)
-	require.NoError(t, srv.Close())
-	assert.Equal(t, linger.Rescued, s.next(t).Outcome)
-	again, err := s.Accept()
-	require.NoError(t, err)
-	require.NoError(t, again.Close(), "the owner closes it again without serving")
-	client.Close()
-	assert.Equal(t, linger.Pending, s.next(t).Outcome, "no ping-pong")
-}
-
-func TestRescueNotAfterListenerClose(t *testing.T) {
-	requireRescue(t)
-	s := listen(t, linger.Config{Rescue: linger.HTTP1Request})
-	client, srv := pair(t, s)
-	const req = "GET / HTTP/1.1\r\n\r\n"
-	sendQueued(t, client, srv, req)
-	require.NoError(t, s.Close())
-	require.NoError(t, srv.Close())
-	_, err := readEnd(client)
-	assert.NoError(t, err, "the client sees a FIN, not a reset")
-	client.Close()
-	assert.Equal(t, linger.Pending, s.next(t).Outcome)
 }
 
 // TLS through a Rescue-enabled listener: the guard sees records and never
@@ -282,18 +295,67 @@ func TestRescueLeavesTLSAlone(t *testing.T) {
 	assert.EqualValues(t, 0, s.Stats().Rescued)
 }
 
-// net/http with a short IdleTimeout, raced by keep-alive clients that send
-// their next request at the idle deadline: every request whose bytes were
-// queued at the close is served, exactly once, bodies intact.
-func TestRescueServesIdleTimeoutRace(t *testing.T) {
+// idleSweeper closes, with CloseIdle, the connections net/http has been
+// idle on for longer than after: a server that closes idle connections from
+// another goroutine, as lingerhttp's sweeper does. It marks connections
+// idle from ConnState, as SetIdle's documentation shows.
+type idleSweeper struct {
+	mu    sync.Mutex
+	since map[*linger.Conn]time.Time
+}
+
+func (w *idleSweeper) connState(c net.Conn, st http.ConnState) {
+	lc := linger.ConnOf(c)
+	idle := st == http.StateNew || st == http.StateIdle
+	lc.SetIdle(idle)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if idle {
+		w.since[lc] = time.Now()
+	} else {
+		delete(w.since, lc)
+	}
+}
+
+// sweep closes idle connections every tick until stop is closed.
+func (w *idleSweeper) sweep(after time.Duration, stop <-chan struct{}) {
+	tick := time.NewTicker(after / 10)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-tick.C:
+			w.mu.Lock()
+			var idle []*linger.Conn
+			for c, t := range w.since {
+				if now.Sub(t) >= after {
+					idle = append(idle, c)
+					delete(w.since, c)
+				}
+			}
+			w.mu.Unlock()
+			for _, c := range idle {
+				c.CloseIdle()
+			}
+		}
+	}
+}
+
+// A server that closes idle connections after 20 ms from another
+// goroutine, raced by keep-alive clients that send their next request at
+// that moment: with rescue, every request whose bytes were queued at the
+// close is served, exactly once, bodies intact.
+func TestCloseIdleServesTheIdleRace(t *testing.T) {
 	requireRescue(t)
 	const idle = 20 * time.Millisecond
 	run := func(t *testing.T, cfg linger.Config) (linger.Stats, map[string]int, int, int) {
 		s := listen(t, cfg)
 		var mu sync.Mutex
 		served := map[string]int{}
+		sw := &idleSweeper{since: map[*linger.Conn]time.Time{}}
 		srv := &http.Server{
-			IdleTimeout: idle,
+			ConnState: sw.connState,
 			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				body, _ := io.ReadAll(r.Body)
 				sum := sha256.Sum256(body)
@@ -308,8 +370,10 @@ func TestRescueServesIdleTimeoutRace(t *testing.T) {
 			}),
 		}
 		done := make(chan struct{})
+		stop := make(chan struct{})
 		go func() { defer close(done); srv.Serve(s) }()
-		defer func() { srv.Close(); <-done }()
+		go sw.sweep(idle, stop)
+		defer func() { close(stop); srv.Close(); <-done }()
 
 		var ok, failed atomic.Int64
 		var wg sync.WaitGroup
@@ -345,8 +409,9 @@ func TestRescueServesIdleTimeoutRace(t *testing.T) {
 					} else {
 						ok.Add(1)
 					}
-					// The next request goes out around the idle deadline.
-					time.Sleep(idle - time.Millisecond + time.Duration(i%5)*500*time.Microsecond)
+					// Pacing, not synchronisation: the next request goes
+					// out around the sweeper's idle bound.
+					time.Sleep(idle - time.Millisecond + time.Duration(i%5)*time.Millisecond)
 				}
 				if c != nil {
 					c.Close()
@@ -354,8 +419,6 @@ func TestRescueServesIdleTimeoutRace(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		srv.Close()
-		<-done
 		return s.Stats(), served, int(ok.Load()), int(failed.Load())
 	}
 
@@ -363,10 +426,12 @@ func TestRescueServesIdleTimeoutRace(t *testing.T) {
 		st, _, ok, failed := run(t, linger.Config{})
 		t.Logf("linger: ok %d failed %d pending %d crossed %d", ok, failed, st.Pending, st.Crossed)
 		assert.Positive(t, st.Pending, "control: without rescue, requests queued at the close are lost")
+		assert.Zero(t, st.Rescued)
 	})
 	t.Run("rescue", func(t *testing.T) {
 		st, served, ok, failed := run(t, linger.Config{Rescue: linger.HTTP1Request})
 		t.Logf("rescue: ok %d failed %d rescued %d pending %d crossed %d", ok, failed, st.Rescued, st.Pending, st.Crossed)
+		assert.Positive(t, st.Rescued, "requests waiting at an idle close were served")
 		for id, n := range served {
 			assert.Equal(t, 1, n, "request %s served once", id)
 		}

@@ -8,10 +8,10 @@ import (
 )
 
 // Outcome says how a connection's close ended. The first outcome that
-// applies, in this order, is reported: [Rescued], [Aborted], [Plain] and [Shed] (decided when
-// the owner closes), then how a lingering close ended ([Reset],
-// [Overflow], [Timeout]), then what it saw before the peer's FIN
-// ([Pending], [Crossed]), else [Clean].
+// applies, in this order, is reported: [Rescued], [Aborted], [Plain] and
+// [Shed] (decided when the owner closes), then how a lingering close ended
+// ([Reset], [Overflow], [Timeout]), then what it saw before the peer's
+// FIN ([Pending], [Crossed]), else [Clean].
 type Outcome uint8
 
 const (
@@ -39,10 +39,10 @@ const (
 	// Aborted: an abortive close was asked for ([Config.AbortiveClose] or
 	// [Conn.SetLinger](0)), or [Listener.Shutdown]'s context ended first.
 	Aborted
-	// Rescued: the close did not happen. The request already waiting in
-	// the receive queue was handed back to the owner ([Config.Rescue]):
-	// a Read in flight returned it, or Accept returned the connection
-	// again. The connection's final close is reported later, on its own.
+	// Rescued: the idle close did not happen ([Conn.CloseIdle]). The
+	// request already waiting in the receive queue was handed to the
+	// owner's waiting Read. The connection's final close is reported
+	// later, on its own.
 	Rescued
 	// Plain: the connection cannot half-close, so it was closed at once,
 	// without lingering: it is not TCP-like (a pipe), or a listener
@@ -93,7 +93,7 @@ type Stats struct {
 	// Counts of finished closes by outcome.
 	Clean, Pending, Crossed, Timeout, Overflow, Reset, Shed, Aborted int64
 
-	// Rescued counts requests handed back instead of closed (Config.Rescue).
+	// Rescued counts requests handed back instead of closed (Conn.CloseIdle).
 	Rescued int64
 	// Plain counts closes of connections that cannot half-close.
 	Plain int64

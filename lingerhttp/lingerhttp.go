@@ -318,8 +318,18 @@ func (s *Server) retiring(r *http.Request) bool {
 	return st != nil && st.retire
 }
 
-// connState tracks idle time per connection.
+// connState tracks idle time per connection, and tells linger when net/http
+// is idle on a connection (the only state in which its sweeper's close may
+// hand a waiting request back) and when it hijacked one.
 func (s *Server) connState(c net.Conn, state http.ConnState) {
+	if lc := linger.ConnOf(c); lc != nil {
+		lc.SetIdle(state == http.StateNew || state == http.StateIdle)
+		if state == http.StateHijacked {
+			// Shutdown waits for neither the owner nor linger's close
+			// of a hijacked connection, as http.Server.Shutdown does not.
+			lc.Detach()
+		}
+	}
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -406,9 +416,14 @@ func (s *Server) closeIdle() {
 	}
 	s.mu.Unlock()
 	for _, c := range idle {
-		// A lingering close; a request already queued is rescued: the
-		// connection's goroutine, waiting in Read, gets it and serves it.
-		c.Close()
+		// A lingering close, only if net/http is still idle on it; a
+		// request already queued is rescued: the connection's goroutine,
+		// waiting in Read, gets it and serves it.
+		if lc := linger.ConnOf(c); lc != nil {
+			lc.CloseIdle()
+		} else {
+			c.Close()
+		}
 	}
 }
 

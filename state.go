@@ -1,0 +1,278 @@
+package linger
+
+// A connection's lifecycle is one word, moved only by the transitions in
+// this file, each a compare-and-swap that names what it may follow:
+//
+//	open ⇄ idle                  SetIdle: the owner's own statement
+//	idle → open                  a Read returns bytes: the owner holds a new message
+//	idle → rescuing              CloseIdle, with a Read the owner began since the mark
+//	idle → closing               CloseIdle, without one
+//	rescuing → open              handBack: the waiting Read gets the queued request
+//	open, idle, rescuing → closing   Close (from rescuing: once the decision is made)
+//	closing → lingering → closed     the lingering close (drain.go)
+//
+// Besides the phase the word holds facts the close depends on (the peer's
+// FIN was read, SO_LINGER 0, the owner's CloseWrite, Shutdown's cut, the
+// owner's Detach, a Close that arrived while CloseIdle was deciding) and,
+// when rescue is configured, the Reads in flight: how many began since the
+// current idle mark (fresh) and how many before it (stale). A rescue needs
+// a fresh Read and no stale one, so bytes go only to a Read the owner
+// started after it declared itself idle, never to one it had left behind
+// (net/http's background read, say).
+
+import "strconv"
+
+type phase uint64
+
+const (
+	phaseOpen      phase = iota // the owner uses the connection
+	phaseIdle                   // the owner said it waits for a new message (SetIdle)
+	phaseRescuing               // CloseIdle is deciding whether to hand back
+	phaseClosing                // closed by the owner: Read and Write fail; the close is under way
+	phaseLingering              // the lingering close reads and discards
+	phaseClosed                 // the socket is closed and the outcome reported
+)
+
+var phaseNames = [...]string{"open", "idle", "rescuing", "closing", "lingering", "closed"}
+
+func (p phase) String() string {
+	if int(p) < len(phaseNames) {
+		return phaseNames[p]
+	}
+	return "phase(" + strconv.Itoa(int(p)) + ")"
+}
+
+// The layout of a Conn's state word.
+const (
+	phaseMask = 0xf
+
+	flagEOF        = 1 << 4 // a Read returned io.EOF: the peer has sent its FIN
+	flagAbortive   = 1 << 5 // SO_LINGER 0 is set: Close sends RST, no linger
+	flagShutWrite  = 1 << 6 // the owner called CloseWrite
+	flagCut        = 1 << 7 // Shutdown's context ended: stop lingering
+	flagDetached   = 1 << 8 // the owner no longer reports this connection (Detach)
+	flagCloseAsked = 1 << 9 // Close was called while CloseIdle was deciding
+
+	genShift   = 16 // idle marks so far, mod 2^16: which mark a fresh Read belongs to
+	genMask    = 0xffff << genShift
+	freshShift = 32 // Reads in flight begun since the current idle mark
+	fresh1     = 1 << freshShift
+	freshMask  = 0xffff << freshShift
+	staleShift = 48 // Reads in flight begun before it
+	stale1     = 1 << staleShift
+)
+
+type state uint64
+
+func (s state) phase() phase      { return phase(s & phaseMask) }
+func (s state) has(f uint64) bool { return uint64(s)&f != 0 }
+func (s state) gen() uint64       { return uint64(s) & genMask }
+func (s state) fresh() uint64     { return uint64(s) & freshMask >> freshShift }
+func (s state) stale() uint64     { return uint64(s) >> staleShift }
+func (s state) with(p phase) state {
+	return s&^phaseMask | state(p)
+}
+
+// closed reports whether the owner's Close has taken effect: Read and Write
+// fail from then on.
+func (s state) closed() bool { return s.phase() >= phaseClosing }
+
+// newMark starts a new idle mark: every Read in flight becomes stale.
+func (s state) newMark() state {
+	g := (s.gen() + 1<<genShift) & genMask
+	stale := s.stale() + s.fresh()
+	return s&^(genMask|freshMask|state(0xffff)<<staleShift) | state(g) | state(stale<<staleShift)
+}
+
+// cas moves c's state word from old to new.
+func (c *Conn) cas(old, new state) bool {
+	return c.st.CompareAndSwap(uint64(old), uint64(new))
+}
+
+func (c *Conn) load() state { return state(c.st.Load()) }
+
+// setFlag sets f, whatever the phase.
+func (c *Conn) setFlag(f uint64) { c.st.Or(f) }
+
+// readToken says how a Read in flight was counted.
+type readToken struct {
+	counted bool
+	fresh   bool
+	gen     uint64
+}
+
+// beginRead counts a Read in flight, unless the connection is closed.
+func (c *Conn) beginRead() (readToken, bool) {
+	if !c.rescueOn {
+		return readToken{}, !c.load().closed()
+	}
+	for {
+		s := c.load()
+		if s.closed() {
+			return readToken{}, false
+		}
+		t := readToken{counted: true, fresh: s.phase() == phaseIdle, gen: s.gen()}
+		n := s + stale1
+		if t.fresh {
+			n = s + fresh1
+		}
+		if c.cas(s, n) {
+			return t, true
+		}
+	}
+}
+
+// endRead uncounts a Read that began with t and returns the state after
+// it. A Read that returned bytes ends the owner's idleness (idle → open):
+// the owner now holds the start of a message, so an idle close would lose
+// a request it has begun to read, and serve it without an answer.
+func (c *Conn) endRead(t readToken, gotBytes bool) state {
+	for {
+		s := c.load()
+		n := s
+		if t.counted {
+			n = s - stale1
+			if t.fresh && s.gen() == t.gen {
+				n = s - fresh1
+			}
+		}
+		if gotBytes && n.phase() == phaseIdle {
+			n = n.with(phaseOpen)
+		}
+		if n == s || c.cas(s, n) {
+			return n
+		}
+	}
+}
+
+// markIdle: open or idle → idle, as a new mark.
+func (c *Conn) markIdle() {
+	for {
+		s := c.load()
+		if p := s.phase(); p != phaseOpen && p != phaseIdle {
+			return
+		}
+		if c.cas(s, s.newMark().with(phaseIdle)) {
+			return
+		}
+	}
+}
+
+// markActive: idle → open.
+func (c *Conn) markActive() {
+	for {
+		s := c.load()
+		if s.phase() != phaseIdle {
+			return
+		}
+		if c.cas(s, s.with(phaseOpen)) {
+			return
+		}
+	}
+}
+
+// What a Close call does, decided by takeForClose.
+type closeTurn uint8
+
+const (
+	closeNow      closeTurn = iota // this call closes
+	closeDeferred                  // CloseIdle is deciding; it will close
+	closeAgain                     // already closed: a second Close
+)
+
+// takeForClose: open or idle → closing; rescuing → rescuing with
+// CloseAsked, which makes the decision a close.
+func (c *Conn) takeForClose() closeTurn {
+	for {
+		s := c.load()
+		switch s.phase() {
+		case phaseOpen, phaseIdle:
+			if c.cas(s, s.with(phaseClosing)) {
+				return closeNow
+			}
+		case phaseRescuing:
+			if s.has(flagCloseAsked) {
+				return closeAgain
+			}
+			if c.cas(s, s|flagCloseAsked) {
+				return closeDeferred
+			}
+		default:
+			return closeAgain
+		}
+	}
+}
+
+// takeIdle: idle → rescuing, if a Read the owner began since its idle mark
+// waits, no older one does, and nothing rules a rescue out; else idle →
+// closing. Nothing when the owner has not marked the connection idle.
+func (c *Conn) takeIdle() (taken, rescuing bool) {
+	for {
+		s := c.load()
+		if s.phase() != phaseIdle {
+			return false, false
+		}
+		rescuing := c.rescueOn && s.fresh() > 0 && s.stale() == 0 &&
+			!s.has(flagEOF|flagAbortive|flagShutWrite|flagCut|flagDetached)
+		next := phaseClosing
+		if rescuing {
+			next = phaseRescuing
+		}
+		if c.cas(s, s.with(next)) {
+			return true, rescuing
+		}
+	}
+}
+
+// handBack: rescuing → open, unless a Close came meanwhile. The idle mark is
+// spent: a second rescue needs the owner to say it is idle again.
+func (c *Conn) handBack() bool {
+	for {
+		s := c.load()
+		if s.phase() != phaseRescuing || s.has(flagCloseAsked) {
+			return false
+		}
+		if c.cas(s, s.with(phaseOpen)) {
+			return true
+		}
+	}
+}
+
+// endRescue: rescuing → closing, the decision being a close.
+func (c *Conn) endRescue() {
+	for {
+		s := c.load()
+		if c.cas(s, (s &^ flagCloseAsked).with(phaseClosing)) {
+			return
+		}
+	}
+}
+
+// startLinger: closing → lingering.
+func (c *Conn) startLinger() { c.advance(phaseClosing, phaseLingering) }
+
+// markClosed: closing or lingering → closed.
+func (c *Conn) markClosed() {
+	for {
+		s := c.load()
+		if s.phase() != phaseClosing && s.phase() != phaseLingering {
+			return
+		}
+		if c.cas(s, s.with(phaseClosed)) {
+			return
+		}
+	}
+}
+
+// advance moves the phase from to next, keeping everything else.
+func (c *Conn) advance(from, next phase) {
+	for {
+		s := c.load()
+		if s.phase() != from {
+			return
+		}
+		if c.cas(s, s.with(next)) {
+			return
+		}
+	}
+}
