@@ -34,3 +34,38 @@ func TestNginxConfDown(t *testing.T) {
 		"server 10.0.0.1:2 max_fails=1 fail_timeout=30s;",
 	}, servers)
 }
+
+// The smuggle scenario's two nginx configurations: both deny /admin
+// themselves; the default upstream mode has no keep-alive pool and no
+// HTTP/1.1, the keep-alive mode has both, as the other scenarios do.
+func TestNginxConfSmuggle(t *testing.T) {
+	conf := func(cfg proxyConfig) string {
+		path := filepath.Join(t.TempDir(), "nginx.conf")
+		require.NoError(t, writeProxyConf("nginx", path, cfg))
+		b, err := os.ReadFile(path)
+		require.NoError(t, err)
+		return string(b)
+	}
+	base := proxyConfig{Dir: "/d", Port: 8080, Upstreams: []string{"10.0.0.1:1"}}
+	plain := conf(base)
+	assert.NotContains(t, plain, "location /admin")
+	assert.Contains(t, plain, "keepalive 32;")
+	assert.Contains(t, plain, "proxy_http_version 1.1;")
+
+	keepAlive := base
+	keepAlive.DenyAdmin = true
+	ka := conf(keepAlive)
+	assert.Contains(t, ka, "location /admin { return 403; }")
+	assert.Contains(t, ka, "keepalive 32;")
+	assert.Contains(t, ka, "proxy_http_version 1.1;")
+	assert.Contains(t, ka, `proxy_set_header Connection "";`)
+
+	http10 := keepAlive
+	http10.HTTP10 = true
+	h := conf(http10)
+	assert.Contains(t, h, "location /admin { return 403; }")
+	assert.Contains(t, h, "proxy_pass http://backend;")
+	assert.NotContains(t, h, "keepalive 32;")
+	assert.NotContains(t, h, "proxy_http_version")
+	assert.NotContains(t, h, "proxy_set_header")
+}
