@@ -261,8 +261,11 @@ var (
 	// "%ST %tsc %HM": "502 SH-- POST", or "-1 SD-- GET" for a client
 	// connection closed without a response.
 	haproxyLogLine = regexp.MustCompile(`^-?\d+ \S{4} \S+$`)
-	// Addresses and ports vary between lines of the same kind.
+	// Addresses and ports vary between lines of the same kind, and so do
+	// file paths ("a client request body is buffered to a temporary file
+	// /.../body/0000000001").
 	nginxLogVarying = regexp.MustCompile(`\d+\.\d+\.\d+\.\d+(:\d+)?`)
+	nginxLogPath    = regexp.MustCompile(`(^|\s)/\S+`)
 )
 
 // errorKinds counts the proxy's error-log lines by kind: nginx's message
@@ -291,7 +294,8 @@ func (p *proxy) errorKinds() map[string]int {
 			if m == nil || m[1] == "notice" {
 				continue
 			}
-			kinds["nginx "+m[1]+": "+nginxLogVarying.ReplaceAllString(m[2], "ADDR")]++
+			msg := nginxLogVarying.ReplaceAllString(m[2], "ADDR")
+			kinds["nginx "+m[1]+": "+nginxLogPath.ReplaceAllString(msg, "${1}PATH")]++
 		case "haproxy":
 			if !haproxyLogLine.MatchString(line) {
 				continue // startup messages

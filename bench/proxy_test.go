@@ -69,3 +69,21 @@ func TestNginxConfSmuggle(t *testing.T) {
 	assert.NotContains(t, h, "proxy_http_version")
 	assert.NotContains(t, h, "proxy_set_header")
 }
+
+// nginx's error-log lines count by kind: addresses and file paths, which
+// differ from line to line, do not make kinds of their own.
+func TestNginxErrorKinds(t *testing.T) {
+	dir := t.TempDir()
+	log := strings.Join([]string{
+		`2026/11/25 16:42:29 [warn] 12845#12845: *2 a client request body is buffered to a temporary file /tmp/x/run-1/body/0000000001, client: 127.0.0.1, server: , request: "POST /login HTTP/1.1", host: "bench"`,
+		`2026/11/25 16:42:30 [warn] 12845#12845: *9 a client request body is buffered to a temporary file /tmp/x/run-1/body/0000000002, client: 127.0.0.1, server: , request: "POST /login HTTP/1.1", host: "bench"`,
+		`2026/11/25 16:42:31 [error] 12845#12845: *4 upstream prematurely closed connection while reading response header from upstream, client: 127.0.0.1, server: , request: "GET / HTTP/1.1", upstream: "http://10.213.7.1:4242/", host: "bench"`,
+		`2026/11/25 16:42:32 [notice] 12845#12845: signal process started`,
+	}, "\n") + "\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "error.log"), []byte(log), 0o644))
+	p := &proxy{kind: "nginx", dir: dir}
+	assert.Equal(t, map[string]int{
+		"nginx warn: a client request body is buffered to a temporary file PATH":                          2,
+		"nginx error: upstream prematurely closed connection while reading response header from upstream": 1,
+	}, p.errorKinds())
+}
