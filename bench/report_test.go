@@ -64,3 +64,22 @@ func TestMarkdownAndSVG(t *testing.T) {
 	assert.True(t, strings.HasPrefix(svg, "<svg ") && strings.HasSuffix(svg, "</svg>\n"))
 	assert.Contains(t, svg, "backend sent 3 RSTs in 3 tries")
 }
+
+// Smuggle rows get a table of their own; with nothing else run, the main
+// table is left out.
+func TestMarkdownSmuggle(t *testing.T) {
+	r := &results{RSTSource: "kernel counters", Rows: []*row{{
+		Scenario: "smuggle-http1.0", Variant: "rescue", Counters: &tcpCounters{OutRsts: 2},
+		Smuggle: &smuggleCounts{Attempts: 20, Reached: 20, AdminRuns: 20, Direct: 6, Direct403: 6},
+		Extra:   map[string]float64{"backend /admin runs, long": 7},
+	}}}
+	md := r.markdown()
+	assert.NotContains(t, md, "| requests |")
+	assert.Contains(t, md, "| smuggle-http1.0 | rescue | 20 | 20 | 20 | 0 | 6 / 6 | 2 |  | backend /admin runs, long: 7 |")
+
+	r.Rows = append(r.Rows, &row{Scenario: "sweep", Variant: "raw", Requests: 3})
+	md = r.markdown()
+	assert.Contains(t, md, "| requests |")
+	assert.Contains(t, md, "| sweep | raw | 3 |")
+	assert.Less(t, strings.Index(md, "| sweep | raw"), strings.Index(md, "| smuggle-http1.0 | rescue"))
+}
