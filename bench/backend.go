@@ -36,12 +36,13 @@ type request struct {
 }
 
 type response struct {
-	Err      string        `json:"err,omitempty"`
-	Addrs    []string      `json:"addrs,omitempty"`
-	Counters *tcpCounters  `json:"counters,omitempty"` // movement during the run, if counted
-	Stats    *linger.Stats `json:"stats,omitempty"`    // summed over the run's listeners, if they count
-	Value    float64       `json:"value,omitempty"`    // an event's result
-	GRPC     *grpcResult   `json:"grpc,omitempty"`     // the grpc scenario's server, on stop
+	Err      string         `json:"err,omitempty"`
+	Addrs    []string       `json:"addrs,omitempty"`
+	Counters *tcpCounters   `json:"counters,omitempty"` // movement during the run, if counted
+	Stats    *linger.Stats  `json:"stats,omitempty"`    // summed over the run's listeners, if they count
+	Value    float64        `json:"value,omitempty"`    // an event's result
+	GRPC     *grpcResult    `json:"grpc,omitempty"`     // the grpc scenario's server, on stop
+	Smuggle  map[string]int `json:"smuggle,omitempty"`  // the smuggle scenario's handler runs, on stop
 }
 
 // Timing of the backends' servers.
@@ -56,11 +57,12 @@ const (
 
 // backendRun is one scenario run: its servers and listeners.
 type backendRun struct {
-	lns     []net.Listener // as served
-	srvs    []*http.Server // nil entries for raw TCP servers
-	conns   sync.WaitGroup // raw TCP accept loops and handlers
-	grpc    *grpcServer    // the grpc scenario's server, if that is the run
-	preStop time.Duration  // the shutdown event sleeps this long first
+	lns     []net.Listener  // as served
+	srvs    []*http.Server  // nil entries for raw TCP servers
+	conns   sync.WaitGroup  // raw TCP accept loops and handlers
+	grpc    *grpcServer     // the grpc scenario's server, if that is the run
+	smuggle *smuggleBackend // the smuggle scenario's handler, if that is the run
+	preStop time.Duration   // the shutdown event sleeps this long first
 	before  tcpCounters
 	counted bool
 	memBase uint64
@@ -150,6 +152,11 @@ func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
 			return nil, err
 		}
 		srv := httpServer(req.Scenario)
+		if srv != nil {
+			if h, ok := srv.Handler.(*smuggleBackend); ok {
+				r.smuggle = h
+			}
+		}
 		var ln net.Listener
 		if req.Scenario == "memory" {
 			// Memory per lingering connection: every close lingers until
@@ -299,6 +306,10 @@ func (r *backendRun) stop() response {
 			addStats(resp.Stats, st)
 		}
 	}
+	if r.smuggle != nil {
+		// Every server and listener is shut down: no handler runs now.
+		resp.Smuggle = r.smuggle.counts()
+	}
 	if r.counted {
 		// A RST goes out when the socket closes or when the late segment
 		// arrives; everything has closed by now, and nothing more arrives
@@ -349,6 +360,10 @@ func httpServer(scenario string) *http.Server {
 		return &http.Server{Handler: http.HandlerFunc(slow), IdleTimeout: 30 * time.Second, ErrorLog: quiet}
 	case "early-response":
 		return &http.Server{Handler: http.HandlerFunc(earlyHandler), ErrorLog: quiet}
+	case "smuggle":
+		// Bounded reads, so no connection nginx left half-sent keeps
+		// Shutdown waiting.
+		return &http.Server{Handler: &smuggleBackend{}, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 5 * time.Second, ErrorLog: quiet}
 	case "overhead", "shutdown-idle":
 		hello := []byte("hello, world\n")
 		return &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(hello) }), ErrorLog: quiet}

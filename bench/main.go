@@ -43,7 +43,8 @@ func main() {
 	)
 	flag.BoolVar(&o.quick, "quick", false, "small counts, for CI (under 90 s)")
 	flag.BoolVar(&o.check, "check", false, "exit 1 if linger lets the backend send a RST in "+strings.Join(checkedScenarios, ", ")+
-		", or a request fails or a RST is sent in "+strings.Join(losslessRows, ", "))
+		", or a request fails or a RST is sent in "+strings.Join(losslessRows, ", ")+
+		", or the backend's /admin runs in smuggle")
 	flag.StringVar(&only, "only", "", "comma-separated scenarios to run (default all)")
 	flag.StringVar(&o.out, "out", "results", "directory for latest.json, sweep.svg and the proxies' files")
 	flag.BoolVar(&o.verbose, "v", false, "log each run")

@@ -50,6 +50,11 @@ type proxyConfig struct {
 	Port      int
 	Upstreams []string
 	Down      map[string]bool // upstreams taken out of the rotation (nginx)
+	// The smuggle scenario's nginx: it answers /admin with 403 itself,
+	// and, with HTTP10, talks to the upstream as nginx does by default
+	// (HTTP/1.0, Connection: close, no keep-alive pool).
+	DenyAdmin bool
+	HTTP10    bool
 }
 
 var nginxConf = template.Must(template.New("nginx").Parse(`# lingerbench: nginx as a keep-alive balancer
@@ -71,19 +76,26 @@ http {
 {{- range .Upstreams}}
 		server {{.}} max_fails=1 fail_timeout=30s{{if index $.Down .}} down{{end}};
 {{- end}}
+{{- if not .HTTP10}}
 		keepalive 32;
 		keepalive_timeout 60s;
 		keepalive_requests 100000;
+{{- end}}
 	}
 	server {
 		listen 127.0.0.1:{{.Port}};
 		keepalive_timeout 60s;
 		keepalive_requests 100000;
 		client_max_body_size 20m;
+{{- if .DenyAdmin}}
+		location /admin { return 403; }
+{{- end}}
 		location / {
 			proxy_pass http://backend;
+{{- if not .HTTP10}}
 			proxy_http_version 1.1;
 			proxy_set_header Connection "";
+{{- end}}
 		}
 	}
 }
@@ -124,6 +136,11 @@ type proxy struct {
 }
 
 func startProxy(kind, dir string, upstreams []string) (*proxy, error) {
+	return startProxyConfig(kind, dir, proxyConfig{Upstreams: upstreams})
+}
+
+// startProxyConfig starts the proxy with cfg, whose Dir and Port it sets.
+func startProxyConfig(kind, dir string, cfg proxyConfig) (*proxy, error) {
 	os.RemoveAll(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -132,7 +149,7 @@ func startProxy(kind, dir string, upstreams []string) (*proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := proxyConfig{Dir: dir, Port: port, Upstreams: upstreams}
+	cfg.Dir, cfg.Port = dir, port
 	conf := filepath.Join(dir, kind+".conf")
 	if err := writeProxyConf(kind, conf, cfg); err != nil {
 		return nil, err
@@ -244,8 +261,11 @@ var (
 	// "%ST %tsc %HM": "502 SH-- POST", or "-1 SD-- GET" for a client
 	// connection closed without a response.
 	haproxyLogLine = regexp.MustCompile(`^-?\d+ \S{4} \S+$`)
-	// Addresses and ports vary between lines of the same kind.
+	// Addresses and ports vary between lines of the same kind, and so do
+	// file paths ("a client request body is buffered to a temporary file
+	// /.../body/0000000001").
 	nginxLogVarying = regexp.MustCompile(`\d+\.\d+\.\d+\.\d+(:\d+)?`)
+	nginxLogPath    = regexp.MustCompile(`(^|\s)/\S+`)
 )
 
 // errorKinds counts the proxy's error-log lines by kind: nginx's message
@@ -274,7 +294,8 @@ func (p *proxy) errorKinds() map[string]int {
 			if m == nil || m[1] == "notice" {
 				continue
 			}
-			kinds["nginx "+m[1]+": "+nginxLogVarying.ReplaceAllString(m[2], "ADDR")]++
+			msg := nginxLogVarying.ReplaceAllString(m[2], "ADDR")
+			kinds["nginx "+m[1]+": "+nginxLogPath.ReplaceAllString(msg, "${1}PATH")]++
 		case "haproxy":
 			if !haproxyLogLine.MatchString(line) {
 				continue // startup messages

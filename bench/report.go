@@ -34,8 +34,9 @@ type row struct {
 	Counters  *tcpCounters       `json:"backendCounters,omitempty"` // nil: not counted (not root)
 	Stats     *linger.Stats      `json:"lingerStats,omitempty"`     // nil: the listener does not count
 	Extra     map[string]float64 `json:"extra,omitempty"`
-	Note      string             `json:"note,omitempty"`   // heads the notes
-	Errors    []string           `json:"errors,omitempty"` // a few distinct failures (grpc)
+	Smuggle   *smuggleCounts     `json:"smuggle,omitempty"` // the smuggle rows' own columns
+	Note      string             `json:"note,omitempty"`    // heads the notes
+	Errors    []string           `json:"errors,omitempty"`  // a few distinct failures (grpc)
 }
 
 type sweepPoint struct {
@@ -132,21 +133,19 @@ func (r *results) markdown() string {
 	if r.RSTSource != "" && !strings.HasPrefix(r.RSTSource, "kernel") {
 		rsts = "backend RSTs (not counted: not root)"
 	}
-	fmt.Fprintf(&b, "\n| scenario | variant | requests | OK | 502 | EOF | ECONNRESET | other | %s | abort on close / data | rescued | notes |\n", rsts)
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	var mainRows, smuggleRows []*row
 	for _, row := range r.Rows {
-		rst, aborts := "n/a", "n/a"
-		if c := row.Counters; c != nil {
-			rst = strconv.FormatInt(c.OutRsts, 10)
-			aborts = fmt.Sprintf("%d / %d", c.AbortOnClose, c.AbortOnData)
+		if row.Smuggle != nil {
+			smuggleRows = append(smuggleRows, row)
+		} else {
+			mainRows = append(mainRows, row)
 		}
-		rescued := ""
-		if row.Stats != nil {
-			rescued = strconv.FormatInt(row.Stats.Rescued, 10)
-		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %s | %s | %s | %s |\n",
-			row.Scenario, row.Variant, row.Requests, row.OK, row.Status502, row.EOF, row.Reset, row.Other,
-			rst, aborts, rescued, row.notes())
+	}
+	if len(mainRows) > 0 || len(smuggleRows) == 0 {
+		b.WriteString(mainTable(mainRows, rsts))
+	}
+	if len(smuggleRows) > 0 {
+		b.WriteString(smuggleTable(smuggleRows, rsts))
 	}
 	if oh := r.Overhead; oh != nil && len(oh.Variants) > 0 {
 		base := oh.Variants[0]
@@ -182,6 +181,7 @@ const legend = `OK is: unread-close, the whole answer read; idle-race, nginx-idl
 EOF / ECONNRESET: how failed requests ended (unread-close: how every connection ended). rescued: requests the listener handed back instead of closing (Stats.Rescued).
 grpc-*: grpc-go clients and server (bench/compat), the server closing by MaxConnectionIdle (idle), MaxConnectionAge (age), GracefulStop in a hot restart (gracefulstop), MaxConnectionAge with a grace shorter than the streams (agegrace). requests: RPCs; ECONNRESET: RPCs failed with "connection reset by peer"; other: the rest of the failed; the notes give failures by status code. The clients run in the driver's namespace, as every scenario's clients do, so these rows' RSTs and aborts are the server's.
 shutdown: a rolling deploy. At the same moment nginx is reloaded with the backend marked down and the backend is told to stop, as Kubernetes does; raw and linger call http.Server.Shutdown at once, lingerhttp's Shutdown serves on for DrainDelay (1 s) first, and raw+prestop (raw listener) sleeps as long before http.Server.Shutdown, as a Kubernetes preStop hook does. client-leg retries: POSTs that Go's transport resent (Idempotency-Key) after nginx's reload closed their client connection, not the backend's doing.
+smuggle-*: an attack through nginx, which answers /admin with 403 itself: a POST whose body, as nginx forwards it, is a request with a method of 6000 X, then a DELETE of /admin/users; the backend answers the POST 401 without reading the body. Three shapes take turns: long (a padding request after the DELETE takes the body past 256 KiB, net/http's post-handler discard limit), short (6 KiB), chunked (short, sent chunked; nginx forwards it with a Content-Length). http1.0: nginx's default upstream (HTTP/1.0, Connection: close); keepalive: HTTP/1.1 with an upstream keep-alive pool. reached backend: attacks the backend's handler answered; backend /admin runs: DELETEs that got past nginx (-check fails on any); admin answers seen: the /admin handler's answers that reached the attacker; direct /admin: requests for /admin sent to nginx, and how many it answered 403.
 Notes: the listener's close outcomes (Stats), then scenario details: proxies' error-log lines by kind, client dials, Shutdown time.
 `
 
@@ -232,13 +232,73 @@ func (row *row) notes() string {
 	return strings.ReplaceAll(strings.Join(parts, "; "), "|", "/")
 }
 
+// mainTable renders the rows of every scenario but smuggle.
+func mainTable(rows []*row, rsts string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n| scenario | variant | requests | OK | 502 | EOF | ECONNRESET | other | %s | abort on close / data | rescued | notes |\n", rsts)
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	for _, row := range rows {
+		rst, aborts := "n/a", "n/a"
+		if c := row.Counters; c != nil {
+			rst = strconv.FormatInt(c.OutRsts, 10)
+			aborts = fmt.Sprintf("%d / %d", c.AbortOnClose, c.AbortOnData)
+		}
+		rescued := ""
+		if row.Stats != nil {
+			rescued = strconv.FormatInt(row.Stats.Rescued, 10)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %s | %s | %s | %s |\n",
+			row.Scenario, row.Variant, row.Requests, row.OK, row.Status502, row.EOF, row.Reset, row.Other,
+			rst, aborts, rescued, row.notes())
+	}
+	return b.String()
+}
+
+// smuggleTable renders the smuggle rows, which have columns of their own.
+func smuggleTable(rows []*row, rsts string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n| scenario | variant | attempts | reached backend | backend /admin runs | admin answers seen | direct /admin: nginx 403 | %s | rescued | notes |\n", rsts)
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	for _, row := range rows {
+		s := row.Smuggle
+		rst := "n/a"
+		if c := row.Counters; c != nil {
+			rst = strconv.FormatInt(c.OutRsts, 10)
+		}
+		rescued := ""
+		if row.Stats != nil {
+			rescued = strconv.FormatInt(row.Stats.Rescued, 10)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d / %d | %s | %s | %s |\n",
+			row.Scenario, row.Variant, s.Attempts, s.Reached, s.AdminRuns, s.AdminSeen, s.Direct403, s.Direct,
+			rst, rescued, row.notes())
+	}
+	return b.String()
+}
+
 // checkFailures lists the checked scenarios where a variant other than raw
 // let the backend send a RST (or, uncounted, a client saw ECONNRESET; for
-// the grpc rows, an RPC failed with connection reset by peer), and the
-// lossless rows that failed a request or sent a RST.
+// the grpc rows, an RPC failed with connection reset by peer), the
+// lossless rows that failed a request or sent a RST, and the smuggle rows
+// (every variant, raw too) where the backend's /admin ran, or where the
+// attack proved nothing: nginx let a direct /admin through, or an attack
+// did not reach the backend.
 func (r *results) checkFailures() []string {
 	var bad []string
 	for _, row := range r.Rows {
+		if s := row.Smuggle; s != nil {
+			name := row.Scenario + "/" + row.Variant
+			if s.AdminRuns > 0 {
+				bad = append(bad, fmt.Sprintf("%s: the backend's /admin ran %d times in %d attacks: requests smuggled past nginx's 403", name, s.AdminRuns, s.Attempts))
+			}
+			if s.Direct403 < s.Direct {
+				bad = append(bad, fmt.Sprintf("%s: nginx answered %d of %d direct /admin requests with 403, so the scenario's nginx does not deny /admin", name, s.Direct403, s.Direct))
+			}
+			if s.Reached < s.Attempts {
+				bad = append(bad, fmt.Sprintf("%s: %d of %d attacks reached the backend, so the scenario tested too little", name, s.Reached, s.Attempts))
+			}
+			continue
+		}
 		if row.Variant == variants[0].name {
 			continue
 		}

@@ -64,3 +64,47 @@ func TestMarkdownAndSVG(t *testing.T) {
 	assert.True(t, strings.HasPrefix(svg, "<svg ") && strings.HasSuffix(svg, "</svg>\n"))
 	assert.Contains(t, svg, "backend sent 3 RSTs in 3 tries")
 }
+
+// Smuggle rows fail on any /admin run, raw's too, and on an attack that
+// proves nothing: nginx let /admin through, or an attack did not reach
+// the backend.
+func TestCheckFailuresSmuggle(t *testing.T) {
+	ok := smuggleCounts{Attempts: 10, Reached: 10, Direct: 3, Direct403: 3}
+	with := func(f func(*smuggleCounts)) *smuggleCounts {
+		s := ok
+		f(&s)
+		return &s
+	}
+	r := &results{Rows: []*row{
+		{Scenario: "smuggle-http1.0", Variant: "raw", Smuggle: with(func(s *smuggleCounts) { s.AdminRuns = 1 }), Counters: &tcpCounters{OutRsts: 7}},
+		{Scenario: "smuggle-http1.0", Variant: "linger", Smuggle: with(func(*smuggleCounts) {})},
+		{Scenario: "smuggle-http1.0", Variant: "rescue", Smuggle: with(func(s *smuggleCounts) { s.AdminRuns = 10 })},
+		{Scenario: "smuggle-keepalive", Variant: "linger", Smuggle: with(func(s *smuggleCounts) { s.Direct403 = 2 })},
+		{Scenario: "smuggle-keepalive", Variant: "rescue", Smuggle: with(func(s *smuggleCounts) { s.Reached = 9 })},
+	}}
+	bad := r.checkFailures()
+	require.Len(t, bad, 4, "%q", bad)
+	assert.Contains(t, bad[0], "smuggle-http1.0/raw: the backend's /admin ran 1 times in 10 attacks")
+	assert.Contains(t, bad[1], "smuggle-http1.0/rescue: the backend's /admin ran 10 times")
+	assert.Contains(t, bad[2], "smuggle-keepalive/linger: nginx answered 2 of 3 direct /admin requests with 403")
+	assert.Contains(t, bad[3], "smuggle-keepalive/rescue: 9 of 10 attacks reached the backend")
+}
+
+// Smuggle rows get a table of their own; with nothing else run, the main
+// table is left out.
+func TestMarkdownSmuggle(t *testing.T) {
+	r := &results{RSTSource: "kernel counters", Rows: []*row{{
+		Scenario: "smuggle-http1.0", Variant: "rescue", Counters: &tcpCounters{OutRsts: 2},
+		Smuggle: &smuggleCounts{Attempts: 20, Reached: 20, AdminRuns: 20, Direct: 6, Direct403: 6},
+		Extra:   map[string]float64{"backend /admin runs, long": 7},
+	}}}
+	md := r.markdown()
+	assert.NotContains(t, md, "| requests |")
+	assert.Contains(t, md, "| smuggle-http1.0 | rescue | 20 | 20 | 20 | 0 | 6 / 6 | 2 |  | backend /admin runs, long: 7 |")
+
+	r.Rows = append(r.Rows, &row{Scenario: "sweep", Variant: "raw", Requests: 3})
+	md = r.markdown()
+	assert.Contains(t, md, "| requests |")
+	assert.Contains(t, md, "| sweep | raw | 3 |")
+	assert.Less(t, strings.Index(md, "| sweep | raw"), strings.Index(md, "| smuggle-http1.0 | rescue"))
+}

@@ -39,12 +39,12 @@ var variants = []variant{
 		wrap: func(ln net.Listener, _ *http.Server) net.Listener {
 			return linger.Wrap(ln, linger.Config{Rescue: linger.HTTP1Request})
 		},
-		only: []string{"idle-race", "proxy-idle"},
+		only: []string{"idle-race", "proxy-idle", "smuggle"},
 	},
 	{
 		name:  "lingerhttp",
 		serve: serveLingerHTTP,
-		only:  []string{"idle-race", "proxy-idle", "shutdown", "overhead"},
+		only:  []string{"idle-race", "proxy-idle", "shutdown", "overhead", "smuggle"},
 	},
 	{
 		// The control for lingerhttp's deploy drain: the raw listener and
