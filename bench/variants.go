@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/linger-go/linger"
@@ -36,9 +37,7 @@ var variants = []variant{
 	{name: "linger", wrap: func(ln net.Listener, _ *http.Server) net.Listener { return linger.Wrap(ln, linger.Config{}) }},
 	{
 		name: "rescue",
-		wrap: func(ln net.Listener, _ *http.Server) net.Listener {
-			return linger.Wrap(ln, linger.Config{Rescue: linger.HTTP1Request})
-		},
+		wrap: wrapRescue,
 		only: []string{"idle-race", "proxy-idle", "smuggle"},
 	},
 	{
@@ -59,6 +58,93 @@ var variants = []variant{
 // applies reports whether v runs in the backend scenario scn.
 func (v variant) applies(scn string) bool {
 	return v.only == nil || slices.Contains(v.only, scn)
+}
+
+// rescueListener is rescue the documented way for a plain http.Server:
+// ConnState marks connections idle (linger.Conn.SetIdle), and a sweeper
+// replaces net/http's idle timer, closing connections idle for the
+// server's IdleTimeout with CloseIdle, so that a request already waiting
+// at that moment is served. net/http's own closes (its idle timer, a
+// rejected request, Connection: close, Shutdown) never rescue.
+type rescueListener struct {
+	*linger.Listener
+	idle  time.Duration
+	stop  chan struct{}
+	once  sync.Once // closes stop
+	done  chan struct{}
+	mu    sync.Mutex
+	since map[*linger.Conn]time.Time
+}
+
+func wrapRescue(ln net.Listener, srv *http.Server) net.Listener {
+	r := &rescueListener{
+		Listener: linger.Wrap(ln, linger.Config{Rescue: linger.HTTP1Request}),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		since:    make(map[*linger.Conn]time.Time),
+	}
+	if srv == nil || srv.IdleTimeout <= 0 {
+		close(r.done)
+		return r
+	}
+	r.idle, srv.IdleTimeout = srv.IdleTimeout, 1<<63-1
+	user := srv.ConnState
+	srv.ConnState = func(c net.Conn, st http.ConnState) {
+		r.connState(c, st)
+		if user != nil {
+			user(c, st)
+		}
+	}
+	go r.sweep()
+	return r
+}
+
+func (r *rescueListener) connState(c net.Conn, st http.ConnState) {
+	lc := linger.ConnOf(c)
+	if lc == nil {
+		return
+	}
+	idle := st == http.StateNew || st == http.StateIdle
+	lc.SetIdle(idle)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if idle {
+		r.since[lc] = time.Now()
+	} else {
+		delete(r.since, lc)
+	}
+}
+
+func (r *rescueListener) sweep() {
+	defer close(r.done)
+	tick := time.NewTicker(max(r.idle/20, time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case now := <-tick.C:
+			var idle []*linger.Conn
+			r.mu.Lock()
+			for c, t := range r.since {
+				if now.Sub(t) >= r.idle {
+					idle = append(idle, c)
+					delete(r.since, c)
+				}
+			}
+			r.mu.Unlock()
+			for _, c := range idle {
+				c.CloseIdle()
+			}
+		}
+	}
+}
+
+// Shutdown stops the sweeper, then shuts the listener down.
+func (r *rescueListener) Shutdown(ctx context.Context) error {
+	r.once.Do(func() { close(r.stop) })
+	<-r.done
+	return r.Listener.Shutdown(ctx)
 }
 
 // lingerHTTP is a backend served by lingerhttp: the server's IdleTimeout
