@@ -11,6 +11,14 @@
 // still idle after a hard cap, long enough for the balancer to close first,
 // is closed, with linger's lingering close and rescue.
 //
+// Rescue acts only where net/http itself says it waits for a new request
+// (ConnState StateNew or StateIdle, passed on as [linger.Conn.SetIdle]) and
+// only for the Server's own idle closes ([linger.Conn.CloseIdle]): a
+// request that arrives at that moment is handed to net/http's waiting
+// Read. Every close net/http makes itself (a rejected request, an unread
+// body, "Connection: close", a hijacked connection) leaves what is queued
+// unread, as plain net/http does.
+//
 // [Server.Shutdown] drains a deploy: a readiness handler turns to 503 so the
 // balancer deregisters the backend, every response carries
 // "Connection: close", the listener hands its accept queue to the server
@@ -79,8 +87,9 @@ type Config struct {
 	DrainDelay time.Duration
 
 	// Listener configures the linger.Listener that Serve wraps around its
-	// listener. Rescue defaults to [linger.HTTP1Request]; OnClose, if set,
-	// is still called.
+	// listener. Rescue defaults to [linger.HTTP1Request], for the Server's
+	// own idle closes only (see the package documentation); OnClose, if
+	// set, is still called.
 	Listener linger.Config
 
 	// OnAdvice, if not nil, receives the advice once, when the first
@@ -483,9 +492,13 @@ func (s *Server) adviceLocked() Advice {
 //     "Connection: close"; the server keeps serving for Config.DrainDelay.
 //  2. The listener closes; connections already in the kernel's accept
 //     queue are served rather than reset.
-//  3. Idle connections are closed once quiet (RetireAfter, at most 1 s),
-//     with rescue; busy ones end with their "Connection: close" response.
-//  4. Shutdown waits for every connection and every lingering close.
+//  3. Idle connections are closed once quiet (RetireAfter, at most 1 s);
+//     a request that arrives at that moment is rescued and answered with
+//     "Connection: close", since net/http is not shutting down yet. Busy
+//     connections end with their "Connection: close" response.
+//  4. Shutdown waits for every connection and every lingering close, but
+//     not for hijacked connections (as [http.Server.Shutdown] does not);
+//     their closes still linger.
 //
 // If ctx ends first, it closes everything at once ([http.Server.Close] and
 // [linger.Listener.Shutdown]) and returns ctx.Err(). Calling
