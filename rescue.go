@@ -135,11 +135,16 @@ func (c *Conn) CloseIdle() bool {
 // rescue reports whether the connection, in phase rescuing, was handed back.
 func (c *Conn) rescue(p pendingClose) bool {
 	l := c.l
-	if p.rc == nil || p.info.Unread <= 0 || l.isAborting() {
-		return false
+	ok := false
+	if p.rc != nil && p.info.Unread > 0 && !l.isAborting() {
+		head := peekBytes(p.rc, min(p.info.Unread, rescuePeek))
+		ok = len(head) > 0 && l.cfg.Rescue(head)
 	}
-	head := peekBytes(p.rc, min(p.info.Unread, rescuePeek))
-	if len(head) == 0 || !l.cfg.Rescue(head) || !c.handBack() {
+	// The waiting Read may have taken the bytes while we decided: the
+	// owner holds the start of its next message now, in its own stream,
+	// and a close would lose a request it is already reading.
+	ok = ok || c.load().has(flagTook)
+	if !ok || !c.handBack() {
 		return false
 	}
 	info := p.info

@@ -13,7 +13,8 @@ package linger
 //
 // Besides the phase the word holds facts the close depends on (the peer's
 // FIN was read, SO_LINGER 0, the owner's CloseWrite, Shutdown's cut, the
-// owner's Detach, a Close that arrived while CloseIdle was deciding) and,
+// owner's Detach, a Close or a Read's bytes that arrived while CloseIdle
+// was deciding) and,
 // when rescue is configured, the Reads in flight: how many began since the
 // current idle mark (fresh) and how many before it (stale). A rescue needs
 // a fresh Read and no stale one, so bytes go only to a Read the owner
@@ -46,12 +47,13 @@ func (p phase) String() string {
 const (
 	phaseMask = 0xf
 
-	flagEOF        = 1 << 4 // a Read returned io.EOF: the peer has sent its FIN
-	flagAbortive   = 1 << 5 // SO_LINGER 0 is set: Close sends RST, no linger
-	flagShutWrite  = 1 << 6 // the owner called CloseWrite
-	flagCut        = 1 << 7 // Shutdown's context ended: stop lingering
-	flagDetached   = 1 << 8 // the owner no longer reports this connection (Detach)
-	flagCloseAsked = 1 << 9 // Close was called while CloseIdle was deciding
+	flagEOF        = 1 << 4  // a Read returned io.EOF: the peer has sent its FIN
+	flagAbortive   = 1 << 5  // SO_LINGER 0 is set: Close sends RST, no linger
+	flagShutWrite  = 1 << 6  // the owner called CloseWrite
+	flagCut        = 1 << 7  // Shutdown's context ended: stop lingering
+	flagDetached   = 1 << 8  // the owner no longer reports this connection (Detach)
+	flagCloseAsked = 1 << 9  // Close was called while CloseIdle was deciding
+	flagTook       = 1 << 10 // a Read returned bytes while CloseIdle was deciding
 
 	genShift   = 16 // idle marks so far, mod 2^16: which mark a fresh Read belongs to
 	genMask    = 0xffff << genShift
@@ -138,6 +140,9 @@ func (c *Conn) endRead(t readToken, gotBytes bool) state {
 		}
 		if gotBytes && n.phase() == phaseIdle {
 			n = n.with(phaseOpen)
+		}
+		if gotBytes && n.phase() == phaseRescuing {
+			n |= flagTook
 		}
 		if n == s || c.cas(s, n) {
 			return n
@@ -232,7 +237,7 @@ func (c *Conn) handBack() bool {
 		if s.phase() != phaseRescuing || s.has(flagCloseAsked) {
 			return false
 		}
-		if c.cas(s, s.with(phaseOpen)) {
+		if c.cas(s, (s &^ flagTook).with(phaseOpen)) {
 			return true
 		}
 	}
@@ -242,7 +247,7 @@ func (c *Conn) handBack() bool {
 func (c *Conn) endRescue() {
 	for {
 		s := c.load()
-		if c.cas(s, (s &^ flagCloseAsked).with(phaseClosing)) {
+		if c.cas(s, (s &^ (flagCloseAsked | flagTook)).with(phaseClosing)) {
 			return
 		}
 	}

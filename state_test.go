@@ -57,11 +57,13 @@ func TestStateTransitions(t *testing.T) {
 	r, _ = c.beginRead()
 	taken, rescuing = c.takeIdle()
 	require.True(t, taken && rescuing)
+	c.endRead(r, true) // the waiting Read got the bytes while we decided
+	assert.True(t, c.load().has(flagTook))
 	assert.True(t, c.handBack())
+	assert.False(t, c.load().has(flagTook))
 	phaseIs(phaseOpen)
 	taken, _ = c.takeIdle()
 	assert.False(t, taken, "the mark is spent")
-	c.endRead(r, true)
 
 	c.markIdle()
 	r, _ = c.beginRead()
