@@ -163,7 +163,15 @@ type lingerHTTP struct {
 const deployDrainDelay = time.Second
 
 func serveLingerHTTP(srv *http.Server, ln net.Listener, drainDelay time.Duration) net.Listener {
-	b := &lingerHTTP{Listener: ln, s: lingerhttp.New(srv, lingerhttp.Config{DrainDelay: drainDelay})}
+	cfg := lingerhttp.Config{DrainDelay: drainDelay}
+	if drainDelay == 0 {
+		// Not deployed, only torn down at the end of its scenario: nothing
+		// is sent to it any more, so there is nothing to hold idle
+		// connections for (the default holds them as long as the
+		// teardown's context allows).
+		cfg.DrainIdle = 100 * time.Millisecond
+	}
+	b := &lingerHTTP{Listener: ln, s: lingerhttp.New(srv, cfg)}
 	go b.s.Serve(ln)
 	return b
 }

@@ -41,6 +41,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -86,6 +87,19 @@ type Config struct {
 	// delay; negative is invalid.
 	DrainDelay time.Duration
 
+	// DrainIdle is how long Shutdown, once the DrainDelay is over, holds
+	// connections that stay idle before it closes them. An idle keep-alive
+	// connection cannot be closed without racing the request the balancer
+	// may send on it at that moment (a balancer that has not deregistered
+	// the backend, or that keeps per-thread pools, as Apache httpd does);
+	// held, its next request is answered with "Connection: close" and the
+	// balancer ends it. Zero means as long as Shutdown's context allows:
+	// until the lingering close's bound plus 1 s before its deadline, or,
+	// for a context without a deadline, CloseIdleAfter. A balancer that is
+	// told first (ReadyHandler, DrainDelay) sends nothing more, and a short
+	// DrainIdle ends the drain sooner at no cost; negative is invalid.
+	DrainIdle time.Duration
+
 	// Listener configures the linger.Listener that Serve wraps around its
 	// listener. Rescue defaults to [linger.HTTP1Request], for the Server's
 	// own idle closes only (see the package documentation); OnClose, if
@@ -128,6 +142,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	drainEnd  time.Time // when the first Shutdown's DrainDelay ends
+	idleEnd   bool      // the drain closes idle connections now
 	conns     map[net.Conn]*connState
 	changed   chan struct{} // closed and cleared when conns shrinks
 	advice    Advice
@@ -154,6 +169,9 @@ func New(srv *http.Server, cfg Config) *Server {
 	}
 	if cfg.DrainDelay < 0 {
 		panic("lingerhttp: Config.DrainDelay is negative; use zero for no delay")
+	}
+	if cfg.DrainIdle < 0 {
+		panic("lingerhttp: Config.DrainIdle is negative; use zero to hold idle connections as long as Shutdown's context allows")
 	}
 	if cfg.CloseIdleAfter == 0 {
 		cfg.CloseIdleAfter = DefaultCloseIdleAfter
@@ -372,13 +390,10 @@ func (s *Server) connState(c net.Conn, state http.ConnState) {
 	}
 }
 
-// idleCap is how long a connection may stay idle now.
+// idleCapLocked is how long a connection may stay idle now.
 func (s *Server) idleCapLocked() time.Duration {
-	if s.draining.Load() && s.cfg.RetireAfter > 0 {
-		return min(s.cfg.RetireAfter, time.Second)
-	}
-	if s.draining.Load() {
-		return time.Second
+	if s.idleEnd {
+		return 0
 	}
 	return max(s.cfg.CloseIdleAfter, withMargin(s.advice.LongestReuse))
 }
@@ -492,16 +507,18 @@ func (s *Server) adviceLocked() Advice {
 //     "Connection: close"; the server keeps serving for Config.DrainDelay.
 //  2. The listener closes; connections already in the kernel's accept
 //     queue are served rather than reset.
-//  3. Idle connections are closed once quiet (RetireAfter, at most 1 s);
-//     a request that arrives at that moment is rescued and answered with
-//     "Connection: close", since net/http is not shutting down yet. Busy
-//     connections end with their "Connection: close" response.
+//  3. Connections end with their next response, which carries
+//     "Connection: close". Those that stay idle are held for
+//     Config.DrainIdle (by default as long as ctx allows), then closed; a
+//     request that arrives at that moment is rescued and answered, since
+//     net/http is not shutting down yet.
 //  4. Shutdown waits for every connection and every lingering close, but
 //     not for hijacked connections (as [http.Server.Shutdown] does not);
 //     their closes still linger.
 //
 // If ctx ends first, it closes everything at once ([http.Server.Close] and
-// [linger.Listener.Shutdown]) and returns ctx.Err(). Calling
+// [linger.Listener.Shutdown]) and returns an error that wraps ctx.Err() and
+// says what was still open. Calling
 // [http.Server.Shutdown] instead still closes without resets, but loses the
 // requests that net/http drops once its Shutdown has begun.
 //
@@ -528,6 +545,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if ln != nil {
 		ln.Close()
 	}
+	hold := time.NewTimer(time.Until(s.idleCloseTime(ctx)))
+	defer hold.Stop()
 	for {
 		s.mu.Lock()
 		if len(s.conns) == 0 {
@@ -541,6 +560,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		select {
 		case <-changed:
+		case <-hold.C:
+			s.mu.Lock()
+			s.idleEnd = true
+			s.mu.Unlock()
+			s.closeIdle()
 		case <-ctx.Done():
 			return s.abort(ctx)
 		}
@@ -560,11 +584,51 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return nil
 }
 
+// idleCloseTime is when the drain closes the connections still idle.
+func (s *Server) idleCloseTime(ctx context.Context) time.Time {
+	now := time.Now()
+	hold := s.cfg.DrainIdle
+	if dl, ok := ctx.Deadline(); ok {
+		bound := s.cfg.Listener.LingerTimeout
+		if bound == 0 {
+			bound = linger.DefaultLingerTimeout
+		}
+		last := dl.Add(-bound - time.Second)
+		if hold == 0 || now.Add(hold).After(last) {
+			return last
+		}
+	}
+	if hold == 0 {
+		hold = s.cfg.CloseIdleAfter
+	}
+	return now.Add(hold)
+}
+
 func (s *Server) abort(ctx context.Context) error {
+	err := s.shutdownErr(ctx)
 	s.srv.Close()
 	if ln := s.ln.Load(); ln != nil {
 		ln.Shutdown(ctx)
 	}
 	s.stopSweeping()
-	return ctx.Err()
+	return err
+}
+
+// shutdownErr says what was still open when Shutdown's context ended.
+func (s *Server) shutdownErr(ctx context.Context) error {
+	s.mu.Lock()
+	idle, active := 0, 0
+	for _, st := range s.conns {
+		if st.idleSince.IsZero() {
+			active++
+		} else {
+			idle++
+		}
+	}
+	s.mu.Unlock()
+	var lingering int64
+	if ln := s.ln.Load(); ln != nil {
+		lingering = ln.Stats().Lingering
+	}
+	return fmt.Errorf("lingerhttp: Shutdown ended with %d connections serving a request, %d idle and %d lingering closes: %w", active, idle, lingering, ctx.Err())
 }

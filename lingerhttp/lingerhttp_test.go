@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/linger-go/linger"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -255,7 +256,7 @@ func TestShutdownDrains(t *testing.T) {
 	})
 	var h *harness
 	mux.Handle("/ready", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ReadyHandler().ServeHTTP(w, r) }))
-	h, _ = start(t, mux, 50*time.Millisecond, Config{DrainDelay: 100 * time.Millisecond}, false)
+	h, _ = start(t, mux, 50*time.Millisecond, Config{DrainDelay: 100 * time.Millisecond, DrainIdle: 100 * time.Millisecond}, false)
 
 	idle := h.dial(t)
 	_, err := idle.get("/")
@@ -282,7 +283,7 @@ func TestShutdownDrains(t *testing.T) {
 	assert.True(t, resp.Close, "and even that response ends its connection")
 
 	_, err = idle.br.ReadByte()
-	assert.ErrorIs(t, err, io.EOF, "the quiet idle connection gets a FIN")
+	assert.ErrorIs(t, err, io.EOF, "the idle connection gets a FIN after DrainIdle")
 	idle.Close()
 	select {
 	case err := <-done:
@@ -302,6 +303,42 @@ func TestShutdownDrains(t *testing.T) {
 	st := h.Listener().Stats()
 	assert.EqualValues(t, 0, st.Open+st.Lingering, "every connection and linger finished")
 	assert.EqualValues(t, 0, st.Pending+st.Crossed+st.Reset)
+}
+
+// The drain holds idle connections as long as the context allows: a
+// request the balancer sends on one meanwhile is answered, with
+// "Connection: close", instead of racing a close; the one that stays idle
+// is closed in time for its lingering close to end before the deadline.
+func TestShutdownHoldsIdleConnections(t *testing.T) {
+	const lingerFor = 100 * time.Millisecond
+	h, _ := start(t, http.HandlerFunc(ok), time.Second, Config{Listener: linger.Config{LingerTimeout: lingerFor}}, false)
+	used, quiet := h.dial(t), h.dial(t)
+	for _, c := range []*client{used, quiet} {
+		_, err := c.get("/")
+		require.NoError(t, err)
+		h.waitIdle(t)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	done := make(chan error, 1)
+	go func() { done <- h.Shutdown(ctx) }()
+	require.Eventually(t, func() bool { return h.draining.Load() }, 5*time.Second, time.Millisecond)
+
+	resp, err := used.get("/")
+	require.NoError(t, err, "a request on a held idle connection is served")
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.True(t, resp.Close, "with Connection: close")
+
+	_, err = quiet.br.ReadByte()
+	assert.ErrorIs(t, err, io.EOF, "the quiet one gets a FIN")
+	assert.WithinDuration(t, deadline.Add(-lingerFor-time.Second), time.Now(), 500*time.Millisecond,
+		"closed as late as the deadline allows, no sooner")
+	quiet.Close()
+	used.Close()
+	assert.NoError(t, <-done)
+	st := h.Listener().Stats()
+	assert.EqualValues(t, 0, st.Pending+st.Crossed+st.Reset+st.Aborted)
 }
 
 // A second Shutdown does not serve a second DrainDelay: with the delay
