@@ -192,16 +192,21 @@ var discardBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 
 // finish records a finished close.
 func (c *Conn) finish(info CloseInfo, start time.Duration, o Outcome) {
+	c.l.stats.discarded.Add(info.Discarded)
+	c.markClosed()
+	c.report(info, start, o)
+	c.l.untrack(c)
+}
+
+// report counts a close's outcome, or a rescue, and tells Config.OnClose.
+func (c *Conn) report(info CloseInfo, start time.Duration, o Outcome) {
 	l := c.l
 	info.Outcome = o
 	info.Linger = monotonic() - start
 	l.stats.outcomes[o].Add(1)
-	l.stats.discarded.Add(info.Discarded)
-	c.markClosed()
 	if l.cfg.OnClose != nil {
 		l.cfg.OnClose(info)
 	}
-	l.untrack(c)
 }
 
 func (c *Conn) rawConn() syscall.RawConn {

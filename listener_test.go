@@ -292,3 +292,40 @@ func TestShutdownWithNobodyAccepting(t *testing.T) {
 	assert.NoError(t, <-done)
 	assert.EqualValues(t, 5, s.Stats().Pending)
 }
+
+// A connection its owner detached (a hijacked one) is not waited for by
+// Shutdown, nor closed when Shutdown's context ends; its later Close still
+// lingers and is reported.
+func TestShutdownDoesNotWaitForDetachedConnections(t *testing.T) {
+	s := listen(t, linger.Config{})
+	client, srv := pair(t, s)
+	srv.(*linger.Conn).Detach()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, s.Shutdown(ctx), "Shutdown returns with the detached connection open")
+	_, err := io.WriteString(srv, "still served")
+	require.NoError(t, err, "and it works")
+	require.NoError(t, srv.Close())
+	got, err := readEnd(client)
+	assert.NoError(t, err, "a FIN")
+	assert.Equal(t, "still served", string(got))
+	client.Close()
+	assert.Equal(t, linger.Clean, s.next(t).Outcome, "its close lingered")
+}
+
+// A detached connection that is already closing when Shutdown is called is
+// waited for like any other.
+func TestShutdownWaitsForDetachedConnectionsClosing(t *testing.T) {
+	s := listen(t, linger.Config{})
+	client, srv := pair(t, s)
+	srv.(*linger.Conn).Detach()
+	require.NoError(t, srv.Close())
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown(context.Background()) }()
+	waitParked(t, "linger.(*Listener).wait") // Shutdown waits for the linger
+	client.Close()
+	assert.NoError(t, <-done)
+	st := s.Stats()
+	assert.EqualValues(t, 1, st.Clean, "the linger ended before Shutdown returned")
+	assert.EqualValues(t, 0, st.Lingering)
+}

@@ -147,12 +147,6 @@ func (c *Conn) rescue(p pendingClose) bool {
 	if !ok || !c.handBack() {
 		return false
 	}
-	info := p.info
-	info.Outcome = Rescued
-	info.Linger = monotonic() - p.start
-	l.stats.outcomes[Rescued].Add(1)
-	if l.cfg.OnClose != nil {
-		l.cfg.OnClose(info)
-	}
+	c.report(p.info, p.start, Rescued)
 	return true
 }
