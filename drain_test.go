@@ -56,7 +56,7 @@ func TestCloseWithUnreadBytesSendsFINNotRST(t *testing.T) {
 			assert.Equal(t, 100, ci.Unread)
 			assert.EqualValues(t, 100, ci.Discarded)
 		}
-		assert.EqualValues(t, n, s.Stats().Pending)
+		assert.EqualValues(t, n, s.Stats().Count(linger.Pending))
 	})
 }
 
@@ -246,7 +246,7 @@ func TestMaxLingeringShedsBeyondTheBound(t *testing.T) {
 	assert.Equal(t, c2.LocalAddr().String(), ci.RemoteAddr.String())
 	st := s.Stats()
 	assert.EqualValues(t, 1, st.Lingering)
-	assert.EqualValues(t, 1, st.Shed)
+	assert.EqualValues(t, 1, st.Count(linger.Shed))
 	c1.Close()
 	assert.Equal(t, linger.Clean, s.next(t).Outcome)
 }

@@ -171,7 +171,7 @@ func TestStatsCountAcceptedOpenAndLingering(t *testing.T) {
 	assert.EqualValues(t, 0, st.Closed())
 	c1.Close()
 	s.next(t)
-	assert.EqualValues(t, 1, s.Stats().Clean)
+	assert.EqualValues(t, 1, s.Stats().Count(linger.Clean))
 	assert.EqualValues(t, 1, s.Stats().Count(linger.Clean))
 }
 
@@ -290,7 +290,7 @@ func TestShutdownWithNobodyAccepting(t *testing.T) {
 		c.Close()
 	}
 	assert.NoError(t, <-done)
-	assert.EqualValues(t, 5, s.Stats().Pending)
+	assert.EqualValues(t, 5, s.Stats().Count(linger.Pending))
 }
 
 // A connection its owner detached (a hijacked one) is not waited for by
@@ -326,6 +326,27 @@ func TestShutdownWaitsForDetachedConnectionsClosing(t *testing.T) {
 	client.Close()
 	assert.NoError(t, <-done)
 	st := s.Stats()
-	assert.EqualValues(t, 1, st.Clean, "the linger ended before Shutdown returned")
+	assert.EqualValues(t, 1, st.Count(linger.Clean), "the linger ended before Shutdown returned")
 	assert.EqualValues(t, 0, st.Lingering)
+}
+
+func TestStatsTable(t *testing.T) {
+	var a linger.Stats
+	for o := range linger.NumOutcomes {
+		a.Outcomes[o] = int64(o) + 1
+		assert.NotContains(t, o.String(), "Outcome(", "outcome %d has a name", o)
+	}
+	a.Accepted = 100
+	b := a.Add(a)
+	assert.EqualValues(t, 200, b.Accepted)
+	assert.EqualValues(t, 2*(int64(linger.Crossed)+1), b.Count(linger.Crossed))
+	var closes int64
+	for o := range linger.NumOutcomes {
+		if o != linger.Rescued {
+			closes += a.Count(o)
+		}
+	}
+	assert.Equal(t, closes, a.Closed(), "rescues are not closes")
+	assert.Zero(t, a.Count(linger.NumOutcomes))
+	assert.Equal(t, "Outcome(10)", linger.NumOutcomes.String())
 }

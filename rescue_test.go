@@ -87,7 +87,7 @@ func TestCloseNeverRescues(t *testing.T) {
 	assert.ErrorIs(t, err, net.ErrClosed, "the closed connection does not come back")
 	st := s.Stats()
 	assert.EqualValues(t, 1, st.Accepted)
-	assert.EqualValues(t, 0, st.Rescued)
+	assert.EqualValues(t, 0, st.Count(linger.Rescued))
 }
 
 // parkedRead starts a Read on srv in a goroutine and waits until it is
@@ -142,7 +142,7 @@ func TestCloseIdleDeliversToTheWaitingRead(t *testing.T) {
 		assert.Equal(t, 200, resp.StatusCode)
 		client.Close()
 		assert.Equal(t, linger.Clean, s.next(t).Outcome)
-		assert.EqualValues(t, 1, s.Stats().Rescued)
+		assert.EqualValues(t, 1, s.Stats().Count(linger.Rescued))
 		return
 	}
 	t.Fatal("CloseIdle never found the Read waiting with the request queued")
@@ -190,7 +190,7 @@ func TestCloseIdleIgnoresAReadBegunBeforeTheMark(t *testing.T) {
 		ci := s.next(t)
 		assert.NotEqual(t, linger.Rescued, ci.Outcome)
 		if strings.HasPrefix(r, "error: ") {
-			assert.EqualValues(t, 0, s.Stats().Rescued)
+			assert.EqualValues(t, 0, s.Stats().Count(linger.Rescued))
 			return
 		}
 	}
@@ -257,7 +257,7 @@ func TestCloseIdleNeverTakesWhatIsNotARequest(t *testing.T) {
 			assert.NoError(t, err, "a clean FIN")
 			client.Close()
 			assert.NotEqual(t, linger.Rescued, s.next(t).Outcome)
-			assert.EqualValues(t, 0, s.Stats().Rescued)
+			assert.EqualValues(t, 0, s.Stats().Count(linger.Rescued))
 		})
 	}
 }
@@ -292,7 +292,7 @@ func TestRescueLeavesTLSAlone(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, body, string(got))
 	}
-	assert.EqualValues(t, 0, s.Stats().Rescued)
+	assert.EqualValues(t, 0, s.Stats().Count(linger.Rescued))
 }
 
 // idleSweeper closes, with CloseIdle, the connections net/http has been
@@ -424,18 +424,18 @@ func TestCloseIdleServesTheIdleRace(t *testing.T) {
 
 	t.Run("linger", func(t *testing.T) {
 		st, _, ok, failed := run(t, linger.Config{})
-		t.Logf("linger: ok %d failed %d pending %d crossed %d", ok, failed, st.Pending, st.Crossed)
-		assert.Positive(t, st.Pending, "control: without rescue, requests queued at the close are lost")
-		assert.Zero(t, st.Rescued)
+		t.Logf("linger: ok %d failed %d pending %d crossed %d", ok, failed, st.Count(linger.Pending), st.Count(linger.Crossed))
+		assert.Positive(t, st.Count(linger.Pending), "control: without rescue, requests queued at the close are lost")
+		assert.Zero(t, st.Count(linger.Rescued))
 	})
 	t.Run("rescue", func(t *testing.T) {
 		st, served, ok, failed := run(t, linger.Config{Rescue: linger.HTTP1Request})
-		t.Logf("rescue: ok %d failed %d rescued %d pending %d crossed %d", ok, failed, st.Rescued, st.Pending, st.Crossed)
-		assert.Positive(t, st.Rescued, "requests waiting at an idle close were served")
+		t.Logf("rescue: ok %d failed %d rescued %d pending %d crossed %d", ok, failed, st.Count(linger.Rescued), st.Count(linger.Pending), st.Count(linger.Crossed))
+		assert.Positive(t, st.Count(linger.Rescued), "requests waiting at an idle close were served")
 		for id, n := range served {
 			assert.Equal(t, 1, n, "request %s served once", id)
 		}
-		assert.EqualValues(t, 0, st.Pending, "every request queued at a close was rescued")
+		assert.EqualValues(t, 0, st.Count(linger.Pending), "every request queued at a close was rescued")
 		assert.Equal(t, ok, len(served), "every served request reached its client")
 	})
 }
@@ -503,6 +503,6 @@ func TestRescueDuringHTTPShutdown(t *testing.T) {
 		}
 	}
 	st := s.Stats()
-	t.Logf("served %d of %d during shutdown; rescued %d, pending %d, crossed %d", served, conns, st.Rescued, st.Pending, st.Crossed)
-	assert.EqualValues(t, 0, st.Rescued, "nothing is rescued once the listener is closed")
+	t.Logf("served %d of %d during shutdown; rescued %d, pending %d, crossed %d", served, conns, st.Count(linger.Rescued), st.Count(linger.Pending), st.Count(linger.Crossed))
+	assert.EqualValues(t, 0, st.Count(linger.Rescued), "nothing is rescued once the listener is closed")
 }

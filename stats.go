@@ -52,14 +52,19 @@ const (
 	// innermost, directly on the TCP listener.
 	Plain
 
-	numOutcomes
+	// NumOutcomes is the number of outcomes, the length of
+	// [Stats.Outcomes]: range over it to visit every outcome.
+	NumOutcomes
 )
 
-var outcomeNames = [numOutcomes]string{"clean", "pending", "crossed", "timeout", "overflow", "reset", "shed", "aborted", "rescued", "plain"}
+var outcomeNames = [NumOutcomes]string{
+	Clean: "clean", Pending: "pending", Crossed: "crossed", Timeout: "timeout", Overflow: "overflow",
+	Reset: "reset", Shed: "shed", Aborted: "aborted", Rescued: "rescued", Plain: "plain",
+}
 
 // String returns the outcome's lower-case name, such as "crossed".
 func (o Outcome) String() string {
-	if o < numOutcomes {
+	if o < NumOutcomes {
 		return outcomeNames[o]
 	}
 	return "Outcome(" + strconv.Itoa(int(o)) + ")"
@@ -90,38 +95,16 @@ type Stats struct {
 	Lingering int64 // closed by their owner, lingering close under way
 	Discarded int64 // bytes read and dropped by lingering closes
 
-	// Counts of finished closes by outcome.
-	Clean, Pending, Crossed, Timeout, Overflow, Reset, Shed, Aborted int64
-
-	// Rescued counts requests handed back instead of closed (Conn.CloseIdle).
-	Rescued int64
-	// Plain counts closes of connections that cannot half-close.
-	Plain int64
+	// Outcomes counts finished closes by outcome, indexed by [Outcome]:
+	// Outcomes[linger.Crossed]. Outcomes[linger.Rescued] counts requests
+	// handed back instead of closed, which are not closes.
+	Outcomes [NumOutcomes]int64
 }
 
 // Count returns the number of finished closes with outcome o.
 func (s Stats) Count(o Outcome) int64 {
-	switch o {
-	case Clean:
-		return s.Clean
-	case Pending:
-		return s.Pending
-	case Crossed:
-		return s.Crossed
-	case Timeout:
-		return s.Timeout
-	case Overflow:
-		return s.Overflow
-	case Reset:
-		return s.Reset
-	case Shed:
-		return s.Shed
-	case Aborted:
-		return s.Aborted
-	case Rescued:
-		return s.Rescued
-	case Plain:
-		return s.Plain
+	if o < NumOutcomes {
+		return s.Outcomes[o]
 	}
 	return 0
 }
@@ -129,30 +112,42 @@ func (s Stats) Count(o Outcome) int64 {
 // Closed returns the number of finished closes, whatever their outcome;
 // rescues are not closes.
 func (s Stats) Closed() int64 {
-	return s.Clean + s.Pending + s.Crossed + s.Timeout + s.Overflow + s.Reset + s.Shed + s.Aborted + s.Plain
+	var n int64
+	for o, c := range s.Outcomes {
+		if Outcome(o) != Rescued {
+			n += c
+		}
+	}
+	return n
+}
+
+// Add returns the sum of s and t, counter by counter, for totals over
+// several listeners.
+func (s Stats) Add(t Stats) Stats {
+	s.Accepted += t.Accepted
+	s.Open += t.Open
+	s.Lingering += t.Lingering
+	s.Discarded += t.Discarded
+	for o := range s.Outcomes {
+		s.Outcomes[o] += t.Outcomes[o]
+	}
+	return s
 }
 
 type counters struct {
 	accepted, open, lingering, discarded atomic.Int64
-	outcomes                             [numOutcomes]atomic.Int64
+	outcomes                             [NumOutcomes]atomic.Int64
 }
 
 func (c *counters) snapshot() Stats {
-	o := func(x Outcome) int64 { return c.outcomes[x].Load() }
-	return Stats{
+	s := Stats{
 		Accepted:  c.accepted.Load(),
 		Open:      c.open.Load(),
 		Lingering: c.lingering.Load(),
 		Discarded: c.discarded.Load(),
-		Clean:     o(Clean),
-		Pending:   o(Pending),
-		Crossed:   o(Crossed),
-		Timeout:   o(Timeout),
-		Overflow:  o(Overflow),
-		Reset:     o(Reset),
-		Shed:      o(Shed),
-		Aborted:   o(Aborted),
-		Rescued:   o(Rescued),
-		Plain:     o(Plain),
 	}
+	for o := range s.Outcomes {
+		s.Outcomes[o] = c.outcomes[o].Load()
+	}
+	return s
 }

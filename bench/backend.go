@@ -16,7 +16,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -303,7 +302,7 @@ func (r *backendRun) stop() response {
 			if resp.Stats == nil {
 				resp.Stats = &linger.Stats{}
 			}
-			addStats(resp.Stats, st)
+			*resp.Stats = resp.Stats.Add(st)
 		}
 	}
 	if r.smuggle != nil {
@@ -321,17 +320,6 @@ func (r *backendRun) stop() response {
 		}
 	}
 	return resp
-}
-
-// addStats adds s to dst field by field (every field of Stats is a count),
-// so outcomes the library adds later are summed too.
-func addStats(dst *linger.Stats, s linger.Stats) {
-	dv, sv := reflect.ValueOf(dst).Elem(), reflect.ValueOf(s)
-	for i := range dv.NumField() {
-		if f := dv.Field(i); f.CanInt() {
-			f.SetInt(f.Int() + sv.Field(i).Int())
-		}
-	}
 }
 
 func heapAndStacks() uint64 {

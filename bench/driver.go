@@ -341,7 +341,7 @@ func (d *driver) runReq(scn string, req request, v variant, body func(addrs []st
 		if r.Stats == nil {
 			r.Stats = &linger.Stats{}
 		}
-		addStats(r.Stats, *stop.Stats)
+		*r.Stats = r.Stats.Add(*stop.Stats)
 	}
 	d.logf("%s %s: counters %+v stats %+v", scn, v.name, stop.Counters, stop.Stats)
 	return stop, bodyErr

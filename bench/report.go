@@ -178,7 +178,7 @@ func (r *results) markdown() string {
 }
 
 const legend = `OK is: unread-close, the whole answer read; idle-race, nginx-idle, haproxy-idle, shutdown, overhead, a 200; sweep, served; early-response, the whole 413 read; grpc-*, an RPC that succeeded.
-EOF / ECONNRESET: how failed requests ended (unread-close: how every connection ended). rescued: requests the listener handed back instead of closing (Stats.Rescued).
+EOF / ECONNRESET: how failed requests ended (unread-close: how every connection ended). rescued: requests the listener handed back instead of closing (Stats.Outcomes[linger.Rescued]).
 grpc-*: grpc-go clients and server (bench/compat), the server closing by MaxConnectionIdle (idle), MaxConnectionAge (age), GracefulStop in a hot restart (gracefulstop), MaxConnectionAge with a grace shorter than the streams (agegrace). requests: RPCs; ECONNRESET: RPCs failed with "connection reset by peer"; other: the rest of the failed; the notes give failures by status code. The clients run in the driver's namespace, as every scenario's clients do, so these rows' RSTs and aborts are the server's.
 shutdown: a rolling deploy. At the same moment nginx is reloaded with the backend marked down and the backend is told to stop, as Kubernetes does; raw and linger call http.Server.Shutdown at once, lingerhttp's Shutdown serves on for DrainDelay (1 s) first, and raw+prestop (raw listener) sleeps as long before http.Server.Shutdown, as a Kubernetes preStop hook does. client-leg retries: POSTs that Go's transport resent (Idempotency-Key) after nginx's reload closed their client connection, not the backend's doing.
 smuggle-*: an attack through nginx, which answers /admin with 403 itself: a POST whose body, as nginx forwards it, is a request with a method of 6000 X, then a DELETE of /admin/users; the backend answers the POST 401 without reading the body. Three shapes take turns: long (a padding request after the DELETE takes the body past 256 KiB, net/http's post-handler discard limit), short (6 KiB), chunked (short, sent chunked; nginx forwards it with a Content-Length). http1.0: nginx's default upstream (HTTP/1.0, Connection: close); keepalive: HTTP/1.1 with an upstream keep-alive pool. reached backend: attacks the backend's handler answered; backend /admin runs: DELETEs that got past nginx (-check fails on any); admin answers seen: the /admin handler's answers that reached the attacker; direct /admin: requests for /admin sent to nginx, and how many it answered 403.
@@ -245,7 +245,7 @@ func mainTable(rows []*row, rsts string) string {
 		}
 		rescued := ""
 		if row.Stats != nil {
-			rescued = strconv.FormatInt(row.Stats.Rescued, 10)
+			rescued = strconv.FormatInt(row.Stats.Count(linger.Rescued), 10)
 		}
 		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %s | %s | %s | %s |\n",
 			row.Scenario, row.Variant, row.Requests, row.OK, row.Status502, row.EOF, row.Reset, row.Other,
@@ -267,7 +267,7 @@ func smuggleTable(rows []*row, rsts string) string {
 		}
 		rescued := ""
 		if row.Stats != nil {
-			rescued = strconv.FormatInt(row.Stats.Rescued, 10)
+			rescued = strconv.FormatInt(row.Stats.Count(linger.Rescued), 10)
 		}
 		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d / %d | %s | %s | %s |\n",
 			row.Scenario, row.Variant, s.Attempts, s.Reached, s.AdminRuns, s.AdminSeen, s.Direct403, s.Direct,

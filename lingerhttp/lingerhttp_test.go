@@ -154,7 +154,7 @@ func TestRetireSendsConnectionCloseOnceOnTheRetiredConnection(t *testing.T) {
 		h.waitIdle(t)
 		clock.advance(500 * time.Millisecond)
 	}
-	assert.EqualValues(t, 0, h.Listener().Stats().Crossed+h.Listener().Stats().Pending)
+	assert.EqualValues(t, 0, h.Listener().Stats().Count(linger.Crossed)+h.Listener().Stats().Count(linger.Pending))
 }
 
 func TestHardCapClosesIdleConnectionsAndGrowsWithReuse(t *testing.T) {
@@ -302,7 +302,7 @@ func TestShutdownDrains(t *testing.T) {
 	h.serve <- http.ErrServerClosed // for the cleanup
 	st := h.Listener().Stats()
 	assert.EqualValues(t, 0, st.Open+st.Lingering, "every connection and linger finished")
-	assert.EqualValues(t, 0, st.Pending+st.Crossed+st.Reset)
+	assert.EqualValues(t, 0, st.Count(linger.Pending)+st.Count(linger.Crossed)+st.Count(linger.Reset))
 }
 
 // The drain holds idle connections as long as the context allows: a
@@ -338,7 +338,7 @@ func TestShutdownHoldsIdleConnections(t *testing.T) {
 	used.Close()
 	assert.NoError(t, <-done)
 	st := h.Listener().Stats()
-	assert.EqualValues(t, 0, st.Pending+st.Crossed+st.Reset+st.Aborted)
+	assert.EqualValues(t, 0, st.Count(linger.Pending)+st.Count(linger.Crossed)+st.Count(linger.Reset)+st.Count(linger.Aborted))
 }
 
 // A second Shutdown does not serve a second DrainDelay: with the delay

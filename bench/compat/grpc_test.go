@@ -48,14 +48,14 @@ func TestGRPCClosePaths(t *testing.T) {
 			assert.Zero(t, lin.Resets, "RPCs lost to a reset under linger: %v", lin.Errors)
 			assert.EqualValues(t, lin.ServerConns, st.Accepted)
 			assert.EqualValues(t, st.Accepted, st.Closed(), "every accepted connection's close finished")
-			assert.Zero(t, st.Reset+st.Timeout+st.Overflow+st.Shed+st.Aborted, "lingering closes that ended badly")
+			assert.Zero(t, st.Count(linger.Reset)+st.Count(linger.Timeout)+st.Count(linger.Overflow)+st.Count(linger.Shed)+st.Count(linger.Aborted), "lingering closes that ended badly")
 			if path == compat.PathAgeGrace {
 				// Grace expiry fails the streams in flight with either
 				// listener, so their numbers differ by chance; what
 				// linger changes is that the client's bytes crossing the
 				// close are discarded (Crossed) instead of drawing a RST.
 				assert.Positive(t, lin.Failed, "the grace expired with streams in flight")
-				assert.Positive(t, st.Crossed+st.Pending, "closes that met client bytes, each a RST without linger")
+				assert.Positive(t, st.Count(linger.Crossed)+st.Count(linger.Pending), "closes that met client bytes, each a RST without linger")
 
 				// Control: the same load with every close abortive
 				// (SO_LINGER 0) shows that the Resets count sees resets.
