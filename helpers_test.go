@@ -81,8 +81,8 @@ func (s *server) next(t testing.TB) linger.CloseInfo {
 	}
 }
 
-// readEnd reads until the connection ends and returns what ended it:
-// nil for a clean EOF.
+// readEnd reads until the connection ends, as io.ReadAll does: the error
+// is nil for a clean EOF (a FIN), and says what else ended it.
 func readEnd(c net.Conn) ([]byte, error) {
 	b, err := io.ReadAll(c)
 	return b, err

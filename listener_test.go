@@ -197,8 +197,8 @@ func TestRejectedSocketOptionIsReportedOnce(t *testing.T) {
 func TestOutcomeString(t *testing.T) {
 	assert.Equal(t, "crossed", linger.Crossed.String())
 	assert.Equal(t, "Outcome(200)", linger.Outcome(200).String())
-	for o := linger.Clean; o <= linger.Aborted; o++ {
-		assert.NotContains(t, o.String(), "Outcome(")
+	for o := range linger.NumOutcomes {
+		assert.NotContains(t, o.String(), "Outcome(", "outcome %d has a name", o)
 	}
 }
 
@@ -334,7 +334,6 @@ func TestStatsTable(t *testing.T) {
 	var a linger.Stats
 	for o := range linger.NumOutcomes {
 		a.Outcomes[o] = int64(o) + 1
-		assert.NotContains(t, o.String(), "Outcome(", "outcome %d has a name", o)
 	}
 	a.Accepted = 100
 	b := a.Add(a)
