@@ -21,7 +21,10 @@ package linger
 // started after it declared itself idle, never to one it had left behind
 // (net/http's background read, say).
 
-import "strconv"
+import (
+	"slices"
+	"strconv"
+)
 
 type phase uint64
 
@@ -164,17 +167,7 @@ func (c *Conn) markIdle() {
 }
 
 // markActive: idle → open.
-func (c *Conn) markActive() {
-	for {
-		s := c.load()
-		if s.phase() != phaseIdle {
-			return
-		}
-		if c.cas(s, s.with(phaseOpen)) {
-			return
-		}
-	}
-}
+func (c *Conn) markActive() { c.advance(phaseOpen, phaseIdle) }
 
 // What a Close call does, decided by takeForClose.
 type closeTurn uint8
@@ -254,26 +247,17 @@ func (c *Conn) endRescue() {
 }
 
 // startLinger: closing → lingering.
-func (c *Conn) startLinger() { c.advance(phaseClosing, phaseLingering) }
+func (c *Conn) startLinger() { c.advance(phaseLingering, phaseClosing) }
 
 // markClosed: closing or lingering → closed.
-func (c *Conn) markClosed() {
-	for {
-		s := c.load()
-		if s.phase() != phaseClosing && s.phase() != phaseLingering {
-			return
-		}
-		if c.cas(s, s.with(phaseClosed)) {
-			return
-		}
-	}
-}
+func (c *Conn) markClosed() { c.advance(phaseClosed, phaseClosing, phaseLingering) }
 
-// advance moves the phase from to next, keeping everything else.
-func (c *Conn) advance(from, next phase) {
+// advance moves the phase to next if it is one of from, keeping everything
+// else.
+func (c *Conn) advance(next phase, from ...phase) {
 	for {
 		s := c.load()
-		if s.phase() != from {
+		if !slices.Contains(from, s.phase()) {
 			return
 		}
 		if c.cas(s, s.with(next)) {
