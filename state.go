@@ -14,12 +14,11 @@ package linger
 // Besides the phase the word holds facts the close depends on (the peer's
 // FIN was read, SO_LINGER 0, the owner's CloseWrite, Shutdown's cut, the
 // owner's Detach, a Close or a Read's bytes that arrived while CloseIdle
-// was deciding) and,
-// when rescue is configured, the Reads in flight: how many began since the
-// current idle mark (fresh) and how many before it (stale). A rescue needs
-// a fresh Read and no stale one, so bytes go only to a Read the owner
-// started after it declared itself idle, never to one it had left behind
-// (net/http's background read, say).
+// was deciding) and, when rescue is configured, the Reads in flight: how
+// many began since the current idle mark (fresh) and how many before it
+// (stale). A rescue needs a fresh Read and no stale one, so bytes go only
+// to a Read the owner started after it declared itself idle, never to one
+// it had left behind (net/http's background read, say).
 
 import (
 	"slices"
