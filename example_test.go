@@ -3,6 +3,7 @@ package linger_test
 import (
 	"bufio"
 	"context"
+	"expvar"
 	"fmt"
 	"io"
 	"log"
@@ -115,4 +116,33 @@ func ExampleListener_Shutdown() {
 	// Output:
 	// closed: crossed discarded 14 bytes
 	// accepted 1 crossed 1 lingering 0
+}
+
+// Services that read expvar's /debug/vars rather than Prometheus publish a
+// listener's counters with one call; every request reads them afresh.
+func ExampleStatsVar() {
+	ln, err := linger.Listen("tcp", "127.0.0.1:0", linger.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	expvar.Publish("linger", linger.StatsVar(ln.Stats))
+
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	server, err := ln.Accept()
+	if err != nil {
+		log.Fatal(err)
+	}
+	server.Close()
+	io.ReadAll(client) // our FIN, then the client's: a clean close
+	client.Close()
+	if err := ln.Shutdown(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+
+	fmt.Println(expvar.Get("linger")) // as /debug/vars shows it
+	// Output:
+	// {"Accepted": 1, "Open": 0, "Lingering": 0, "Discarded": 0, "Outcomes": {"clean": 1, "pending": 0, "crossed": 0, "timeout": 0, "overflow": 0, "reset": 0, "shed": 0, "aborted": 0, "rescued": 0, "plain": 0}}
 }

@@ -134,6 +134,57 @@ func (s Stats) Add(t Stats) Stats {
 	return s
 }
 
+// StatsVar publishes a listener's [Stats] in expvar's /debug/vars, read
+// afresh at every request, the way [expvar.Func] publishes a function's
+// result. One call does it:
+//
+//	expvar.Publish("linger", linger.StatsVar(ln.Stats))
+//
+// Its value is a JSON object of Stats' fields, with Outcomes as an object
+// keyed by outcome name that holds every outcome, in [Outcome] order:
+//
+//	{"Accepted": 2, "Open": 1, "Lingering": 0, "Discarded": 14,
+//	 "Outcomes": {"clean": 1, "pending": 0, "crossed": 0, ...}}
+//
+// For several listeners, Set one StatsVar per listener into an
+// [expvar.Map], or publish their total:
+// linger.StatsVar(func() linger.Stats { return a.Stats().Add(b.Stats()) }).
+// For a lingerhttp server, whose listener exists once Serve has begun,
+// return the zero Stats while its Listener is nil.
+//
+// This package does not import expvar, whose init registers /debug/vars on
+// [net/http.DefaultServeMux] in every program that imports it: StatsVar
+// satisfies [expvar.Var] by its String method alone.
+type StatsVar func() Stats
+
+// String returns the Stats f returns now, as JSON; it implements
+// [expvar.Var].
+func (f StatsVar) String() string {
+	s := f()
+	b := make([]byte, 0, 256)
+	b = append(b, `{"Accepted": `...)
+	b = strconv.AppendInt(b, s.Accepted, 10)
+	b = append(b, `, "Open": `...)
+	b = strconv.AppendInt(b, s.Open, 10)
+	b = append(b, `, "Lingering": `...)
+	b = strconv.AppendInt(b, s.Lingering, 10)
+	b = append(b, `, "Discarded": `...)
+	b = strconv.AppendInt(b, s.Discarded, 10)
+	b = append(b, `, "Outcomes": {`...)
+	for o := range NumOutcomes {
+		if o > 0 {
+			b = append(b, ", "...)
+		}
+		// The names are lower-case ASCII words: nothing to escape.
+		b = append(b, '"')
+		b = append(b, o.String()...)
+		b = append(b, `": `...)
+		b = strconv.AppendInt(b, s.Outcomes[o], 10)
+	}
+	b = append(b, "}}"...)
+	return string(b)
+}
+
 type counters struct {
 	accepted, open, lingering, discarded atomic.Int64
 	outcomes                             [NumOutcomes]atomic.Int64

@@ -42,6 +42,7 @@ type response struct {
 	Value    float64        `json:"value,omitempty"`    // an event's result
 	GRPC     *grpcResult    `json:"grpc,omitempty"`     // the grpc scenario's server, on stop
 	Smuggle  map[string]int `json:"smuggle,omitempty"`  // the smuggle scenario's handler runs, on stop
+	Scrape   *deployScrape  `json:"scrape,omitempty"`   // the shutdown scenario's scrape, on stop
 }
 
 // Timing of the backends' servers.
@@ -62,6 +63,7 @@ type backendRun struct {
 	grpc    *grpcServer     // the grpc scenario's server, if that is the run
 	smuggle *smuggleBackend // the smuggle scenario's handler, if that is the run
 	preStop time.Duration   // the shutdown event sleeps this long first
+	deploy  *deployScraper  // the shutdown scenario's scrape of the deployed server; nil for raw
 	before  tcpCounters
 	counted bool
 	memBase uint64
@@ -202,6 +204,9 @@ func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
 	if req.Scenario == "memory" {
 		r.memBase = heapAndStacks()
 	}
+	if req.Scenario == "shutdown" {
+		r.deploy = newDeployScraper(r.lns[0])
+	}
 	if countRSTs {
 		c, err := readCounters()
 		if err != nil {
@@ -238,6 +243,10 @@ func (r *backendRun) event(req request) (float64, error) {
 		// A deploy takes the first server away: http.Server.Shutdown,
 		// then the listener's own Shutdown where it has one.
 		start := time.Now()
+		if r.deploy != nil {
+			r.deploy.before()
+			defer r.deploy.after() // once the server below has shut down
+		}
 		time.Sleep(r.preStop) // a preStop hook: serve on while the balancer deregisters
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -308,6 +317,9 @@ func (r *backendRun) stop() response {
 	if r.smuggle != nil {
 		// Every server and listener is shut down: no handler runs now.
 		resp.Smuggle = r.smuggle.counts()
+	}
+	if r.deploy != nil {
+		resp.Scrape = r.deploy.got
 	}
 	if r.counted {
 		// A RST goes out when the socket closes or when the late segment

@@ -343,6 +343,9 @@ func (d *driver) runReq(scn string, req request, v variant, body func(addrs []st
 		}
 		*r.Stats = r.Stats.Add(*stop.Stats)
 	}
+	if stop.Scrape != nil {
+		r.Scrape = r.Scrape.add(stop.Scrape)
+	}
 	d.logf("%s %s: counters %+v stats %+v", scn, v.name, stop.Counters, stop.Stats)
 	return stop, bodyErr
 }

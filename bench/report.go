@@ -35,6 +35,7 @@ type row struct {
 	Stats     *linger.Stats      `json:"lingerStats,omitempty"`     // nil: the listener does not count
 	Extra     map[string]float64 `json:"extra,omitempty"`
 	Smuggle   *smuggleCounts     `json:"smuggle,omitempty"` // the smuggle rows' own columns
+	Scrape    *deployScrape      `json:"scrape,omitempty"`  // the shutdown rows' deploy scrape
 	Note      string             `json:"note,omitempty"`    // heads the notes
 	Errors    []string           `json:"errors,omitempty"`  // a few distinct failures (grpc)
 }
@@ -180,7 +181,7 @@ func (r *results) markdown() string {
 const legend = `OK is: unread-close, the whole answer read; idle-race, nginx-idle, haproxy-idle, shutdown, overhead, a 200; sweep, served; early-response, the whole 413 read; grpc-*, an RPC that succeeded.
 EOF / ECONNRESET: how failed requests ended (unread-close: how every connection ended). rescued: requests the listener handed back instead of closing (Stats.Outcomes[linger.Rescued]).
 grpc-*: grpc-go clients and server (bench/compat), the server closing by MaxConnectionIdle (idle), MaxConnectionAge (age), GracefulStop in a hot restart (gracefulstop), MaxConnectionAge with a grace shorter than the streams (agegrace). requests: RPCs; ECONNRESET: RPCs failed with "connection reset by peer"; other: the rest of the failed; the notes give failures by status code. The clients run in the driver's namespace, as every scenario's clients do, so these rows' RSTs and aborts are the server's.
-shutdown: a rolling deploy. At the same moment nginx is reloaded with the backend marked down and the backend is told to stop, as Kubernetes does; raw and linger call http.Server.Shutdown at once, lingerhttp's Shutdown serves on for DrainDelay (1 s) first, and raw+prestop (raw listener) sleeps as long before http.Server.Shutdown, as a Kubernetes preStop hook does. client-leg retries: POSTs that Go's transport resent (Idempotency-Key) after nginx's reload closed their client connection, not the backend's doing.
+shutdown: a rolling deploy. At the same moment nginx is reloaded with the backend marked down and the backend is told to stop, as Kubernetes does; raw and linger call http.Server.Shutdown at once, lingerhttp's Shutdown serves on for DrainDelay (1 s) first, and raw+prestop (raw listener) sleeps as long before http.Server.Shutdown, as a Kubernetes preStop hook does. client-leg retries: POSTs that Go's transport resent (Idempotency-Key) after nginx's reload closed their client connection, not the backend's doing. The linger variants' deployed backend is exported by lingerprom through a Prometheus registry, scraped before and after the deploy; its scraped linger_closes_total must equal that listener's Stats (-check fails otherwise).
 smuggle-*: an attack through nginx, which answers /admin with 403 itself: a POST whose body, as nginx forwards it, is a request with a method of 6000 X, then a DELETE of /admin/users; the backend answers the POST 401 without reading the body. Three shapes take turns: long (a padding request after the DELETE takes the body past 256 KiB, net/http's post-handler discard limit), short (6 KiB), chunked (short, sent chunked; nginx forwards it with a Content-Length). http1.0: nginx's default upstream (HTTP/1.0, Connection: close); keepalive: HTTP/1.1 with an upstream keep-alive pool. reached backend: attacks the backend's handler answered; backend /admin runs: DELETEs that got past nginx (-check fails on any); admin answers seen: the /admin handler's answers that reached the attacker; direct /admin: requests for /admin sent to nginx, and how many it answered 403.
 Notes: the listener's close outcomes (Stats), then scenario details: proxies' error-log lines by kind, client dials, Shutdown time.
 `
@@ -212,6 +213,9 @@ func (row *row) notes() string {
 				parts = append(parts, fmt.Sprintf("%s %d", o, n))
 			}
 		}
+	}
+	if row.Scrape != nil {
+		parts = append(parts, row.Scrape.note())
 	}
 	keys := make([]string, 0, len(row.Extra))
 	for k := range row.Extra {
@@ -282,10 +286,14 @@ func smuggleTable(rows []*row, rsts string) string {
 // lossless rows that failed a request or sent a RST, and the smuggle rows
 // (every variant, raw too) where the backend's /admin ran, or where the
 // attack proved nothing: nginx let a direct /admin through, or an attack
-// did not reach the backend.
+// did not reach the backend; and the shutdown rows whose Prometheus scrape
+// of the deployed listener was not its Stats.
 func (r *results) checkFailures() []string {
 	var bad []string
 	for _, row := range r.Rows {
+		if s := row.Scrape; s != nil && len(s.Mismatch) > 0 {
+			bad = append(bad, fmt.Sprintf("%s/%s: the deploy's Prometheus scrape was not the listener's Stats: %s", row.Scenario, row.Variant, strings.Join(s.Mismatch, "; ")))
+		}
 		if s := row.Smuggle; s != nil {
 			name := row.Scenario + "/" + row.Variant
 			if s.AdminRuns > 0 {

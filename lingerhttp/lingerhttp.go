@@ -129,6 +129,9 @@ type Advice struct {
 	// Suggested is the idle timeout that would have avoided the losses:
 	// longer than every gap seen, plus a margin.
 	Suggested time.Duration
+	// Retired counts connections retired: a request came after more than
+	// RetireAfter idle, so its response carried "Connection: close".
+	Retired int64
 }
 
 // Server wires an [http.Server] to a [linger.Listener]. Create it with New.
@@ -376,6 +379,9 @@ func (s *Server) connState(c net.Conn, state http.ConnState) {
 		}
 		s.advice.LongestReuse = max(s.advice.LongestReuse, gap)
 		st.retire = s.cfg.RetireAfter > 0 && gap > s.cfg.RetireAfter
+		if st.retire {
+			s.advice.Retired++
+		}
 	case http.StateIdle:
 		if st := s.conns[c]; st != nil {
 			st.idleSince = now

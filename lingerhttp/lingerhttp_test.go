@@ -155,6 +155,7 @@ func TestRetireSendsConnectionCloseOnceOnTheRetiredConnection(t *testing.T) {
 		clock.advance(500 * time.Millisecond)
 	}
 	assert.EqualValues(t, 0, h.Listener().Stats().Count(linger.Crossed)+h.Listener().Stats().Count(linger.Pending))
+	assert.EqualValues(t, 2, h.Advice().Retired, "a and b were retired, c never")
 }
 
 func TestHardCapClosesIdleConnectionsAndGrowsWithReuse(t *testing.T) {
