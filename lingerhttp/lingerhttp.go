@@ -25,6 +25,10 @@
 // instead of resetting it, idle connections close once quiet, and
 // Shutdown waits for every lingering close.
 //
+// [Server.ServeTLS] serves TLS the way [http.Server.ServeTLS] does, with
+// linger under TLS, so net/http sees the *tls.Conn: ALPN, HTTP/2,
+// Request.TLS and client certificates work as without lingerhttp.
+//
 //	srv := &http.Server{Handler: mux, IdleTimeout: time.Second}
 //	ls := lingerhttp.New(srv, lingerhttp.Config{DrainDelay: 10 * time.Second})
 //	mux.Handle("/ready", ls.ReadyHandler())
@@ -86,10 +90,11 @@ type Config struct {
 	// delay; negative is invalid.
 	DrainDelay time.Duration
 
-	// Listener configures the linger.Listener that Serve wraps around its
-	// listener. Rescue defaults to [linger.HTTP1Request], for the Server's
-	// own idle closes only (see the package documentation); OnClose, if
-	// set, is still called.
+	// Listener configures the linger.Listener that Serve and ServeTLS wrap
+	// around their listener. Rescue defaults to [linger.HTTP1Request], for
+	// the Server's own idle closes only (see the package documentation);
+	// ErrorLog defaults to the server's ErrorLog; OnClose, if set, is
+	// still called.
 	Listener linger.Config
 
 	// OnAdvice, if not nil, receives the advice once, when the first
@@ -125,6 +130,7 @@ type Server struct {
 
 	ln       atomic.Pointer[linger.Listener]
 	draining atomic.Bool
+	tls      atomic.Bool // ServeTLS: linger is under TLS
 
 	mu        sync.Mutex
 	drainEnd  time.Time // when the first Shutdown's DrainDelay ends
@@ -166,6 +172,9 @@ func New(srv *http.Server, cfg Config) *Server {
 	}
 	if cfg.Listener.Rescue == nil {
 		cfg.Listener.Rescue = linger.HTTP1Request
+	}
+	if cfg.Listener.ErrorLog == nil {
+		cfg.Listener.ErrorLog = srv.ErrorLog
 	}
 	s := &Server{srv: srv, cfg: cfg, now: time.Now, conns: make(map[net.Conn]*connState)}
 
@@ -211,8 +220,21 @@ func (s *Server) ListenAndServe(addr string) error {
 }
 
 // Serve wraps ln with linger (Config.Listener) and serves the server on it
-// until Shutdown, when it returns [http.ErrServerClosed]. Call it once.
+// until Shutdown, when it returns [http.ErrServerClosed]. Call Serve or
+// ServeTLS once. For TLS, give ServeTLS the TCP listener: Serve refuses a
+// listener made by [crypto/tls.NewListener], under which net/http would
+// see *linger.Conn instead of *tls.Conn and serve no HTTP/2, set no
+// Request.TLS and see no client certificate.
 func (s *Server) Serve(ln net.Listener) error {
+	if err := checkNotTLS("Serve", ln); err != nil {
+		return err
+	}
+	return s.serve(ln, s.srv.Serve)
+}
+
+// serve wraps ln with linger and runs serveHTTP (http.Server's Serve or
+// ServeTLS) on it, with the sweeper.
+func (s *Server) serve(ln net.Listener, serveHTTP func(net.Listener) error) error {
 	lln := linger.Wrap(ln, s.cfg.Listener)
 	s.ln.Store(lln)
 	s.mu.Lock()
@@ -228,7 +250,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 	}()
 
-	err := s.srv.Serve(lln)
+	err := serveHTTP(lln)
 	if errors.Is(err, net.ErrClosed) && s.draining.Load() {
 		err = http.ErrServerClosed
 	}
@@ -449,6 +471,10 @@ func (s *Server) stopSweeping() {
 // noteClose learns from linger's close outcomes.
 func (s *Server) noteClose(ci linger.CloseInfo) {
 	if ci.Outcome != linger.Crossed && ci.Outcome != linger.Pending {
+		return
+	}
+	if s.tls.Load() && ci.Outcome == linger.Crossed && ci.Discarded <= closeNotifyMax {
+		// The client's close_notify, answering ours: no request.
 		return
 	}
 	s.mu.Lock()
