@@ -7,9 +7,11 @@ package lingerhttp
 // the client negotiated as h2.
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"reflect"
+	"time"
 )
 
 // ListenAndServeTLS listens on the TCP network address addr and calls
@@ -30,8 +32,9 @@ func (s *Server) ListenAndServeTLS(addr, certFile, keyFile string) error {
 // Request.TLS. It returns [http.ErrServerClosed] after Shutdown. Call
 // Serve or ServeTLS once.
 //
-// HTTP/1 connections are retired as over TCP; rescue never applies to
-// them, since the queued bytes are TLS records.
+// HTTP/2 connections are retired and drained with GOAWAY (see the package
+// documentation). HTTP/1 connections are retired as over TCP; rescue never
+// applies to them, since the queued bytes are TLS records.
 func (s *Server) ServeTLS(ln net.Listener, certFile, keyFile string) error {
 	if err := checkNotTLS("ServeTLS", ln); err != nil {
 		return err
@@ -61,4 +64,25 @@ func checkNotTLS(method string, ln net.Listener) error {
 		return nil
 	}
 	return fmt.Errorf("lingerhttp: %s was given a TLS listener (%T): linger would wrap the *tls.Conn, and net/http, seeing *linger.Conn, would serve no HTTP/2 (h2 clients fail), set no Request.TLS and see no client certificate; give ServeTLS the TCP listener instead, with the certificate in the server's TLSConfig or in certFile and keyFile", method, ln)
+}
+
+// negotiatedHTTP2 reports whether c is a TLS connection whose ALPN chose
+// h2. Called once the handshake is done (from StateActive on).
+func negotiatedHTTP2(c net.Conn) bool {
+	cs, ok := c.(interface{ ConnectionState() tls.ConnectionState })
+	return ok && cs.ConnectionState().NegotiatedProtocol == "h2"
+}
+
+// http2IdleTimeout is the idle time after which net/http's HTTP/2 server
+// sends GOAWAY: RetireAfter, as net/http would use the IdleTimeout, but at
+// most CloseIdleAfter, so that no HTTP/2 connection stays open forever
+// where HTTP/1 ones would be closed. A GOAWAY on an idle connection races
+// no request: one the client sent meanwhile has a stream above the
+// GOAWAY's last stream, which the server ignores and the client retries
+// on a new connection (RFC 9113 §6.8).
+func http2IdleTimeout(cfg Config) time.Duration {
+	if cfg.RetireAfter > 0 && cfg.RetireAfter < cfg.CloseIdleAfter {
+		return cfg.RetireAfter
+	}
+	return cfg.CloseIdleAfter
 }

@@ -1,6 +1,7 @@
 package lingerhttp
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -9,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log"
@@ -316,8 +318,94 @@ type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
+// Retire on HTTP/2: the response after an idle gap past RetireAfter
+// carries "Connection: close", which net/http's HTTP/2 server turns into
+// a graceful GOAWAY. Go's client finishes that request and moves to a new
+// connection; requests sent right behind it, which may cross the GOAWAY,
+// are retried there. No request fails.
+func TestHTTP2RetireMovesTheClientToANewConnection(t *testing.T) {
+	// RetireAfter 1 min of the fake clock; net/http's own HTTP/2 idle
+	// GOAWAY, at 1 min real time, does not come during the test.
+	h, clock := startTLS(t, http.HandlerFunc(whoami), time.Minute, Config{}, true, nil)
+	cl := h.client(t, true, nil)
+	idleAgain := func(n int) {
+		h.waitFor(t, "idle connections", func() bool { return h.idleConnsLocked() == n })
+	}
+	resp, body, _, err := get(cl, h.url("/"))
+	require.NoError(t, err)
+	require.Equal(t, 2, resp.ProtoMajor, body)
+	idleAgain(1)
+	clock.advance(2 * time.Minute) // past RetireAfter, and past the idle cap
+	h.closeIdle()
+	assert.EqualValues(t, 1, h.open(), "the idle sweeper never closes an HTTP/2 connection")
+
+	resp, _, newConn, err := get(cl, h.url("/"))
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.False(t, newConn, "the retiring request is served on the old connection")
+	_, _, newConn, err = get(cl, h.url("/"))
+	require.NoError(t, err)
+	assert.True(t, newConn, "the next one on a new connection")
+	assert.EqualValues(t, 2, h.newConns.Load())
+	h.waitFor(t, "the retired connection closed", func() bool { return len(h.conns) == 1 })
+
+	// Retire again, under 4 clients with 10 requests each.
+	idleAgain(1)
+	clock.advance(2 * time.Minute)
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 10 {
+				resp, body, _, err := get(cl, h.url("/"))
+				if err != nil || resp.StatusCode != 200 || !strings.HasPrefix(body, "HTTP/2.0") {
+					failed.Add(1)
+					t.Logf("%v %q", err, body)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	assert.Zero(t, failed.Load(), "no request failed")
+	assert.Greater(t, h.newConns.Load(), int64(2), "the client moved again")
+	st := h.Listener().Stats()
+	assert.Zero(t, st.Pending+st.Reset)
+	assert.Zero(t, h.Advice().Lost, "no request met a close")
+}
+
+// The idle cap on HTTP/2: the sweeper leaves the connection alone, and
+// net/http's HTTP/2 server ends it with GOAWAY after RetireAfter idle
+// (here 200 ms, in real time), then close_notify and a FIN: not a bare
+// close, and not never (New takes IdleTimeout away from HTTP/1 only).
+func TestHTTP2IdleEndsWithGOAWAY(t *testing.T) {
+	h, clock := startTLS(t, http.HandlerFunc(whoami), 200*time.Millisecond, Config{}, true, nil)
+	c := dialH2(t, h)
+	h.waitFor(t, "the connection idle after the preface", func() bool {
+		for _, st := range h.conns {
+			return st.h2 && !st.idleSince.IsZero()
+		}
+		return false
+	})
+	clock.advance(time.Hour)
+	h.closeIdle()
+
+	f, err := c.untilGoAway()
+	require.NoError(t, err, "GOAWAY comes before the connection ends")
+	assert.EqualValues(t, 0, f.goAwayCode(), "NO_ERROR: a graceful GOAWAY")
+	assert.EqualValues(t, 0, f.lastStream(), "no stream was taken")
+	_, err = c.untilGoAway()
+	assert.ErrorIs(t, err, io.EOF, "then close_notify (a bare FIN would be io.ErrUnexpectedEOF)")
+	c.NetConn().Close() // the TCP FIN, without a close_notify of ours
+	h.waitFor(t, "the connection closed", func() bool { return len(h.conns) == 0 })
+	require.Eventually(t, func() bool { return h.Listener().Stats().Closed() == 1 }, 10*time.Second, time.Millisecond)
+	assert.EqualValues(t, 1, h.Listener().Stats().Clean, "%+v", h.Listener().Stats())
+}
+
 // HTTP/1 over TLS is retired as over TCP, and keeps no idle timeout of
-// net/http's.
+// net/http's once the first connection is served, while HTTP/2 has got
+// the IdleTimeout as New left it.
 func TestServeTLSRetiresHTTP1(t *testing.T) {
 	h, clock := startTLS(t, http.HandlerFunc(whoami), time.Second, Config{}, true, nil)
 	cl := h.client(t, false, nil)
@@ -336,4 +424,149 @@ func TestServeTLSRetiresHTTP1(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, newConn, "the client moved on")
 	assert.False(t, resp.Close)
+}
+
+// Drain with HTTP/2: Shutdown while Go's h2 client sends a steady stream
+// of requests from 4 goroutines and another h2 connection sits idle. The
+// connections open when the drain begins get GOAWAY at their next
+// response, the client moves to new ones, which serve on; the balancer
+// stops sending once /ready has said 503 for half the DrainDelay; then
+// every connection left gets GOAWAY from net/http's graceful shutdown. No
+// request fails, no request meets a close, and Shutdown waits for every
+// close.
+func TestHTTP2ShutdownDrainsWithGOAWAY(t *testing.T) {
+	// Longer than Go's client waits (1 s) before it retries a request
+	// refused by a second GOAWAY in a row, which can happen at the start
+	// of the drain when it holds two connections.
+	const drainDelay = 1500 * time.Millisecond
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", whoami)
+	var h *tlsHarness
+	mux.Handle("/ready", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ReadyHandler().ServeHTTP(w, r) }))
+	h, _ = startTLS(t, mux, time.Minute, Config{DrainDelay: drainDelay}, false, nil)
+
+	idle := dialH2(t, h)
+	h.waitFor(t, "the idle connection's preface", func() bool { return len(h.conns) == 1 })
+	cl := h.client(t, true, nil)
+
+	var stopSending atomic.Bool
+	var requests, failed, slow atomic.Int64
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 5000 && !stopSending.Load(); i++ {
+				requests.Add(1)
+				t0 := time.Now()
+				resp, body, _, err := get(cl, h.url("/"))
+				if err != nil || resp.StatusCode != 200 || !strings.HasPrefix(body, "HTTP/2.0") {
+					failed.Add(1)
+					t.Logf("%v %q", err, body)
+				}
+				if time.Since(t0) > 900*time.Millisecond {
+					slow.Add(1)
+				}
+			}
+		}()
+	}
+	h.waitFor(t, "requests on the wire", func() bool { return requests.Load() > 20 })
+	before := h.newConns.Load()
+	done := make(chan error, 1)
+	go func() { done <- h.Shutdown(context.Background()) }()
+
+	// The balancer: it sees 503 and stops sending half a DrainDelay later.
+	probe := h.client(t, true, nil)
+	for i := 0; i < 1000; i++ {
+		resp, _, _, err := get(probe, h.url("/ready"))
+		require.NoError(t, err)
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			break
+		}
+	}
+	time.AfterFunc(drainDelay/2, func() { stopSending.Store(true) })
+
+	f, err := idle.untilGoAway()
+	require.NoError(t, err, "the idle connection gets GOAWAY, not a bare close")
+	assert.EqualValues(t, 0, f.goAwayCode())
+	_, err = idle.untilGoAway()
+	assert.ErrorIs(t, err, io.EOF, "then close_notify")
+	idle.NetConn().Close()
+
+	wg.Wait()
+	require.NoError(t, <-done)
+	assert.ErrorIs(t, <-h.serve, http.ErrServerClosed)
+	h.serve <- http.ErrServerClosed // for the cleanup
+	assert.Zero(t, failed.Load(), "no request failed, of %d", requests.Load())
+	t.Logf("%d requests, %d of them slower than 900 ms; %d connections during the drain", requests.Load(), slow.Load(), h.newConns.Load()-before)
+	assert.Greater(t, h.newConns.Load(), before, "the client moved to new connections during the drain")
+	st := h.Listener().Stats()
+	assert.EqualValues(t, 0, st.Open+st.Lingering, "Shutdown waited for every close")
+	assert.Zero(t, st.Pending+st.Reset, "%+v", st)
+	assert.Zero(t, h.Advice().Lost, "no request met a close")
+}
+
+// h2Conn is a minimal HTTP/2 client over TLS, to see the frames Go's
+// client hides: it sends the preface and its SETTINGS, acknowledges the
+// server's, and reads frames.
+type h2Conn struct {
+	*tls.Conn
+	br *bufio.Reader
+}
+
+type h2Frame struct {
+	typ, flags byte
+	payload    []byte
+}
+
+const (
+	frameSettings = 0x4
+	frameGoAway   = 0x7
+)
+
+func (f h2Frame) lastStream() uint32 { return binary.BigEndian.Uint32(f.payload[0:4]) & 0x7fffffff }
+func (f h2Frame) goAwayCode() uint32 { return binary.BigEndian.Uint32(f.payload[4:8]) }
+
+func dialH2(t *testing.T, h *tlsHarness) *h2Conn {
+	t.Helper()
+	c, err := tls.Dial("tcp", h.addr, &tls.Config{RootCAs: h.pool, NextProtos: []string{"h2"}})
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	require.Equal(t, "h2", c.ConnectionState().NegotiatedProtocol)
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	_, err = io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+	require.NoError(t, err)
+	hc := &h2Conn{Conn: c, br: bufio.NewReader(c)}
+	require.NoError(t, hc.writeFrame(frameSettings, 0, nil))
+	return hc
+}
+
+func (c *h2Conn) writeFrame(typ, flags byte, payload []byte) error {
+	hdr := []byte{byte(len(payload) >> 16), byte(len(payload) >> 8), byte(len(payload)), typ, flags, 0, 0, 0, 0}
+	_, err := c.Write(append(hdr, payload...))
+	return err
+}
+
+// untilGoAway reads frames, acknowledging SETTINGS, until a GOAWAY, and
+// returns it or the error that came first.
+func (c *h2Conn) untilGoAway() (h2Frame, error) {
+	for range 100 {
+		var hdr [9]byte
+		if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
+			return h2Frame{}, err
+		}
+		f := h2Frame{typ: hdr[3], flags: hdr[4], payload: make([]byte, int(hdr[0])<<16|int(hdr[1])<<8|int(hdr[2]))}
+		if _, err := io.ReadFull(c.br, f.payload); err != nil {
+			return h2Frame{}, err
+		}
+		switch {
+		case f.typ == frameGoAway:
+			return f, nil
+		case f.typ == frameSettings && f.flags&1 == 0:
+			if err := c.writeFrame(frameSettings, 1, nil); err != nil {
+				return h2Frame{}, err
+			}
+		}
+	}
+	return h2Frame{}, fmt.Errorf("100 frames without GOAWAY")
 }
