@@ -545,8 +545,8 @@ func (s *Server) noteClose(ci linger.CloseInfo) {
 	if ci.Outcome != linger.Crossed && ci.Outcome != linger.Pending {
 		return
 	}
-	if s.tls.Load() && ci.Outcome == linger.Crossed && ci.Discarded <= closeNotifyMax {
-		// The client's close_notify, answering ours: no request.
+	if s.tls.Load() && ci.Discarded <= closeNotifyMax {
+		// The client's close_notify: no request.
 		return
 	}
 	s.mu.Lock()

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/linger-go/linger"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -569,4 +570,29 @@ func (c *h2Conn) untilGoAway() (h2Frame, error) {
 		}
 	}
 	return h2Frame{}, fmt.Errorf("100 frames without GOAWAY")
+}
+
+// Over TLS a close that discarded one alert record, the client's
+// close_notify, lost no request, whether it crossed our close or waited
+// unread; anything longer may have been a request. Without TLS every byte
+// counts.
+func TestAdviceIgnoresTheClientsCloseNotify(t *testing.T) {
+	for _, tc := range []struct {
+		tls       bool
+		outcome   linger.Outcome
+		discarded int64
+		lost      int64
+	}{
+		{true, linger.Crossed, 24, 0},
+		{true, linger.Pending, 24, 0},
+		{true, linger.Crossed, 31, 0}, // TLS 1.2, AES-GCM
+		{true, linger.Crossed, 40, 1}, // the shortest request, TLS 1.3
+		{true, linger.Pending, 300, 1},
+		{false, linger.Crossed, 24, 1},
+	} {
+		s := New(&http.Server{}, Config{OnAdvice: func(Advice) {}})
+		s.tls.Store(tc.tls)
+		s.noteClose(linger.CloseInfo{Outcome: tc.outcome, Discarded: tc.discarded})
+		assert.Equal(t, tc.lost, s.Advice().Lost, "TLS %v, %v, %d bytes", tc.tls, tc.outcome, tc.discarded)
+	}
 }
