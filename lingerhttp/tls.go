@@ -28,7 +28,8 @@ func (s *Server) ListenAndServeTLS(addr, certFile, keyFile string) error {
 // linger under TLS: ln, the TCP listener, is wrapped with linger
 // (Config.Listener), and http.Server.ServeTLS puts TLS on top, with the
 // server's TLSConfig, certFile and keyFile (empty when TLSConfig has the
-// certificates), HTTP/2 unless the server turns it off, and
+// certificates), HTTP/2 unless the server turns it off (Protocols in Go
+// 1.24 and later, TLSNextProto, GODEBUG=http2server=0), and
 // Request.TLS. It returns [http.ErrServerClosed] after Shutdown. Call
 // Serve or ServeTLS once.
 //
