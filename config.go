@@ -113,8 +113,11 @@ type Config struct {
 	OnClose func(CloseInfo)
 
 	// ErrorLog receives socket options the kernel rejects, once per option
-	// and Listener (a rejected option is skipped, never fatal to Accept).
-	// If nil, they go to the log package's standard logger.
+	// and Listener (a rejected option is skipped, never fatal to Accept),
+	// and, once per Listener, a wrapped listener whose connections cannot
+	// half-close or are TLS connections (put linger under TLS, directly on
+	// the TCP listener). If nil, they go to the log package's standard
+	// logger.
 	ErrorLog *log.Logger
 }
 

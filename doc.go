@@ -31,6 +31,12 @@
 // [Listener.Shutdown] waits for the lingering closes, so a deploy ends with
 // FINs, not resets.
 //
+// Put linger directly on the TCP listener and everything else on top: for
+// TLS, tls.NewListener(linger.Wrap(ln, cfg), tlsConfig), or
+// [net/http.Server.ServeTLS] over the linger.Listener. The other order
+// hides the *tls.Conn from the server (net/http then serves no HTTP/2 and
+// sets no Request.TLS); Accept reports it once to [Config.ErrorLog].
+//
 // Accepted TCP connections also get keep-alive and, on Linux,
 // TCP_USER_TIMEOUT (see [Config]). Connections that cannot half-close
 // (pipes, say) are closed plainly (outcome [Plain]).

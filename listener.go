@@ -28,7 +28,8 @@ type Listener struct {
 	backlog  []*Conn            // taken from the kernel's accept queue at Close, for Accept
 	accepts  atomic.Int32       // Accept calls in progress
 
-	optErr [numSockopts]sync.Once
+	optErr  [numSockopts]sync.Once
+	tlsWarn sync.Once // a TLS listener under linger, reported once
 }
 
 // Wrap returns a Listener that accepts from ln and gives every accepted
@@ -325,6 +326,10 @@ var sockoptNames = [numSockopts]string{"TCP keep-alive", "TCP_USER_TIMEOUT", "SO
 func (l *Listener) applySockopts(c *Conn) {
 	tc, ok := c.conn.(*net.TCPConn)
 	if !ok {
+		if _, ok := c.conn.(tlsConn); ok {
+			l.tlsWarn.Do(func() { l.logf(tlsUnderLinger, c.conn) })
+			return
+		}
 		if _, ok := c.conn.(interface{ CloseWrite() error }); !ok {
 			l.reportOnce(optHalfClose, fmt.Errorf("the wrapped listener returns %T, which hides CloseWrite: these connections close plainly (outcome plain), without lingering; wrap the TCP listener itself and put other listener wrappers outside linger", c.conn))
 		}
@@ -351,10 +356,33 @@ func (l *Listener) reportOnce(opt int, err error) {
 		return
 	}
 	l.optErr[opt].Do(func() {
-		logf := log.Printf
-		if l.cfg.ErrorLog != nil {
-			logf = l.cfg.ErrorLog.Printf
-		}
-		logf("linger: %s on accepted connections is not possible, skipping it (reported once): %v", sockoptNames[opt], err)
+		l.logf("linger: %s on accepted connections is not possible, skipping it (reported once): %v", sockoptNames[opt], err)
 	})
+}
+
+// tlsConn is what a TLS connection has that a TCP connection has not: a
+// handshake. crypto/tls's *Conn has it, and so do the TLS libraries that
+// mimic it; checking the method spares the root package crypto/tls.
+type tlsConn interface {
+	HandshakeContext(context.Context) error
+}
+
+// tlsUnderLinger is the report for a TLS listener wrapped by linger. A
+// *tls.Conn has CloseWrite, so the half-close report never fires for it,
+// yet the layering breaks what servers learn from the *tls.Conn itself:
+// net/http's Serve runs its TLS path (ALPN, HTTP/2, Request.TLS) only for
+// a *tls.Conn (net/http/server.go, conn.serve).
+const tlsUnderLinger = "linger: the wrapped listener returns %T, a TLS connection, so the server above linger sees *linger.Conn instead: " +
+	"net/http then serves no HTTP/2 (clients that negotiated h2 fail with \"frame too large\"), sets no Request.TLS and sees no client certificate, " +
+	"and the lingering close waits for the peer's close_notify rather than its FIN; " +
+	"wrap the TCP listener and put TLS on top: tls.NewListener(linger.Wrap(tcpListener, cfg), tlsConfig), " +
+	"http.Server.ServeTLS(linger.Wrap(tcpListener, cfg), certFile, keyFile) or lingerhttp's ServeTLS (reported once)"
+
+// logf writes to Config.ErrorLog, or the standard logger.
+func (l *Listener) logf(format string, args ...any) {
+	if l.cfg.ErrorLog != nil {
+		l.cfg.ErrorLog.Printf(format, args...)
+		return
+	}
+	log.Printf(format, args...)
 }

@@ -3,6 +3,7 @@ package linger_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"io"
 	"log"
 	"net"
@@ -192,6 +193,47 @@ func TestRejectedSocketOptionIsReportedOnce(t *testing.T) {
 	}
 	assert.Len(t, lines, 1)
 	assert.Contains(t, lines[0], "keep-alive")
+}
+
+// linger wrapped around a TLS listener hands the server *linger.Conn
+// over *tls.Conn: net/http then never runs its TLS path (no HTTP/2, no
+// Request.TLS). Accept says so once, with the right order; the right order
+// itself says nothing.
+func TestTLSListenerUnderLingerIsReportedOnce(t *testing.T) {
+	run := func(t *testing.T, wrongOrder bool) string {
+		var logged bytes.Buffer
+		cfg := linger.Config{ErrorLog: log.New(&logged, "", 0), LingerTimeout: 100 * time.Millisecond}
+		tlsCfg := &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}
+		raw := rawListen(t)
+		var ln, lingerLn net.Listener
+		if wrongOrder {
+			lingerLn = linger.Wrap(tls.NewListener(raw, tlsCfg), cfg)
+			ln = lingerLn
+		} else {
+			lingerLn = linger.Wrap(raw, cfg)
+			ln = tls.NewListener(lingerLn, tlsCfg)
+		}
+		for range 3 {
+			client, srv := pair(t, ln)
+			client.Close() // no handshake: the server's close ends at once
+			srv.Close()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, lingerLn.(*linger.Listener).Shutdown(ctx))
+		return logged.String()
+	}
+	t.Run("linger over TLS", func(t *testing.T) {
+		logged := run(t, true)
+		lines := strings.Split(strings.TrimSpace(logged), "\n")
+		require.Len(t, lines, 1, "reported once for three connections: %q", logged)
+		assert.Contains(t, lines[0], "returns *tls.Conn, a TLS connection")
+		assert.Contains(t, lines[0], "no HTTP/2")
+		assert.Contains(t, lines[0], "tls.NewListener(linger.Wrap(tcpListener, cfg), tlsConfig)", "and says how to layer it")
+	})
+	t.Run("TLS over linger", func(t *testing.T) {
+		assert.Empty(t, run(t, false))
+	})
 }
 
 func TestOutcomeString(t *testing.T) {

@@ -189,6 +189,10 @@ func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
 			}
 			continue
 		}
+		if srv != nil && srv.TLSConfig != nil {
+			go srv.ServeTLS(ln, "", "") // TLS on top of the variant's listener
+			continue
+		}
 		if srv != nil {
 			go srv.Serve(ln)
 			continue
@@ -349,8 +353,12 @@ func httpServer(scenario string) *http.Server {
 	switch scenario {
 	case "idle-race":
 		return &http.Server{Handler: http.HandlerFunc(echoHandler(2)), IdleTimeout: idleRaceTimeout, ErrorLog: quiet}
+	case "tls-idle-race":
+		return &http.Server{Handler: http.HandlerFunc(echoHandler(2)), IdleTimeout: idleRaceTimeout, ErrorLog: quiet, TLSConfig: backendTLS()}
 	case "proxy-idle":
 		return &http.Server{Handler: http.HandlerFunc(echoHandler(proxyReplySize)), IdleTimeout: proxyIdleTimeout, ErrorLog: quiet}
+	case "proxy-idle-tls":
+		return &http.Server{Handler: http.HandlerFunc(echoHandler(proxyReplySize)), IdleTimeout: proxyIdleTimeout, ErrorLog: quiet, TLSConfig: backendTLS()}
 	case "shutdown":
 		h := echoHandler(proxyReplySize)
 		slow := func(w http.ResponseWriter, r *http.Request) {

@@ -27,30 +27,35 @@ type scenario struct {
 	proxy string // the proxy it needs ("nginx", "haproxy"), if any
 	run   func(d *driver) error
 	rows  []string // the rows it makes, in order, if not one named after it
+	// optIn scenarios run only when -only names them: the default run
+	// must stay under 5 minutes.
+	optIn bool
 }
 
 var scenarios = []scenario{
-	{"unread-close", "", (*driver).unreadClose, nil},
-	{"idle-race", "", (*driver).idleRace, nil},
-	{"sweep", "", (*driver).sweep, nil},
-	{"early-response", "", (*driver).earlyResponse, nil},
-	{"nginx-idle", "nginx", func(d *driver) error { return d.proxyIdle("nginx-idle", "nginx") }, nil},
-	{"haproxy-idle", "haproxy", func(d *driver) error { return d.proxyIdle("haproxy-idle", "haproxy") }, nil},
-	{"shutdown", "nginx", (*driver).shutdown, nil},
-	{"smuggle", "nginx", (*driver).smuggle, smuggleRowNames()},
-	{"grpc", "", (*driver).grpc, grpcRowNames()},
-	{"overhead", "", (*driver).overhead, nil},
+	{"unread-close", "", (*driver).unreadClose, nil, false},
+	{"idle-race", "", (*driver).idleRace, nil, false},
+	{"tls-idle-race", "", (*driver).tlsIdleRace, nil, false},
+	{"sweep", "", (*driver).sweep, nil, false},
+	{"early-response", "", (*driver).earlyResponse, nil, false},
+	{"nginx-idle", "nginx", func(d *driver) error { return d.proxyIdle("nginx-idle", "nginx") }, nil, false},
+	{"haproxy-idle", "haproxy", func(d *driver) error { return d.proxyIdle("haproxy-idle", "haproxy") }, nil, false},
+	{"nginx-tls-idle", "nginx", func(d *driver) error { return d.proxyIdle("nginx-tls-idle", "nginx") }, nil, true},
+	{"shutdown", "nginx", (*driver).shutdown, nil, false},
+	{"smuggle", "nginx", (*driver).smuggle, smuggleRowNames(), false},
+	{"grpc", "", (*driver).grpc, grpcRowNames(), false},
+	{"overhead", "", (*driver).overhead, nil, false},
 }
 
 // checkedScenarios are the scenarios, and the rows of the grpc scenario,
 // where -check fails on any backend RST of a variant other than raw (or,
 // uncounted, on any reset its clients saw).
-var checkedScenarios = append([]string{"unread-close", "idle-race", "nginx-idle", "haproxy-idle", "early-response"}, grpcRowNames()...)
+var checkedScenarios = append([]string{"unread-close", "idle-race", "tls-idle-race", "nginx-idle", "haproxy-idle", "nginx-tls-idle", "early-response"}, grpcRowNames()...)
 
 // losslessRows are the rows where -check also fails on any failed request
 // or backend RST: lingerhttp's promise, behind the proxies and through a
 // deploy the balancer is told about.
-var losslessRows = []string{"idle-race/lingerhttp", "nginx-idle/lingerhttp", "haproxy-idle/lingerhttp", "shutdown/lingerhttp"}
+var losslessRows = []string{"idle-race/lingerhttp", "tls-idle-race/lingerhttp", "nginx-idle/lingerhttp", "haproxy-idle/lingerhttp", "nginx-tls-idle/lingerhttp", "shutdown/lingerhttp"}
 
 func (s scenario) rowNames() []string {
 	if s.rows != nil {
@@ -63,6 +68,16 @@ func scenarioNames() []string {
 	var names []string
 	for _, s := range scenarios {
 		names = append(names, s.name)
+	}
+	return names
+}
+
+func optInScenarios() []string {
+	var names []string
+	for _, s := range scenarios {
+		if s.optIn {
+			names = append(names, s.name)
+		}
 	}
 	return names
 }
@@ -82,7 +97,8 @@ type sizes struct {
 	unreadConns, unreadRounds            int
 	idleClients, idleRounds              int
 	idleFor                              time.Duration
-	sweepTries, sweepRounds              int // tries per offset and round
+	tlsIdleFor                           time.Duration // per tls-idle-race run
+	sweepTries, sweepRounds              int           // tries per offset and round
 	earlyUploads, earlyRounds            int
 	proxyBursts, proxyBurst, proxyRounds int // bursts per round, requests per burst
 	shutdownFor                          time.Duration
@@ -98,6 +114,7 @@ var (
 	defaultSizes = sizes{
 		unreadConns: 500, unreadRounds: 2,
 		idleClients: 16, idleRounds: 2, idleFor: 4 * time.Second,
+		tlsIdleFor: time.Second,
 		sweepTries: 15, sweepRounds: 2,
 		earlyUploads: 16, earlyRounds: 2,
 		proxyBursts: 10, proxyBurst: 64, proxyRounds: 2,
@@ -111,6 +128,7 @@ var (
 	quickSizes = sizes{
 		unreadConns: 100, unreadRounds: 2,
 		idleClients: 16, idleRounds: 2, idleFor: time.Second,
+		tlsIdleFor: 600 * time.Millisecond,
 		sweepTries: 4, sweepRounds: 2,
 		earlyUploads: 4, earlyRounds: 2,
 		proxyBursts: 3, proxyBurst: 40, proxyRounds: 2,
@@ -180,7 +198,7 @@ func runDriver(o options, backendNS, noNetns string) int {
 	var skipped []string
 	skip := make(map[string]string)
 	for _, s := range scenarios {
-		if s.proxy == "" || !d.selected(s.name) {
+		if s.proxy == "" || !d.selected(s) {
 			continue
 		}
 		switch {
@@ -211,7 +229,7 @@ func runDriver(o options, backendNS, noNetns string) int {
 
 	failed := false
 	for _, s := range scenarios {
-		if !d.selected(s.name) || skip[s.name] != "" {
+		if !d.selected(s) || skip[s.name] != "" {
 			continue
 		}
 		t0 := time.Now()
@@ -264,8 +282,8 @@ func runDriver(o options, backendNS, noNetns string) int {
 	return 0
 }
 
-func (d *driver) selected(name string) bool {
-	return len(d.o.only) == 0 || d.o.only[name]
+func (d *driver) selected(s scenario) bool {
+	return d.o.only[s.name] || len(d.o.only) == 0 && !s.optIn
 }
 
 func (d *driver) logf(format string, args ...any) {

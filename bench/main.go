@@ -45,7 +45,7 @@ func main() {
 	flag.BoolVar(&o.check, "check", false, "exit 1 if linger lets the backend send a RST in "+strings.Join(checkedScenarios, ", ")+
 		", or a request fails or a RST is sent in "+strings.Join(losslessRows, ", ")+
 		", or the backend's /admin runs in smuggle")
-	flag.StringVar(&only, "only", "", "comma-separated scenarios to run (default all)")
+	flag.StringVar(&only, "only", "", "comma-separated scenarios to run (default all but the opt-in "+strings.Join(optInScenarios(), ", ")+")")
 	flag.StringVar(&o.out, "out", "results", "directory for latest.json, sweep.svg and the proxies' files")
 	flag.BoolVar(&o.verbose, "v", false, "log each run")
 	flag.BoolVar(&o.keep, "keep", false, "keep the proxies' configs and logs in results/tmp")

@@ -55,6 +55,9 @@ type proxyConfig struct {
 	// (HTTP/1.0, Connection: close, no keep-alive pool).
 	DenyAdmin bool
 	HTTP10    bool
+	// TLS: the upstream terminates TLS (proxy_pass https://; nginx reuses
+	// TLS sessions and, by default, verifies nothing).
+	TLS bool
 }
 
 var nginxConf = template.Must(template.New("nginx").Parse(`# lingerbench: nginx as a keep-alive balancer
@@ -91,7 +94,7 @@ http {
 		location /admin { return 403; }
 {{- end}}
 		location / {
-			proxy_pass http://backend;
+			proxy_pass {{if .TLS}}https{{else}}http{{end}}://backend;
 {{- if not .HTTP10}}
 			proxy_http_version 1.1;
 			proxy_set_header Connection "";

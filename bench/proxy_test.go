@@ -87,3 +87,36 @@ func TestNginxErrorKinds(t *testing.T) {
 		"nginx error: upstream prematurely closed connection while reading response header from upstream": 1,
 	}, p.errorKinds())
 }
+
+// nginx-tls-idle's nginx proxies to a backend that terminates TLS, with
+// the keep-alive pool the other scenarios use; the others speak plain
+// HTTP.
+func TestNginxConfTLSUpstream(t *testing.T) {
+	conf := func(cfg proxyConfig) string {
+		path := filepath.Join(t.TempDir(), "nginx.conf")
+		require.NoError(t, writeProxyConf("nginx", path, cfg))
+		b, err := os.ReadFile(path)
+		require.NoError(t, err)
+		return string(b)
+	}
+	base := proxyConfig{Dir: "/d", Port: 8080, Upstreams: []string{"10.0.0.1:1"}}
+	assert.Contains(t, conf(base), "proxy_pass http://backend;")
+	base.TLS = true
+	tls := conf(base)
+	assert.Contains(t, tls, "proxy_pass https://backend;")
+	assert.Contains(t, tls, "keepalive 32;")
+}
+
+// Opt-in scenarios run only when -only names them; the default run skips
+// them, for its time budget.
+func TestOptInScenarios(t *testing.T) {
+	optIn := scenario{name: "nginx-tls-idle", optIn: true}
+	always := scenario{name: "tls-idle-race"}
+	all := &driver{o: options{}}
+	assert.False(t, all.selected(optIn))
+	assert.True(t, all.selected(always))
+	named := &driver{o: options{only: map[string]bool{"nginx-tls-idle": true}}}
+	assert.True(t, named.selected(optIn))
+	assert.False(t, named.selected(always))
+	assert.Equal(t, []string{"nginx-tls-idle"}, optInScenarios())
+}

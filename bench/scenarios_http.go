@@ -67,7 +67,12 @@ func doRequest(cl *http.Client, req *http.Request) string {
 	if err != nil {
 		return classify(err)
 	}
-	_, err = io.Copy(io.Discard, resp.Body)
+	return readResponse(resp)
+}
+
+// readResponse reads the whole answer and says how it ended, as doRequest.
+func readResponse(resp *http.Response) string {
+	_, err := io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	switch {
 	case err != nil:

@@ -27,11 +27,17 @@ var postBody = bytes.Repeat([]byte("b"), 2<<10)
 
 // proxyIdle: bursts of POSTs and of GETs through the proxy, separated by
 // pauses that straddle the backend's idle timeout (1 s; the proxy keeps its
-// upstream connections 60 s).
+// upstream connections 60 s). In nginx-tls-idle the backend terminates
+// TLS (http.Server.ServeTLS over the variant's listener, lingerhttp's
+// ServeTLS) and nginx proxies to it with proxy_pass https://.
 func (d *driver) proxyIdle(scn, kind string) error {
+	backendScn, tls := "proxy-idle", scn == "nginx-tls-idle"
+	if tls {
+		backendScn = "proxy-idle-tls"
+	}
 	return d.alternate(d.sz.proxyRounds, func(v variant) error {
-		return d.run(scn, "proxy-idle", v, func(addrs []string) error {
-			p, err := startProxy(kind, filepath.Join(d.tmp, scn+"-"+v.name), addrs[:1])
+		return d.run(scn, backendScn, v, func(addrs []string) error {
+			p, err := startProxyConfig(kind, filepath.Join(d.tmp, scn+"-"+v.name), proxyConfig{Upstreams: addrs[:1], TLS: tls})
 			if err != nil {
 				return err
 			}

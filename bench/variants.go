@@ -21,8 +21,9 @@ import (
 type variant struct {
 	name string
 	wrap func(ln net.Listener, srv *http.Server) net.Listener
-	// only, if set, names the backend scenarios the variant runs in.
-	only []string
+	// only, if set, names the backend scenarios the variant runs in;
+	// skip names those it does not.
+	only, skip []string
 	// serve, if set, serves srv on ln itself (lingerhttp owns Serve and
 	// Shutdown), keeping on serving for drainDelay when told to shut down;
 	// wrap is not used then.
@@ -34,7 +35,13 @@ type variant struct {
 
 var variants = []variant{
 	{name: "raw", wrap: func(ln net.Listener, _ *http.Server) net.Listener { return ln }},
-	{name: "linger", wrap: func(ln net.Listener, _ *http.Server) net.Listener { return linger.Wrap(ln, linger.Config{}) }},
+	{
+		name: "linger",
+		wrap: func(ln net.Listener, _ *http.Server) net.Listener { return linger.Wrap(ln, linger.Config{}) },
+		// The TLS idle race compares http.Server.ServeTLS with
+		// lingerhttp's, in the time the default run has left.
+		skip: []string{"tls-idle-race"},
+	},
 	{
 		name: "rescue",
 		wrap: wrapRescue,
@@ -43,7 +50,7 @@ var variants = []variant{
 	{
 		name:  "lingerhttp",
 		serve: serveLingerHTTP,
-		only:  []string{"idle-race", "proxy-idle", "shutdown", "overhead", "smuggle"},
+		only:  []string{"idle-race", "tls-idle-race", "proxy-idle", "proxy-idle-tls", "shutdown", "overhead", "smuggle"},
 	},
 	{
 		// The control for lingerhttp's deploy drain: the raw listener and
@@ -57,7 +64,7 @@ var variants = []variant{
 
 // applies reports whether v runs in the backend scenario scn.
 func (v variant) applies(scn string) bool {
-	return v.only == nil || slices.Contains(v.only, scn)
+	return (v.only == nil || slices.Contains(v.only, scn)) && !slices.Contains(v.skip, scn)
 }
 
 // rescueListener is rescue the documented way for a plain http.Server:
@@ -172,7 +179,11 @@ func serveLingerHTTP(srv *http.Server, ln net.Listener, drainDelay time.Duration
 		cfg.DrainIdle = 100 * time.Millisecond
 	}
 	b := &lingerHTTP{Listener: ln, s: lingerhttp.New(srv, cfg)}
-	go b.s.Serve(ln)
+	if srv.TLSConfig != nil {
+		go b.s.ServeTLS(ln, "", "")
+	} else {
+		go b.s.Serve(ln)
+	}
 	return b
 }
 

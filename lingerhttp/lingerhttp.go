@@ -25,6 +25,17 @@
 // instead of resetting it, idle connections close once quiet, and
 // Shutdown waits for every lingering close.
 //
+// [Server.ServeTLS] serves TLS the way [http.Server.ServeTLS] does, with
+// linger under TLS, so net/http sees the *tls.Conn: ALPN, HTTP/2,
+// Request.TLS and client certificates work as without lingerhttp. HTTP/2
+// has a race-free way to end a connection, GOAWAY (RFC 9113 §6.8: the
+// client retries the requests the server did not take), and net/http's
+// HTTP/2 server sends it for a "Connection: close" response, for an idle
+// connection after its IdleTimeout and at [http.Server.Shutdown]. So an
+// HTTP/2 connection is retired and drained with GOAWAY, is never closed by
+// the idle sweeper, and gets GOAWAY after RetireAfter idle (at most
+// CloseIdleAfter).
+//
 //	srv := &http.Server{Handler: mux, IdleTimeout: time.Second}
 //	ls := lingerhttp.New(srv, lingerhttp.Config{DrainDelay: 10 * time.Second})
 //	mux.Handle("/ready", ls.ReadyHandler())
@@ -100,10 +111,11 @@ type Config struct {
 	// DrainIdle ends the drain sooner at no cost; negative is invalid.
 	DrainIdle time.Duration
 
-	// Listener configures the linger.Listener that Serve wraps around its
-	// listener. Rescue defaults to [linger.HTTP1Request], for the Server's
-	// own idle closes only (see the package documentation); OnClose, if
-	// set, is still called.
+	// Listener configures the linger.Listener that Serve and ServeTLS wrap
+	// around their listener. Rescue defaults to [linger.HTTP1Request], for
+	// the Server's own idle closes only (see the package documentation);
+	// ErrorLog defaults to the server's ErrorLog; OnClose, if set, is
+	// still called.
 	Listener linger.Config
 
 	// OnAdvice, if not nil, receives the advice once, when the first
@@ -142,6 +154,8 @@ type Server struct {
 
 	ln       atomic.Pointer[linger.Listener]
 	draining atomic.Bool
+	tls      atomic.Bool // ServeTLS: linger is under TLS
+	h1Idle   sync.Once   // takes srv.IdleTimeout from HTTP/1 (see New)
 
 	mu        sync.Mutex
 	drainEnd  time.Time // when the first Shutdown's DrainDelay ends
@@ -158,14 +172,22 @@ type connState struct {
 	idleSince time.Time // zero while a request is being served
 	fresh     bool      // no request yet: the first one is no reuse
 	retire    bool      // the current request's response carries Connection: close
+	h2        bool      // HTTP/2: ends with GOAWAY, never by the sweeper
+	drainBorn bool      // accepted after Shutdown began
 }
 
 type connKey struct{}
 
 // New wires srv for retire-instead-of-race and returns the Server that
-// serves it. New takes over srv.IdleTimeout (net/http must not close idle
-// connections; the Server does) and wraps srv.Handler, srv.ConnState and
-// srv.ConnContext, calling the ones srv had. New panics if cfg is invalid.
+// serves it. New wraps srv.Handler, srv.ConnState and srv.ConnContext,
+// calling the ones srv had, and takes over srv.IdleTimeout: net/http's
+// HTTP/2 server, which copies it when Serve or ServeTLS sets HTTP/2 up,
+// gets RetireAfter (at most CloseIdleAfter), so it ends idle HTTP/2
+// connections with GOAWAY; from the first connection on, HTTP/1
+// connections get no idle timeout from net/http, since the Server retires
+// and closes them. If you configure HTTP/2 yourself
+// (golang.org/x/net/http2.ConfigureServer), do it after New. New panics
+// if cfg is invalid.
 func New(srv *http.Server, cfg Config) *Server {
 	if cfg.CloseIdleAfter < 0 {
 		panic("lingerhttp: Config.CloseIdleAfter is negative; use zero for the default")
@@ -188,6 +210,9 @@ func New(srv *http.Server, cfg Config) *Server {
 	if cfg.Listener.Rescue == nil {
 		cfg.Listener.Rescue = linger.HTTP1Request
 	}
+	if cfg.Listener.ErrorLog == nil {
+		cfg.Listener.ErrorLog = srv.ErrorLog
+	}
 	s := &Server{srv: srv, cfg: cfg, now: time.Now, conns: make(map[net.Conn]*connState)}
 
 	userClose := cfg.Listener.OnClose
@@ -197,9 +222,13 @@ func New(srv *http.Server, cfg Config) *Server {
 			userClose(ci)
 		}
 	}
-	// net/http's idle timer would close idle connections, racing the
-	// balancer; the sweeper closes them at the cap instead.
-	srv.IdleTimeout = 1<<63 - 1
+	// net/http's HTTP/2 server copies IdleTimeout once, when Serve sets
+	// HTTP/2 up, and ends idle HTTP/2 connections with GOAWAY, which
+	// races nothing. HTTP/1's idle timer reads it per connection and would
+	// close idle connections under the balancer's next request; connState
+	// takes it away from HTTP/1 at the first connection, which Serve
+	// accepts after setting HTTP/2 up.
+	srv.IdleTimeout = http2IdleTimeout(cfg)
 	next := srv.Handler
 	if next == nil {
 		next = http.DefaultServeMux
@@ -232,8 +261,21 @@ func (s *Server) ListenAndServe(addr string) error {
 }
 
 // Serve wraps ln with linger (Config.Listener) and serves the server on it
-// until Shutdown, when it returns [http.ErrServerClosed]. Call it once.
+// until Shutdown, when it returns [http.ErrServerClosed]. Call Serve or
+// ServeTLS once. For TLS, give ServeTLS the TCP listener: Serve refuses a
+// listener made by [crypto/tls.NewListener], under which net/http would
+// see *linger.Conn instead of *tls.Conn and serve no HTTP/2, set no
+// Request.TLS and see no client certificate.
 func (s *Server) Serve(ln net.Listener) error {
+	if err := checkNotTLS("Serve", ln); err != nil {
+		return err
+	}
+	return s.serve(ln, s.srv.Serve)
+}
+
+// serve wraps ln with linger and runs serveHTTP (http.Server's Serve or
+// ServeTLS) on it, with the sweeper.
+func (s *Server) serve(ln net.Listener, serveHTTP func(net.Listener) error) error {
 	lln := linger.Wrap(ln, s.cfg.Listener)
 	s.ln.Store(lln)
 	s.mu.Lock()
@@ -249,7 +291,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 	}()
 
-	err := s.srv.Serve(lln)
+	err := serveHTTP(lln)
 	if errors.Is(err, net.ErrClosed) && s.draining.Load() {
 		err = http.ErrServerClosed
 	}
@@ -277,21 +319,23 @@ func (s *Server) ReadyHandler() http.Handler {
 // flight when Shutdown began is answered with "Connection: close" too.
 func (s *Server) handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		dw := &drainWriter{ResponseWriter: w, s: s, retire: s.retiring(r)}
+		retire, drainKeeps := s.requestBegins(r)
+		dw := &drainWriter{ResponseWriter: w, s: s, retire: retire, drainKeeps: drainKeeps}
 		next.ServeHTTP(dw, r)
 		dw.mark() // net/http writes the header of a handler that wrote nothing
 	})
 }
 
 // drainWriter adds "Connection: close" to a response when it is written,
-// if the connection is retired or the server is draining. It passes on
-// Flush, Hijack and ReadFrom (sendfile), and unwraps for
-// [http.ResponseController].
+// if the connection is retired or the server is draining (but not on an
+// HTTP/2 connection the drain keeps). It passes on Flush, Hijack and
+// ReadFrom (sendfile), and unwraps for [http.ResponseController].
 type drainWriter struct {
 	http.ResponseWriter
-	s      *Server
-	retire bool
-	marked bool
+	s          *Server
+	retire     bool
+	drainKeeps bool
+	marked     bool
 }
 
 func (w *drainWriter) mark() {
@@ -299,7 +343,7 @@ func (w *drainWriter) mark() {
 		return
 	}
 	w.marked = true
-	if w.retire || w.s.draining.Load() {
+	if w.retire || (w.s.draining.Load() && !w.drainKeeps) {
 		w.Header().Set("Connection", "close")
 	}
 }
@@ -337,62 +381,110 @@ func (w *drainWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 func (w *drainWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-func (s *Server) retiring(r *http.Request) bool {
+// requestBegins reports whether r's response retires its connection, and
+// whether a drain keeps its connection open: an HTTP/2 connection accepted
+// during the drain serves on until the drain's GOAWAY (see Shutdown). An
+// HTTP/2 request marks its connection HTTP/2, for unencrypted HTTP/2,
+// which has no ALPN to tell it earlier.
+func (s *Server) requestBegins(r *http.Request) (retire, drainKeeps bool) {
 	c, ok := r.Context().Value(connKey{}).(net.Conn)
 	if !ok {
-		return false
+		return false, false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.conns[c]
-	return st != nil && st.retire
+	if st == nil {
+		return false, false
+	}
+	if r.ProtoMajor == 2 && !st.h2 {
+		st.h2 = true
+		s.changedLocked()
+	}
+	return st.retire, st.h2 && st.drainBorn
 }
 
 // connState tracks idle time per connection, and tells linger when net/http
-// is idle on a connection (the only state in which its sweeper's close may
-// hand a waiting request back) and when it hijacked one.
+// is idle on an HTTP/1 connection (the only state in which its sweeper's
+// close may hand a waiting request back) and when it hijacked one.
 func (s *Server) connState(c net.Conn, state http.ConnState) {
+	if state == http.StateNew {
+		// Serve has set HTTP/2 up, with srv.IdleTimeout as New left it,
+		// and starts this connection's goroutine, which reads it, next.
+		s.h1Idle.Do(func() { s.srv.IdleTimeout = 1<<63 - 1 })
+	}
+	// The protocol ALPN chose, known from the first request on (HTTP/1)
+	// or from the client's preface (HTTP/2), which both set StateActive.
+	h2 := state == http.StateActive && negotiatedHTTP2(c)
+	idle, h2 := s.trackState(c, state, h2)
 	if lc := linger.ConnOf(c); lc != nil {
-		lc.SetIdle(state == http.StateNew || state == http.StateIdle)
+		// An HTTP/2 connection is never idle to linger: CloseIdle must
+		// not cut it without GOAWAY.
+		lc.SetIdle(idle && !h2)
 		if state == http.StateHijacked {
 			// Shutdown waits for neither the owner nor linger's close
 			// of a hijacked connection, as http.Server.Shutdown does not.
 			lc.Detach()
 		}
 	}
+}
+
+// trackState records c's new state and reports whether c is now idle and
+// whether it is an HTTP/2 connection.
+func (s *Server) trackState(c net.Conn, state http.ConnState, h2 bool) (idle, isH2 bool) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	st := s.conns[c]
+	if st != nil && h2 && !st.h2 {
+		st.h2 = true
+		s.changedLocked() // Shutdown waits for HTTP/1 connections first
+	}
 	switch state {
 	case http.StateNew:
-		s.conns[c] = &connState{idleSince: now, fresh: true}
+		st = &connState{idleSince: now, fresh: true, drainBorn: s.draining.Load()}
+		s.conns[c] = st
+		return true, false
 	case http.StateActive:
-		st := s.conns[c]
 		if st == nil || st.idleSince.IsZero() {
-			return
+			return false, st != nil && st.h2
 		}
 		gap := now.Sub(st.idleSince)
 		st.idleSince = time.Time{}
 		if st.fresh {
 			st.fresh = false
-			return
+			return false, st.h2
 		}
-		s.advice.LongestReuse = max(s.advice.LongestReuse, gap)
+		if !st.h2 {
+			// The cap is for HTTP/1 peers, whose reuse races a close;
+			// an HTTP/2 peer's gaps end at its GOAWAY.
+			s.advice.LongestReuse = max(s.advice.LongestReuse, gap)
+		}
 		st.retire = s.cfg.RetireAfter > 0 && gap > s.cfg.RetireAfter
 		if st.retire {
 			s.advice.Retired++
 		}
+		return false, st.h2
 	case http.StateIdle:
-		if st := s.conns[c]; st != nil {
-			st.idleSince = now
-			st.retire = false
+		if st == nil {
+			return true, false
 		}
+		st.idleSince = now
+		st.retire = false
+		return true, st.h2
 	case http.StateHijacked, http.StateClosed:
 		delete(s.conns, c)
-		if s.changed != nil {
-			close(s.changed)
-			s.changed = nil
-		}
+		s.changedLocked()
+	}
+	return false, false
+}
+
+// changedLocked wakes Shutdown, which waits for connections to close or to
+// show they are HTTP/2.
+func (s *Server) changedLocked() {
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
 	}
 }
 
@@ -440,7 +532,9 @@ func (s *Server) closeIdle() {
 	limit := s.idleCapLocked()
 	var idle []net.Conn
 	for c, st := range s.conns {
-		if !st.idleSince.IsZero() && now.Sub(st.idleSince) >= limit {
+		// HTTP/2 connections end with GOAWAY: net/http's own, after its
+		// IdleTimeout or at http.Server.Shutdown (see Shutdown).
+		if !st.h2 && !st.idleSince.IsZero() && now.Sub(st.idleSince) >= limit {
 			idle = append(idle, c)
 		}
 	}
@@ -470,6 +564,10 @@ func (s *Server) stopSweeping() {
 // noteClose learns from linger's close outcomes.
 func (s *Server) noteClose(ci linger.CloseInfo) {
 	if ci.Outcome != linger.Crossed && ci.Outcome != linger.Pending {
+		return
+	}
+	if s.tls.Load() && ci.Discarded <= closeNotifyMax {
+		// The client's close_notify: no request.
 		return
 	}
 	s.mu.Lock()
@@ -510,15 +608,24 @@ func (s *Server) adviceLocked() Advice {
 // Shutdown drains the server without losing requests, then returns:
 //
 //  1. ReadyHandler answers 503 and every response from now on carries
-//     "Connection: close"; the server keeps serving for Config.DrainDelay.
+//     "Connection: close", so every connection ends at its next response;
+//     the server keeps serving for Config.DrainDelay. On HTTP/2, that is a
+//     GOAWAY, and connections accepted from now on serve on until step 4:
+//     GOAWAY ends a connection without a race at any moment, while one
+//     per response would cost a TLS handshake per request and can refuse
+//     a request twice in a row, after which Go's client waits 1 s before
+//     it retries.
 //  2. The listener closes; connections already in the kernel's accept
 //     queue are served rather than reset.
 //  3. Connections end with their next response, which carries
-//     "Connection: close". Those that stay idle are held for
+//     "Connection: close". Idle HTTP/1 connections are held for
 //     Config.DrainIdle (by default as long as ctx allows), then closed; a
 //     request that arrives at that moment is rescued and answered, since
 //     net/http is not shutting down yet.
-//  4. Shutdown waits for every connection and every lingering close, but
+//  4. Once no HTTP/1 connection is left, [http.Server.Shutdown] sends
+//     GOAWAY on the HTTP/2 connections that are left; each closes when its
+//     streams are done, plus net/http's 1 s for the GOAWAY to arrive.
+//  5. Shutdown waits for every connection and every lingering close, but
 //     not for hijacked connections (as [http.Server.Shutdown] does not);
 //     their closes still linger.
 //
@@ -553,27 +660,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	hold := time.NewTimer(time.Until(s.idleCloseTime(ctx)))
 	defer hold.Stop()
-	for {
-		s.mu.Lock()
-		if len(s.conns) == 0 {
-			s.mu.Unlock()
-			break
-		}
-		if s.changed == nil {
-			s.changed = make(chan struct{})
-		}
-		changed := s.changed
-		s.mu.Unlock()
-		select {
-		case <-changed:
-		case <-hold.C:
-			s.mu.Lock()
-			s.idleEnd = true
-			s.mu.Unlock()
-			s.closeIdle()
-		case <-ctx.Done():
+	http2Left, err := s.waitConns(ctx, hold.C, func(st *connState) bool { return !st.h2 })
+	if err != nil {
+		return s.abort(ctx)
+	}
+	if http2Left {
+		// net/http's HTTP/2 server registered its graceful shutdown, a
+		// GOAWAY on every connection, with RegisterOnShutdown; only
+		// http.Server.Shutdown runs it. Its own idle closes race requests
+		// on HTTP/1 connections, but none is left.
+		if err := s.srv.Shutdown(ctx); err != nil && !errors.Is(err, net.ErrClosed) {
 			return s.abort(ctx)
 		}
+	}
+	if _, err := s.waitConns(ctx, hold.C, func(*connState) bool { return true }); err != nil {
+		return s.abort(ctx)
 	}
 	if ln != nil {
 		if err := ln.Shutdown(ctx); err != nil {
@@ -608,6 +709,41 @@ func (s *Server) idleCloseTime(ctx context.Context) time.Time {
 		hold = s.cfg.CloseIdleAfter
 	}
 	return now.Add(hold)
+}
+
+// waitConns waits until no connection for which counts is true is left,
+// and reports whether any connection is left. When hold fires, the drain
+// stops holding idle connections and closes them.
+func (s *Server) waitConns(ctx context.Context, hold <-chan time.Time, counts func(*connState) bool) (bool, error) {
+	for {
+		s.mu.Lock()
+		n := 0
+		for _, st := range s.conns {
+			if counts(st) {
+				n++
+			}
+		}
+		left := len(s.conns) > 0
+		if n == 0 {
+			s.mu.Unlock()
+			return left, nil
+		}
+		if s.changed == nil {
+			s.changed = make(chan struct{})
+		}
+		changed := s.changed
+		s.mu.Unlock()
+		select {
+		case <-changed:
+		case <-hold:
+			s.mu.Lock()
+			s.idleEnd = true
+			s.mu.Unlock()
+			s.closeIdle()
+		case <-ctx.Done():
+			return left, ctx.Err()
+		}
+	}
 }
 
 func (s *Server) abort(ctx context.Context) error {

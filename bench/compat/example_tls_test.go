@@ -15,8 +15,10 @@ import (
 // The server's tls.Conn.Close sends close_notify and then closes the
 // *linger.Conn under it, which lingers, so the client reads the
 // close_notify (io.EOF) even if its last request was never read. The
-// other order cannot work: linger would wrap a *tls.Conn, which has no
-// CloseWrite for a half-close, and would close it plainly.
+// other order, linger.Wrap(tls.NewListener(ln, tlsCfg), cfg), hides the
+// *tls.Conn from the server (net/http then serves no HTTP/2 and sets no
+// Request.TLS), and its CloseWrite sends a close_notify but no FIN;
+// Accept logs that once.
 func Example_tls() {
 	cert, pool, err := selfSigned() // a self-signed certificate for 127.0.0.1
 	if err != nil {

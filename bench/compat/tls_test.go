@@ -2,10 +2,17 @@ package compat_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"io"
+	"log"
 	"net"
+	"net/http"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/linger-go/linger"
 	"github.com/stretchr/testify/assert"
@@ -170,3 +177,86 @@ func TestTLSClientCertRejected(t *testing.T) {
 	assert.Contains(t, []linger.Outcome{linger.Pending, linger.Crossed}, ci.Outcome, "the request met the close")
 	assert.Positive(t, ci.Discarded)
 }
+
+// TestTLSLayering is issue 15 with net/http: TLS under linger,
+// linger.Wrap(tls.NewListener(ln, cfg)), hides the *tls.Conn from the
+// server, which then never runs its TLS path. A client that negotiated h2
+// gets HTTP/1.1 answers and fails ("frame too large", or "client conn
+// could not be established"); an HTTP/1.1 client works, but
+// Request.TLS is nil. Accept reports the layering once. The right order,
+// http.Server.ServeTLS over linger.Wrap(ln), serves h2 with Request.TLS.
+func TestTLSLayering(t *testing.T) {
+	serve := func(t *testing.T, wrongOrder bool) (url string, pool *x509.CertPool, logged func() string) {
+		cert, certPool, err := selfSigned()
+		require.NoError(t, err)
+		var mu sync.Mutex
+		var buf bytes.Buffer
+		errLog := log.New(writerFunc(func(b []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return buf.Write(b) }), "", 0)
+		srv := &http.Server{
+			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, r.Proto)
+				if r.TLS != nil {
+					io.WriteString(w, " with Request.TLS")
+				}
+			}),
+			TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}},
+			ErrorLog:  log.New(io.Discard, "", 0),
+		}
+		raw := listenTCP(t)
+		done := make(chan struct{})
+		if wrongOrder {
+			ls := wrapLinger(t, tls.NewListener(raw, srv.TLSConfig), linger.Config{ErrorLog: errLog})
+			go func() { defer close(done); srv.Serve(ls) }()
+		} else {
+			ls := wrapLinger(t, raw, linger.Config{ErrorLog: errLog})
+			go func() { defer close(done); srv.ServeTLS(ls, "", "") }()
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			srv.Shutdown(ctx)
+			<-done
+		})
+		return "https://" + raw.Addr().String() + "/", certPool, func() string { mu.Lock(); defer mu.Unlock(); return buf.String() }
+	}
+	get := func(t *testing.T, url string, pool *x509.CertPool, h2 bool) (string, error) {
+		cfg := &tls.Config{RootCAs: pool}
+		if !h2 {
+			cfg.NextProtos = []string{"http/1.1"}
+		}
+		tr := &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: h2}
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(url)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+
+	t.Run("linger over TLS", func(t *testing.T) {
+		url, pool, logged := serve(t, true)
+		_, err := get(t, url, pool, true)
+		require.Error(t, err, "an h2 client gets HTTP/1.1 answers")
+		assert.Contains(t, err.Error(), "http2", "frame too large, or no connection, as the answer races the client's preface")
+		body, err := get(t, url, pool, false)
+		require.NoError(t, err)
+		assert.Equal(t, "HTTP/1.1", body, "HTTP/1.1 works, without Request.TLS")
+		assert.Equal(t, 1, strings.Count(logged(), "a TLS connection"), "reported once: %s", logged())
+	})
+	t.Run("TLS over linger", func(t *testing.T) {
+		url, pool, logged := serve(t, false)
+		body, err := get(t, url, pool, true)
+		require.NoError(t, err)
+		assert.Equal(t, "HTTP/2.0 with Request.TLS", body)
+		body, err = get(t, url, pool, false)
+		require.NoError(t, err)
+		assert.Equal(t, "HTTP/1.1 with Request.TLS", body)
+		assert.Empty(t, logged())
+	})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
