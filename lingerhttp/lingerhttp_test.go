@@ -444,3 +444,17 @@ func TestHandlerKeepsResponseWriterFeatures(t *testing.T) {
 	c.Close()
 	c2.Close()
 }
+
+// A Server serves one listener: a second Serve fails at once, and the
+// first goes on serving.
+func TestSecondServeFails(t *testing.T) {
+	h, _ := start(t, http.HandlerFunc(ok), time.Second, Config{}, false)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	err = h.Serve(ln)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "already called")
+	_, err = h.dial(t).get("/")
+	assert.NoError(t, err, "the first Serve still serves")
+}

@@ -1,0 +1,196 @@
+package lingerhttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/linger-go/linger"
+)
+
+// Shutdown: the deploy drain.
+
+// ReadyHandler answers 200 until Shutdown begins, then 503: point the
+// balancer's health check at it.
+func (s *Server) ReadyHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.draining.Load() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+}
+
+// Shutdown drains the server without losing requests, then returns:
+//
+//  1. ReadyHandler answers 503 and every response from now on carries
+//     "Connection: close", so every connection ends at its next response;
+//     the server keeps serving for Config.DrainDelay. On HTTP/2, that is a
+//     GOAWAY, and connections accepted from now on serve on until step 4:
+//     GOAWAY ends a connection without a race at any moment, while one
+//     per response would cost a TLS handshake per request and can refuse
+//     a request twice in a row, after which Go's client waits 1 s before
+//     it retries.
+//  2. The listener closes; connections already in the kernel's accept
+//     queue are served rather than reset.
+//  3. Connections end with their next response, which carries
+//     "Connection: close". Idle HTTP/1 connections are held for
+//     Config.DrainIdle (by default as long as ctx allows), then closed; a
+//     request that arrives at that moment is rescued and answered, since
+//     net/http is not shutting down yet.
+//  4. Once no HTTP/1 connection is left, [http.Server.Shutdown] sends
+//     GOAWAY on the HTTP/2 connections that are left; each closes when its
+//     streams are done, plus net/http's 1 s for the GOAWAY to arrive.
+//  5. Shutdown waits for every connection and every lingering close, but
+//     not for hijacked connections (as [http.Server.Shutdown] does not);
+//     their closes still linger.
+//
+// If ctx ends first, it closes everything at once ([http.Server.Close] and
+// [linger.Listener.Shutdown]) and returns an error that wraps ctx.Err() and
+// says what was still open. Calling
+// [http.Server.Shutdown] instead still closes without resets, but loses the
+// requests that net/http drops once its Shutdown has begun.
+//
+// Shutdown may be called again, or concurrently: the DrainDelay counts
+// from the first call, so a later call waits only for what is left of it.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.draining.Load() {
+		s.drainEnd = time.Now().Add(s.cfg.DrainDelay)
+		s.draining.Store(true)
+	}
+	drainEnd := s.drainEnd
+	s.mu.Unlock()
+	if d := time.Until(drainEnd); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return s.abort(ctx)
+		}
+	}
+	ln := s.ln.Load()
+	if ln != nil {
+		ln.Close()
+	}
+	hold := time.NewTimer(time.Until(s.idleCloseTime(ctx)))
+	defer hold.Stop()
+	http2Left, err := s.waitConns(ctx, hold.C, func(st *connState) bool { return !st.h2 })
+	if err != nil {
+		return s.abort(ctx)
+	}
+	if http2Left {
+		// net/http's HTTP/2 server registered its graceful shutdown, a
+		// GOAWAY on every connection, with RegisterOnShutdown; only
+		// http.Server.Shutdown runs it. Its own idle closes race requests
+		// on HTTP/1 connections, but none is left.
+		if err := s.srv.Shutdown(ctx); err != nil && !errors.Is(err, net.ErrClosed) {
+			return s.abort(ctx)
+		}
+	}
+	if _, err := s.waitConns(ctx, hold.C, func(*connState) bool { return true }); err != nil {
+		return s.abort(ctx)
+	}
+	if ln != nil {
+		if err := ln.Shutdown(ctx); err != nil {
+			return s.abort(ctx)
+		}
+	}
+	s.stopSweeping()
+	// http.Server.Shutdown closes the listeners Serve still tracks; when
+	// Serve has not yet returned from the Accept error of our own Close,
+	// that second Close reports net.ErrClosed, which is no failure here.
+	if err := s.srv.Shutdown(ctx); !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
+}
+
+// idleCloseTime is when the drain closes the connections still idle.
+func (s *Server) idleCloseTime(ctx context.Context) time.Time {
+	now := time.Now()
+	hold := s.cfg.DrainIdle
+	if dl, ok := ctx.Deadline(); ok {
+		bound := s.cfg.Listener.LingerTimeout
+		if bound == 0 {
+			bound = linger.DefaultLingerTimeout
+		}
+		last := dl.Add(-bound - time.Second)
+		if hold == 0 || now.Add(hold).After(last) {
+			return last
+		}
+	}
+	if hold == 0 {
+		hold = s.cfg.CloseIdleAfter
+	}
+	return now.Add(hold)
+}
+
+// waitConns waits until no connection for which counts is true is left,
+// and reports whether any connection is left. When hold fires, the drain
+// stops holding idle connections and closes them.
+func (s *Server) waitConns(ctx context.Context, hold <-chan time.Time, counts func(*connState) bool) (bool, error) {
+	for {
+		s.mu.Lock()
+		n := 0
+		for _, st := range s.conns {
+			if counts(st) {
+				n++
+			}
+		}
+		left := len(s.conns) > 0
+		if n == 0 {
+			s.mu.Unlock()
+			return left, nil
+		}
+		if s.changed == nil {
+			s.changed = make(chan struct{})
+		}
+		changed := s.changed
+		s.mu.Unlock()
+		select {
+		case <-changed:
+		case <-hold:
+			s.mu.Lock()
+			s.idleEnd = true
+			s.mu.Unlock()
+			s.closeIdle()
+		case <-ctx.Done():
+			return left, ctx.Err()
+		}
+	}
+}
+
+func (s *Server) abort(ctx context.Context) error {
+	err := s.shutdownErr(ctx)
+	s.srv.Close()
+	if ln := s.ln.Load(); ln != nil {
+		ln.Shutdown(ctx)
+	}
+	s.stopSweeping()
+	return err
+}
+
+// shutdownErr says what was still open when Shutdown's context ended.
+func (s *Server) shutdownErr(ctx context.Context) error {
+	s.mu.Lock()
+	idle, active := 0, 0
+	for _, st := range s.conns {
+		if st.idleSince.IsZero() {
+			active++
+		} else {
+			idle++
+		}
+	}
+	s.mu.Unlock()
+	var lingering int64
+	if ln := s.ln.Load(); ln != nil {
+		lingering = ln.Stats().Lingering
+	}
+	return fmt.Errorf("lingerhttp: Shutdown ended with %d connections serving a request, %d idle and %d lingering closes: %w", active, idle, lingering, ctx.Err())
+}

@@ -1,0 +1,100 @@
+package lingerhttp
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+)
+
+// The response side: marking responses that end their connection.
+
+// handler marks responses that end their connection. Whether to mark is
+// decided when the response header is written, so a request that was in
+// flight when Shutdown began is answered with "Connection: close" too.
+func (s *Server) handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		retire, drainKeeps := s.requestBegins(r)
+		dw := &drainWriter{ResponseWriter: w, s: s, retire: retire, drainKeeps: drainKeeps}
+		next.ServeHTTP(dw, r)
+		dw.mark() // net/http writes the header of a handler that wrote nothing
+	})
+}
+
+// drainWriter adds "Connection: close" to a response when it is written,
+// if the connection is retired or the server is draining (but not on an
+// HTTP/2 connection the drain keeps). It passes on Flush, Hijack and
+// ReadFrom (sendfile), and unwraps for [http.ResponseController].
+type drainWriter struct {
+	http.ResponseWriter
+	s          *Server
+	retire     bool
+	drainKeeps bool
+	marked     bool
+}
+
+func (w *drainWriter) mark() {
+	if w.marked {
+		return
+	}
+	w.marked = true
+	if w.retire || (w.s.draining.Load() && !w.drainKeeps) {
+		w.Header().Set("Connection", "close")
+	}
+}
+
+func (w *drainWriter) WriteHeader(code int) {
+	if code >= 200 { // 1xx responses do not commit the header
+		w.mark()
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *drainWriter) Write(b []byte) (int, error) {
+	w.mark()
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *drainWriter) WriteString(s string) (int, error) {
+	w.mark()
+	return io.WriteString(w.ResponseWriter, s)
+}
+
+func (w *drainWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.mark()
+	return io.Copy(w.ResponseWriter, r)
+}
+
+func (w *drainWriter) Flush() {
+	w.mark()
+	http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *drainWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+func (w *drainWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// requestBegins reports whether r's response retires its connection, and
+// whether a drain keeps its connection open: an HTTP/2 connection accepted
+// during the drain serves on until the drain's GOAWAY (see Shutdown). An
+// HTTP/2 request marks its connection HTTP/2, for unencrypted HTTP/2,
+// which has no ALPN to tell it earlier.
+func (s *Server) requestBegins(r *http.Request) (retire, drainKeeps bool) {
+	c, ok := r.Context().Value(connKey{}).(net.Conn)
+	if !ok {
+		return false, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.conns[c]
+	if st == nil {
+		return false, false
+	}
+	if r.ProtoMajor == 2 && !st.h2 {
+		st.h2 = true
+		s.changedLocked()
+	}
+	return st.retire, st.h2 && st.drainBorn
+}
