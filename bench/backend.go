@@ -57,6 +57,9 @@ type shutdownReport struct {
 	// AtDeadline is what was still open just before.
 	DeadlineHit bool              `json:"deadlineHit,omitempty"`
 	AtDeadline  *shutdownSnapshot `json:"atDeadline,omitempty"`
+	// Stats: the deployed server's listener's, when Shutdown returned
+	// (nil: it does not count).
+	Stats *linger.Stats `json:"stats,omitempty"`
 }
 
 // Timing of the backends' servers.
@@ -329,6 +332,10 @@ func (r *backendRun) shutdownFirst(req request) *shutdownReport {
 		}
 	}
 	rep := &shutdownReport{Ms: float64(time.Since(start)) / float64(time.Millisecond)}
+	if st, ok := r.lns[0].(statser); ok {
+		stats := st.Stats()
+		rep.Stats = &stats
+	}
 	if err != nil {
 		rep.Err = err.Error()
 	}

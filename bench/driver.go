@@ -24,22 +24,33 @@ import (
 // A scenario is one user-visible story; run runs all of its rounds.
 type scenario struct {
 	name  string
-	proxy string // the proxy it needs ("nginx", "haproxy"), if any
+	proxy string // the proxy it needs ("nginx", "haproxy", "apache2"), if any
 	run   func(d *driver) error
 	rows  []string // the rows it makes, in order, if not one named after it
+	// optIn: it runs only when -only names it (its many runs do not fit
+	// the default run's budget).
+	optIn bool
 }
 
 var scenarios = []scenario{
-	{"unread-close", "", (*driver).unreadClose, nil},
-	{"idle-race", "", (*driver).idleRace, nil},
-	{"sweep", "", (*driver).sweep, nil},
-	{"early-response", "", (*driver).earlyResponse, nil},
-	{"nginx-idle", "nginx", func(d *driver) error { return d.proxyIdle("nginx-idle", "nginx") }, nil},
-	{"haproxy-idle", "haproxy", func(d *driver) error { return d.proxyIdle("haproxy-idle", "haproxy") }, nil},
-	{"shutdown", "nginx", (*driver).shutdown, nil},
-	{"smuggle", "nginx", (*driver).smuggle, smuggleRowNames()},
-	{"grpc", "", (*driver).grpc, grpcRowNames()},
-	{"overhead", "", (*driver).overhead, nil},
+	{name: "unread-close", run: (*driver).unreadClose},
+	{name: "idle-race", run: (*driver).idleRace},
+	{name: "sweep", run: (*driver).sweep},
+	{name: "early-response", run: (*driver).earlyResponse},
+	{name: "nginx-idle", proxy: "nginx", run: func(d *driver) error {
+		return d.proxyIdle("nginx-idle", "nginx", d.sz.proxyRounds, d.sz.proxyBursts)
+	}},
+	{name: "haproxy-idle", proxy: "haproxy", run: func(d *driver) error {
+		return d.proxyIdle("haproxy-idle", "haproxy", d.sz.proxyRounds, d.sz.proxyBursts)
+	}},
+	{name: "apache-idle", proxy: "apache2", run: func(d *driver) error {
+		return d.proxyIdle("apache-idle", "apache2", d.sz.apacheRounds, d.sz.apacheBursts)
+	}},
+	{name: "shutdown", proxy: "nginx", run: (*driver).shutdown},
+	{name: "apache-deploy", proxy: "apache2", run: (*driver).apacheDeploy, optIn: true},
+	{name: "smuggle", proxy: "nginx", run: (*driver).smuggle, rows: smuggleRowNames()},
+	{name: "grpc", run: (*driver).grpc, rows: grpcRowNames()},
+	{name: "overhead", run: (*driver).overhead},
 }
 
 // checkedScenarios are the scenarios, and the rows of the grpc scenario,
@@ -87,6 +98,9 @@ type sizes struct {
 	proxyBursts, proxyBurst, proxyRounds int // bursts per round, requests per burst
 	shutdownFor                          time.Duration
 	shutdownRounds                       int
+	apacheBursts, apacheRounds           int           // apache-idle's, fewer than the other proxies': the default run's budget
+	deployWarm, deployAfter              time.Duration // apache-deploy: load before the deploy, and after Shutdown returned
+	deploys                              int           // apache-deploy: deploys per variant (-deploys)
 	overheadFor                          time.Duration
 	overheadPairs, overheadConns         int
 	grpcFor                              time.Duration // per close path, variant and round
@@ -102,6 +116,8 @@ var (
 		earlyUploads: 16, earlyRounds: 2,
 		proxyBursts: 10, proxyBurst: 64, proxyRounds: 2,
 		shutdownFor: 4 * time.Second, shutdownRounds: 2,
+		apacheBursts: 3, apacheRounds: 1,
+		deployWarm: 2 * time.Second, deployAfter: 200 * time.Millisecond, deploys: 10,
 		overheadFor: 2 * time.Second, overheadPairs: 3, overheadConns: 10000,
 		grpcFor: 1500 * time.Millisecond, grpcRounds: 2,
 		smuggleAttempts: 20, smuggleRounds: 2,
@@ -115,6 +131,8 @@ var (
 		earlyUploads: 4, earlyRounds: 2,
 		proxyBursts: 3, proxyBurst: 40, proxyRounds: 2,
 		shutdownFor: time.Second, shutdownRounds: 2,
+		apacheBursts: 2, apacheRounds: 1,
+		deployWarm: 500 * time.Millisecond, deployAfter: 100 * time.Millisecond, deploys: 2,
 		overheadFor: 500 * time.Millisecond, overheadPairs: 3, overheadConns: 2000,
 		grpcFor: 500 * time.Millisecond, grpcRounds: 2,
 		// One round: every keep-alive run costs net/http's 500 ms wait
@@ -149,6 +167,12 @@ func runDriver(o options, backendNS, noNetns string) int {
 	d := &driver{ctx: ctx, o: o, sz: defaultSizes, host: "127.0.0.1", rows: make(map[string]*row), burstSeq: make(map[string]int)}
 	if o.quick {
 		d.sz = quickSizes
+	}
+	if o.deploys > 0 {
+		d.sz.deploys = o.deploys
+	}
+	if o.apacheRounds > 0 {
+		d.sz.apacheRounds = o.apacheRounds
 	}
 	if backendNS != "" {
 		d.host, d.counted = backendIP, true
@@ -186,8 +210,8 @@ func runDriver(o options, backendNS, noNetns string) int {
 		switch {
 		case !d.counted:
 			skip[s.name] = "needs network namespaces"
-		case proxyPath(s.proxy) == "":
-			skip[s.name] = s.proxy + " is not installed (bench/run installs it with apt-get as root)"
+		default:
+			skip[s.name] = proxyMissing(s.proxy)
 		}
 		if why := skip[s.name]; why != "" {
 			skipped = append(skipped, s.name)
@@ -265,7 +289,14 @@ func runDriver(o options, backendNS, noNetns string) int {
 }
 
 func (d *driver) selected(name string) bool {
-	return len(d.o.only) == 0 || d.o.only[name]
+	if len(d.o.only) == 0 {
+		for _, s := range scenarios {
+			if s.name == name {
+				return !s.optIn
+			}
+		}
+	}
+	return d.o.only[name]
 }
 
 func (d *driver) logf(format string, args ...any) {

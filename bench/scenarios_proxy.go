@@ -1,6 +1,7 @@
 package main
 
-// The scenarios behind a real proxy: nginx-idle, haproxy-idle, shutdown.
+// The scenarios behind a real proxy: nginx-idle, haproxy-idle,
+// apache-idle, shutdown (apache-deploy has its own file).
 
 import (
 	"bytes"
@@ -27,9 +28,9 @@ var postBody = bytes.Repeat([]byte("b"), 2<<10)
 
 // proxyIdle: bursts of POSTs and of GETs through the proxy, separated by
 // pauses that straddle the backend's idle timeout (1 s; the proxy keeps its
-// upstream connections 60 s).
-func (d *driver) proxyIdle(scn, kind string) error {
-	return d.alternate(d.sz.proxyRounds, func(v variant) error {
+// upstream connections 60 s); bursts per round.
+func (d *driver) proxyIdle(scn, kind string, rounds, bursts int) error {
+	return d.alternate(rounds, func(v variant) error {
 		return d.run(scn, "proxy-idle", v, func(addrs []string) error {
 			p, err := startProxy(kind, filepath.Join(d.tmp, scn+"-"+v.name), addrs[:1])
 			if err != nil {
@@ -39,7 +40,7 @@ func (d *driver) proxyIdle(scn, kind string) error {
 			tr := &http.Transport{DialContext: dials.DialContext, MaxIdleConnsPerHost: 16, DisableCompression: true}
 			cl := &http.Client{Transport: tr, Timeout: 15 * time.Second}
 			var t tally
-			for b := 0; b < d.sz.proxyBursts && d.ctx.Err() == nil; b++ {
+			for b := 0; b < bursts && d.ctx.Err() == nil; b++ {
 				// Bursts go in pairs, POST then GET, each pair after
 				// its own pause; the schedule continues across rounds.
 				k := d.burstSeq[scn+"/"+v.name]
