@@ -56,12 +56,14 @@ var scenarios = []scenario{
 // checkedScenarios are the scenarios, and the rows of the grpc scenario,
 // where -check fails on any backend RST of a variant other than raw (or,
 // uncounted, on any reset its clients saw).
-var checkedScenarios = append([]string{"unread-close", "idle-race", "nginx-idle", "haproxy-idle", "early-response"}, grpcRowNames()...)
+var checkedScenarios = append([]string{"unread-close", "idle-race", "nginx-idle", "haproxy-idle", "apache-idle", "early-response"}, grpcRowNames()...)
 
 // losslessRows are the rows where -check also fails on any failed request
 // or backend RST: lingerhttp's promise, behind the proxies and through a
-// deploy the balancer is told about.
-var losslessRows = []string{"idle-race/lingerhttp", "nginx-idle/lingerhttp", "haproxy-idle/lingerhttp", "shutdown/lingerhttp"}
+// deploy the balancer is told about. Not apache-deploy/lingerhttp: in a
+// deploy Apache is not told about, lingerhttp still lost a request in 3
+// of 30 deploys (issue 16), and the scenario runs only when named.
+var losslessRows = []string{"idle-race/lingerhttp", "nginx-idle/lingerhttp", "haproxy-idle/lingerhttp", "apache-idle/lingerhttp", "shutdown/lingerhttp"}
 
 func (s scenario) rowNames() []string {
 	if s.rows != nil {

@@ -58,13 +58,16 @@ type deployResult struct {
 }
 
 // apacheDeploy: 16 clients POST steadily through Apache to two backends;
-// after deployWarm the first backend is told to stop (raw, linger and
-// rescue: http.Server.Shutdown at once; lingerhttp: its Shutdown, serving
-// on for DrainDelay 1 s; raw+prestop: a 1 s sleep, then
+// after deployWarm the first backend is told to stop (raw and linger:
+// http.Server.Shutdown at once, then linger's Shutdown; lingerhttp: its
+// Shutdown, serving on for DrainDelay 1 s; raw+prestop: a 1 s sleep, then
 // http.Server.Shutdown), its Shutdown bounded by 10 s; the load goes on
 // until deployAfter past Shutdown's return. The POSTs are not replayable,
-// so Go's transport resends none and every lost request shows. Each
-// variant is deployed d.sz.deploys times (-deploys), alternating.
+// so Go's transport resends none and every lost request shows; each
+// failure is kept with the time it was sent, relative to the stop, which
+// tells the drain's phases apart (lingerhttp closes its listener at
+// +1000 ms). Each variant is deployed d.sz.deploys times (-deploys),
+// alternating.
 func (d *driver) apacheDeploy() error {
 	const scn = "apache-deploy"
 	runs := make(map[string][]deployRun)
