@@ -58,6 +58,7 @@ func TestShutdownDeadlineSnapshot(t *testing.T) {
 	assert.InDelta(t, 300, s.AtMs, 150)
 	assert.Contains(t, strings.Join(s.Waiting, " "), "lingerhttp.(*Server).Shutdown at lingerhttp.go:")
 	assert.Contains(t, s.String(), "net/http's open conns: active 1")
+	t.Log(s) // what the bench prints
 
 	// The client saw the abort: an EOF or a reset, no answer.
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
