@@ -26,23 +26,40 @@ import (
 )
 
 type request struct {
-	Op       string       `json:"op"` // start, event, counters, stop
-	Scenario string       `json:"scenario,omitempty"`
-	Variant  string       `json:"variant,omitempty"`
-	Event    string       `json:"event,omitempty"`
-	N        int          `json:"n,omitempty"`
-	GRPC     *grpcRequest `json:"grpc,omitempty"` // the grpc scenario's close path
+	Op       string `json:"op"` // start, event, counters, stop
+	Scenario string `json:"scenario,omitempty"`
+	Variant  string `json:"variant,omitempty"`
+	Event    string `json:"event,omitempty"`
+	N        int    `json:"n,omitempty"`
+	// TimeoutMs bounds the shutdown event's Shutdown (its context);
+	// zero means 30 s.
+	TimeoutMs int          `json:"timeoutMs,omitempty"`
+	GRPC      *grpcRequest `json:"grpc,omitempty"` // the grpc scenario's close path
 }
 
 type response struct {
-	Err      string         `json:"err,omitempty"`
-	Addrs    []string       `json:"addrs,omitempty"`
-	Counters *tcpCounters   `json:"counters,omitempty"` // movement during the run, if counted
-	Stats    *linger.Stats  `json:"stats,omitempty"`    // summed over the run's listeners, if they count
-	Value    float64        `json:"value,omitempty"`    // an event's result
-	GRPC     *grpcResult    `json:"grpc,omitempty"`     // the grpc scenario's server, on stop
-	Smuggle  map[string]int `json:"smuggle,omitempty"`  // the smuggle scenario's handler runs, on stop
-	Scrape   *deployScrape  `json:"scrape,omitempty"`   // the shutdown scenario's scrape, on stop
+	Err      string          `json:"err,omitempty"`
+	Addrs    []string        `json:"addrs,omitempty"`
+	Counters *tcpCounters    `json:"counters,omitempty"` // movement during the run, if counted
+	Stats    *linger.Stats   `json:"stats,omitempty"`    // summed over the run's listeners, if they count
+	Value    float64         `json:"value,omitempty"`    // an event's result
+	GRPC     *grpcResult     `json:"grpc,omitempty"`     // the grpc scenario's server, on stop
+	Smuggle  map[string]int  `json:"smuggle,omitempty"`  // the smuggle scenario's handler runs, on stop
+	Shutdown *shutdownReport `json:"shutdown,omitempty"` // the shutdown event's
+	Scrape   *deployScrape   `json:"scrape,omitempty"`   // the shutdown scenario's scrape, on stop
+}
+
+// shutdownReport is how the deployed server's Shutdown went.
+type shutdownReport struct {
+	Ms  float64 `json:"ms"`            // from the event, preStop included
+	Err string  `json:"err,omitempty"` // what Shutdown returned
+	// DeadlineHit: Shutdown returned because its context ended;
+	// AtDeadline is what was still open just before.
+	DeadlineHit bool              `json:"deadlineHit,omitempty"`
+	AtDeadline  *shutdownSnapshot `json:"atDeadline,omitempty"`
+	// Stats: the deployed server's listener's, when Shutdown returned
+	// (nil: it does not count).
+	Stats *linger.Stats `json:"stats,omitempty"`
 }
 
 // Timing of the backends' servers.
@@ -64,6 +81,7 @@ type backendRun struct {
 	smuggle *smuggleBackend // the smuggle scenario's handler, if that is the run
 	preStop time.Duration   // the shutdown event sleeps this long first
 	deploy  *deployScraper  // the shutdown scenario's scrape of the deployed server; nil for raw
+	probe   *connProbe      // follows the deployed server's connections
 	before  tcpCounters
 	counted bool
 	memBase uint64
@@ -99,6 +117,11 @@ func runBackend(host string, countRSTs bool) int {
 		case "event":
 			if cur == nil {
 				err = errors.New("no run")
+				break
+			}
+			if req.Event == "shutdown" {
+				resp.Shutdown = cur.shutdownFirst(req)
+				resp.Value = resp.Shutdown.Ms
 				break
 			}
 			resp.Value, err = cur.event(req)
@@ -143,7 +166,7 @@ func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
 	}
 	r := &backendRun{preStop: v.preStop}
 	servers := 1
-	if req.Scenario == "shutdown" {
+	if isDeploy(req.Scenario) {
 		servers = 2 // a rolling deploy: one of two backends goes away
 	}
 	for i := range servers {
@@ -157,6 +180,10 @@ func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
 			if h, ok := srv.Handler.(*smuggleBackend); ok {
 				r.smuggle = h
 			}
+			if isDeploy(req.Scenario) && i == 0 {
+				r.probe = &connProbe{}
+				r.probe.hook(srv)
+			}
 		}
 		var ln net.Listener
 		if req.Scenario == "memory" {
@@ -165,7 +192,7 @@ func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
 			ln = linger.Wrap(inner, linger.Config{LingerTimeout: time.Minute, MaxLingering: 1 << 20})
 		} else if v.serve != nil && srv != nil {
 			var drain time.Duration
-			if req.Scenario == "shutdown" && i == 0 {
+			if isDeploy(req.Scenario) && i == 0 {
 				drain = deployDrainDelay // the one the deploy takes away
 			}
 			r.lns = append(r.lns, v.serve(srv, inner, drain))
@@ -241,30 +268,15 @@ func (r *backendRun) acceptLoop(ln net.Listener, handle func(net.Conn)) {
 	}
 }
 
+// isDeploy reports whether the backend scenario is a rolling deploy: two
+// servers, the first of which the shutdown event takes away. shutdown
+// tells nginx at the same moment; apache-deploy tells Apache nothing.
+func isDeploy(scenario string) bool {
+	return scenario == "shutdown" || scenario == "apache-deploy"
+}
+
 func (r *backendRun) event(req request) (float64, error) {
 	switch req.Event {
-	case "shutdown":
-		// A deploy takes the first server away: http.Server.Shutdown,
-		// then the listener's own Shutdown where it has one.
-		start := time.Now()
-		if r.deploy != nil {
-			r.deploy.before()
-			defer r.deploy.after() // once the server below has shut down
-		}
-		time.Sleep(r.preStop) // a preStop hook: serve on while the balancer deregisters
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if lh, ok := r.lns[0].(*lingerHTTP); ok {
-			lh.Shutdown(ctx) // lingerhttp's drain replaces http.Server.Shutdown
-			return float64(time.Since(start)) / float64(time.Millisecond), nil
-		}
-		if r.srvs[0] != nil {
-			r.srvs[0].Shutdown(ctx)
-		}
-		if s, ok := r.lns[0].(shutdown); ok {
-			s.Shutdown(ctx)
-		}
-		return float64(time.Since(start)) / float64(time.Millisecond), nil
 	case "measure":
 		// Wait until req.N connections linger, then weigh them.
 		s, ok := r.lns[0].(statser)
@@ -281,6 +293,72 @@ func (r *backendRun) event(req request) (float64, error) {
 		return (float64(heapAndStacks()) - float64(r.memBase)) / float64(req.N), nil
 	}
 	return 0, fmt.Errorf("unknown event %q", req.Event)
+}
+
+// shutdownFirst takes the first server away, as a deploy does:
+// lingerhttp's Shutdown, or http.Server.Shutdown and then the listener's
+// own Shutdown where it has one; after the variant's preStop sleep, with
+// req.TimeoutMs for the context.
+func (r *backendRun) shutdownFirst(req request) *shutdownReport {
+	start := time.Now()
+	if r.deploy != nil {
+		r.deploy.before()
+		defer r.deploy.after() // once the server below has shut down
+	}
+	if r.probe != nil {
+		r.probe.shutdownBegins()
+	}
+	time.Sleep(r.preStop) // a preStop hook: serve on while the balancer deregisters
+	timeout := 30 * time.Second
+	if req.TimeoutMs > 0 {
+		timeout = time.Duration(req.TimeoutMs) * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var snap *shutdownSnapshot
+	var snapped sync.WaitGroup
+	if r.probe != nil && timeout > probeLead {
+		snapped.Add(1)
+		t := time.AfterFunc(timeout-probeLead, func() {
+			defer snapped.Done()
+			snap = r.probe.snapshot(r.lns[0])
+		})
+		defer func() {
+			if t.Stop() {
+				snapped.Done()
+			}
+			snapped.Wait()
+		}()
+	}
+	var err error
+	if lh, ok := r.lns[0].(*lingerHTTP); ok {
+		err = lh.Shutdown(ctx) // lingerhttp's drain replaces http.Server.Shutdown
+	} else {
+		if r.srvs[0] != nil {
+			err = r.srvs[0].Shutdown(ctx)
+		}
+		if s, ok := r.lns[0].(shutdown); ok {
+			if lerr := s.Shutdown(ctx); err == nil {
+				err = lerr
+			}
+		}
+	}
+	rep := &shutdownReport{Ms: float64(time.Since(start)) / float64(time.Millisecond)}
+	if st, ok := r.lns[0].(statser); ok {
+		stats := st.Stats()
+		rep.Stats = &stats
+	}
+	if err != nil {
+		rep.Err = err.Error()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		rep.DeadlineHit = true
+		if r.probe != nil {
+			snapped.Wait()
+			rep.AtDeadline = snap
+		}
+	}
+	return rep
 }
 
 // stop shuts the run's servers down, waits for their closes (and lingering
@@ -359,7 +437,7 @@ func httpServer(scenario string) *http.Server {
 		return &http.Server{Handler: http.HandlerFunc(echoHandler(proxyReplySize)), IdleTimeout: proxyIdleTimeout, ErrorLog: quiet}
 	case "proxy-idle-tls":
 		return &http.Server{Handler: http.HandlerFunc(echoHandler(proxyReplySize)), IdleTimeout: proxyIdleTimeout, ErrorLog: quiet, TLSConfig: backendTLS()}
-	case "shutdown":
+	case "shutdown", "apache-deploy":
 		h := echoHandler(proxyReplySize)
 		slow := func(w http.ResponseWriter, r *http.Request) {
 			time.Sleep(2 * time.Millisecond) // some work, so a deploy finds requests in flight

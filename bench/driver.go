@@ -24,38 +24,48 @@ import (
 // A scenario is one user-visible story; run runs all of its rounds.
 type scenario struct {
 	name  string
-	proxy string // the proxy it needs ("nginx", "haproxy"), if any
+	proxy string // the proxy it needs ("nginx", "haproxy", "apache2"), if any
 	run   func(d *driver) error
 	rows  []string // the rows it makes, in order, if not one named after it
-	// optIn scenarios run only when -only names them: the default run
-	// must stay under 5 minutes.
+	// optIn: it runs only when -only names it (its many runs do not fit
+	// the default run's budget).
 	optIn bool
 }
 
 var scenarios = []scenario{
-	{"unread-close", "", (*driver).unreadClose, nil, false},
-	{"idle-race", "", (*driver).idleRace, nil, false},
-	{"tls-idle-race", "", (*driver).tlsIdleRace, nil, false},
-	{"sweep", "", (*driver).sweep, nil, false},
-	{"early-response", "", (*driver).earlyResponse, nil, false},
-	{"nginx-idle", "nginx", func(d *driver) error { return d.proxyIdle("nginx-idle", "nginx") }, nil, false},
-	{"haproxy-idle", "haproxy", func(d *driver) error { return d.proxyIdle("haproxy-idle", "haproxy") }, nil, false},
-	{"nginx-tls-idle", "nginx", func(d *driver) error { return d.proxyIdle("nginx-tls-idle", "nginx") }, nil, true},
-	{"shutdown", "nginx", (*driver).shutdown, nil, false},
-	{"smuggle", "nginx", (*driver).smuggle, smuggleRowNames(), false},
-	{"grpc", "", (*driver).grpc, grpcRowNames(), false},
-	{"overhead", "", (*driver).overhead, nil, false},
+	{name: "unread-close", run: (*driver).unreadClose},
+	{name: "idle-race", run: (*driver).idleRace},
+	{name: "tls-idle-race", run: (*driver).tlsIdleRace},
+	{name: "sweep", run: (*driver).sweep},
+	{name: "early-response", run: (*driver).earlyResponse},
+	{name: "nginx-idle", proxy: "nginx", run: func(d *driver) error {
+		return d.proxyIdle("nginx-idle", "nginx", d.sz.proxyRounds, d.sz.proxyBursts)
+	}},
+	{name: "haproxy-idle", proxy: "haproxy", run: func(d *driver) error {
+		return d.proxyIdle("haproxy-idle", "haproxy", d.sz.proxyRounds, d.sz.proxyBursts)
+	}},
+	{name: "apache-idle", proxy: "apache2", run: func(d *driver) error {
+		return d.proxyIdle("apache-idle", "apache2", d.sz.apacheRounds, d.sz.apacheBursts)
+	}},
+	{name: "nginx-tls-idle", proxy: "nginx", run: func(d *driver) error {
+		return d.proxyIdle("nginx-tls-idle", "nginx", d.sz.proxyRounds, d.sz.proxyBursts)
+	}, optIn: true},
+	{name: "shutdown", proxy: "nginx", run: (*driver).shutdown},
+	{name: "apache-deploy", proxy: "apache2", run: (*driver).apacheDeploy, optIn: true},
+	{name: "smuggle", proxy: "nginx", run: (*driver).smuggle, rows: smuggleRowNames()},
+	{name: "grpc", run: (*driver).grpc, rows: grpcRowNames()},
+	{name: "overhead", run: (*driver).overhead},
 }
 
 // checkedScenarios are the scenarios, and the rows of the grpc scenario,
 // where -check fails on any backend RST of a variant other than raw (or,
 // uncounted, on any reset its clients saw).
-var checkedScenarios = append([]string{"unread-close", "idle-race", "tls-idle-race", "nginx-idle", "haproxy-idle", "nginx-tls-idle", "early-response"}, grpcRowNames()...)
+var checkedScenarios = append([]string{"unread-close", "idle-race", "tls-idle-race", "nginx-idle", "haproxy-idle", "apache-idle", "nginx-tls-idle", "early-response"}, grpcRowNames()...)
 
 // losslessRows are the rows where -check also fails on any failed request
 // or backend RST: lingerhttp's promise, behind the proxies and through a
 // deploy the balancer is told about.
-var losslessRows = []string{"idle-race/lingerhttp", "tls-idle-race/lingerhttp", "nginx-idle/lingerhttp", "haproxy-idle/lingerhttp", "nginx-tls-idle/lingerhttp", "shutdown/lingerhttp"}
+var losslessRows = []string{"idle-race/lingerhttp", "tls-idle-race/lingerhttp", "nginx-idle/lingerhttp", "haproxy-idle/lingerhttp", "apache-idle/lingerhttp", "nginx-tls-idle/lingerhttp", "shutdown/lingerhttp"}
 
 func (s scenario) rowNames() []string {
 	if s.rows != nil {
@@ -103,6 +113,9 @@ type sizes struct {
 	proxyBursts, proxyBurst, proxyRounds int // bursts per round, requests per burst
 	shutdownFor                          time.Duration
 	shutdownRounds                       int
+	apacheBursts, apacheRounds           int           // apache-idle's, fewer than the other proxies': the default run's budget
+	deployWarm, deployAfter              time.Duration // apache-deploy: load before the deploy, and after Shutdown returned
+	deploys                              int           // apache-deploy: deploys per variant (-deploys)
 	overheadFor                          time.Duration
 	overheadPairs, overheadConns         int
 	grpcFor                              time.Duration // per close path, variant and round
@@ -119,6 +132,8 @@ var (
 		earlyUploads: 16, earlyRounds: 2,
 		proxyBursts: 10, proxyBurst: 64, proxyRounds: 2,
 		shutdownFor: 4 * time.Second, shutdownRounds: 2,
+		apacheBursts: 3, apacheRounds: 1,
+		deployWarm: 2 * time.Second, deployAfter: 200 * time.Millisecond, deploys: 10,
 		overheadFor: 2 * time.Second, overheadPairs: 3, overheadConns: 10000,
 		grpcFor: 1500 * time.Millisecond, grpcRounds: 2,
 		smuggleAttempts: 20, smuggleRounds: 2,
@@ -133,6 +148,8 @@ var (
 		earlyUploads: 4, earlyRounds: 2,
 		proxyBursts: 3, proxyBurst: 40, proxyRounds: 2,
 		shutdownFor: time.Second, shutdownRounds: 2,
+		apacheBursts: 2, apacheRounds: 1,
+		deployWarm: 500 * time.Millisecond, deployAfter: 100 * time.Millisecond, deploys: 2,
 		overheadFor: 500 * time.Millisecond, overheadPairs: 3, overheadConns: 2000,
 		grpcFor: 500 * time.Millisecond, grpcRounds: 2,
 		// One round: every keep-alive run costs net/http's 500 ms wait
@@ -167,6 +184,12 @@ func runDriver(o options, backendNS, noNetns string) int {
 	d := &driver{ctx: ctx, o: o, sz: defaultSizes, host: "127.0.0.1", rows: make(map[string]*row), burstSeq: make(map[string]int)}
 	if o.quick {
 		d.sz = quickSizes
+	}
+	if o.deploys > 0 {
+		d.sz.deploys = o.deploys
+	}
+	if o.apacheRounds > 0 {
+		d.sz.apacheRounds = o.apacheRounds
 	}
 	if backendNS != "" {
 		d.host, d.counted = backendIP, true
@@ -204,8 +227,8 @@ func runDriver(o options, backendNS, noNetns string) int {
 		switch {
 		case !d.counted:
 			skip[s.name] = "needs network namespaces"
-		case proxyPath(s.proxy) == "":
-			skip[s.name] = s.proxy + " is not installed (bench/run installs it with apt-get as root)"
+		default:
+			skip[s.name] = proxyMissing(s.proxy)
 		}
 		if why := skip[s.name]; why != "" {
 			skipped = append(skipped, s.name)

@@ -29,7 +29,10 @@ type options struct {
 	only         map[string]bool // scenarios to run; empty: all
 	out          string          // results directory
 	verbose      bool
-	keep         bool // keep the proxies' configs and logs
+	keep         bool          // keep the proxies' configs and logs
+	deploys      int           // apache-deploy's deploys per variant; 0: the mode's
+	apacheRounds int           // apache-idle's rounds; 0: the mode's
+	deployThink  time.Duration // apache-deploy: each client pauses up to this long between requests
 }
 
 func main() {
@@ -49,11 +52,24 @@ func main() {
 	flag.StringVar(&o.out, "out", "results", "directory for latest.json, sweep.svg and the proxies' files")
 	flag.BoolVar(&o.verbose, "v", false, "log each run")
 	flag.BoolVar(&o.keep, "keep", false, "keep the proxies' configs and logs in results/tmp")
+	flag.IntVar(&o.deploys, "deploys", 0, "apache-deploy (which runs only when -only names it): deploys per variant (default 10, -quick 2)")
+	flag.DurationVar(&o.deployThink, "deploy-think", 0, "apache-deploy: each client pauses a random 0 to this long between its requests (default 0: back to back)")
+	flag.IntVar(&o.apacheRounds, "apache-idle-rounds", 0, "apache-idle: rounds of 3 bursts per variant (default 1; nginx-idle's count is 2 rounds of 10)")
 	flag.StringVar(&role, "role", "", "internal: driver or backend")
 	flag.StringVar(&backendNS, "backend-ns", "", "internal: the backend's network namespace")
 	flag.StringVar(&host, "host", "127.0.0.1", "internal: the backend's address")
 	flag.BoolVar(&counted, "count-rsts", false, "internal: the backend reads its namespace's counters")
 	flag.Parse()
+	for name, n := range map[string]int{"deploys": o.deploys, "apache-idle-rounds": o.apacheRounds} {
+		if n < 0 || n > 1000 {
+			fmt.Fprintf(os.Stderr, "lingerbench: -%s %d: want 0 to 1000\n", name, n)
+			os.Exit(2)
+		}
+	}
+	if o.deployThink < 0 || o.deployThink > 10*time.Second {
+		fmt.Fprintf(os.Stderr, "lingerbench: -deploy-think %v: want 0 to 10s\n", o.deployThink)
+		os.Exit(2)
+	}
 	if only != "" {
 		o.only = make(map[string]bool)
 		for _, s := range strings.Split(only, ",") {

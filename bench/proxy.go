@@ -1,7 +1,7 @@
 package main
 
-// nginx and HAProxy in front of the backend, configured as a balancer
-// usually is: keep-alive connections to the upstream, held 60 s.
+// nginx, HAProxy and Apache httpd in front of the backend, configured as a
+// balancer usually is: keep-alive connections to the upstream, held 60 s.
 
 import (
 	"bufio"
@@ -9,8 +9,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/template"
@@ -29,6 +31,36 @@ func proxyPath(kind string) string {
 	return ""
 }
 
+// apacheModules is where Debian's apache2 package keeps its modules.
+const apacheModules = "/usr/lib/apache2/modules"
+
+// apacheModuleFiles are the modules the bench's Apache loads: the event
+// MPM, authorization's core and mod_proxy's balancer, nothing else.
+var apacheModuleFiles = []struct{ name, file string }{
+	{"mpm_event_module", "mod_mpm_event.so"},
+	{"authz_core_module", "mod_authz_core.so"}, // without it every request is a 500 (AH00025)
+	{"slotmem_shm_module", "mod_slotmem_shm.so"},
+	{"proxy_module", "mod_proxy.so"},
+	{"proxy_http_module", "mod_proxy_http.so"},
+	{"proxy_balancer_module", "mod_proxy_balancer.so"},
+	{"lbmethod_byrequests_module", "mod_lbmethod_byrequests.so"},
+}
+
+// proxyMissing says why a proxy cannot run here, or "" if it can.
+func proxyMissing(kind string) string {
+	if proxyPath(kind) == "" {
+		return kind + " is not installed (bench/run installs it with apt-get as root)"
+	}
+	if kind == "apache2" {
+		for _, m := range apacheModuleFiles {
+			if !fileExists(filepath.Join(apacheModules, m.file)) {
+				return "apache2 has no " + filepath.Join(apacheModules, m.file)
+			}
+		}
+	}
+	return ""
+}
+
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
@@ -42,7 +74,7 @@ func proxyVersion(kind string) string {
 	}
 	out, _ := exec.Command(p, "-v").CombinedOutput()
 	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-	return line
+	return strings.TrimPrefix(line, "Server version: ") // Apache's
 }
 
 type proxyConfig struct {
@@ -58,7 +90,14 @@ type proxyConfig struct {
 	// TLS: the upstream terminates TLS (proxy_pass https://; nginx reuses
 	// TLS sessions and, by default, verifies nothing).
 	TLS bool
+
+	// Apache's: where its modules are, and the user its children run as
+	// (it refuses to serve as root; empty when not root).
+	Modules     []apacheModule
+	User, Group string
 }
+
+type apacheModule struct{ Name, Path string }
 
 var nginxConf = template.Must(template.New("nginx").Parse(`# lingerbench: nginx as a keep-alive balancer
 user root;
@@ -127,7 +166,51 @@ backend be
 {{- end}}
 `))
 
-// proxy is a running nginx or HAProxy.
+// Apache httpd 2.4 as an operator sets it up as a balancer: the event MPM
+// with Debian's process and thread counts, mod_proxy_balancer with its
+// members' connections pooled (per child process, up to ThreadsPerChild
+// each) and kept 60 s (ttl=60; keepalive=On is TCP keep-alive on them, as
+// guides write it). Clients' keep-alive is unlimited, so no client-leg
+// close mixes into the counts. Everything it writes is under Dir.
+var apacheConf = template.Must(template.New("apache2").Parse(`# lingerbench: Apache httpd as a keep-alive balancer
+ServerRoot "{{.Dir}}"
+ServerName lingerbench
+{{- range .Modules}}
+LoadModule {{.Name}} {{.Path}}
+{{- end}}
+{{- if .User}}
+User {{.User}}
+Group {{.Group}}
+{{- end}}
+PidFile "{{.Dir}}/apache2.pid"
+DefaultRuntimeDir "{{.Dir}}/run"
+Mutex "file:{{.Dir}}/run" default
+ErrorLog "{{.Dir}}/error.log"
+ErrorLogFormat "[%-m:%l] %E: %M"
+LogLevel warn
+LogFormat "%>s %X %m" status
+CustomLog "{{.Dir}}/access.log" status
+Listen 127.0.0.1:{{.Port}}
+Timeout 60
+KeepAlive On
+KeepAliveTimeout 60
+MaxKeepAliveRequests 0
+StartServers 2
+MinSpareThreads 25
+MaxSpareThreads 75
+ThreadLimit 64
+ThreadsPerChild 25
+MaxRequestWorkers 150
+MaxConnectionsPerChild 0
+<Proxy "balancer://backends">
+{{- range .Upstreams}}
+	BalancerMember "http://{{.}}" keepalive=On ttl=60
+{{- end}}
+</Proxy>
+ProxyPass "/" "balancer://backends/"
+`))
+
+// proxy is a running nginx, HAProxy or Apache.
 type proxy struct {
 	kind string
 	dir  string
@@ -153,6 +236,11 @@ func startProxyConfig(kind, dir string, cfg proxyConfig) (*proxy, error) {
 		return nil, err
 	}
 	cfg.Dir, cfg.Port = dir, port
+	if kind == "apache2" {
+		if err := apacheSetup(&cfg); err != nil {
+			return nil, err
+		}
+	}
 	conf := filepath.Join(dir, kind+".conf")
 	if err := writeProxyConf(kind, conf, cfg); err != nil {
 		return nil, err
@@ -164,6 +252,12 @@ func startProxyConfig(kind, dir string, cfg proxyConfig) (*proxy, error) {
 		cmd = exec.Command(proxyPath(kind), "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"))
 	case "haproxy":
 		cmd = exec.Command(proxyPath(kind), "-db", "-f", conf)
+	case "apache2":
+		// Its own configuration only: -f, and ServerRoot in it; in the
+		// foreground, so the parent's PID is cmd's.
+		cmd = exec.Command(proxyPath(kind), "-f", conf, "-DFOREGROUND")
+	default:
+		return nil, fmt.Errorf("unknown proxy %q", kind)
 	}
 	logf, err := os.Create(filepath.Join(dir, "stdout.log"))
 	if err != nil {
@@ -202,15 +296,52 @@ func writeProxyConf(kind, path string, cfg proxyConfig) error {
 	if err != nil {
 		return err
 	}
-	tmpl := nginxConf
-	if kind == "haproxy" {
+	var tmpl *template.Template
+	switch kind {
+	case "nginx":
+		tmpl = nginxConf
+	case "haproxy":
 		tmpl = haproxyConf
+	case "apache2":
+		tmpl = apacheConf
+	default:
+		f.Close()
+		return fmt.Errorf("unknown proxy %q", kind)
 	}
 	err = tmpl.Execute(f, cfg)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	return err
+}
+
+// apacheSetup fills in Apache's modules and user, and makes its runtime
+// directory (mutexes, the balancer's shared memory), which its children
+// must be able to use after they drop root.
+func apacheSetup(cfg *proxyConfig) error {
+	cfg.Modules = nil
+	for _, m := range apacheModuleFiles {
+		cfg.Modules = append(cfg.Modules, apacheModule{m.name, filepath.Join(apacheModules, m.file)})
+	}
+	run := filepath.Join(cfg.Dir, "run")
+	if err := os.MkdirAll(run, 0o755); err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	u, err := user.Lookup("www-data")
+	if err != nil {
+		return fmt.Errorf("apache2 needs a user to run as: %w", err)
+	}
+	g, err := user.LookupGroupId(u.Gid)
+	if err != nil {
+		return fmt.Errorf("apache2 needs a group to run as: %w", err)
+	}
+	cfg.User, cfg.Group = u.Username, g.Name
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return os.Chown(run, uid, gid)
 }
 
 // deregister takes upstream out of nginx's rotation the way a deploy tool
@@ -231,11 +362,15 @@ func (p *proxy) deregister(upstream string) error {
 }
 
 // stop stops the proxy by its PID: a graceful stop (nginx SIGQUIT, HAProxy
-// SIGUSR1), then SIGKILL after 5 s.
+// SIGUSR1; Apache SIGTERM, which stops its children at once, since the
+// clients are done by then), then SIGKILL after 5 s.
 func (p *proxy) stop() {
 	sig := syscall.SIGQUIT
-	if p.kind == "haproxy" {
+	switch p.kind {
+	case "haproxy":
 		sig = syscall.SIGUSR1
+	case "apache2":
+		sig = syscall.SIGTERM
 	}
 	p.cmd.Process.Signal(sig)
 	select {
@@ -269,13 +404,27 @@ var (
 	// /.../body/0000000001").
 	nginxLogVarying = regexp.MustCompile(`\d+\.\d+\.\d+\.\d+(:\d+)?`)
 	nginxLogPath    = regexp.MustCompile(`(^|\s)/\S+`)
+	// Apache's, in the bench's ErrorLogFormat "[%-m:%l] %E: %M":
+	// "[proxy_http:error] (104)Connection reset by peer: AH01102: error
+	// reading status line from remote server 10.213.7.1:4242"; "%E: " is
+	// "(-)" when there is no error status.
+	apacheLogLine = regexp.MustCompile(`^\[([\w.]+):(\w+)\] (.*)$`)
+	// Apache's access log, "%>s %X %m": "502 - POST" (X: aborted before
+	// the response completed, +: kept alive, -: closed).
+	apacheAccessLine = regexp.MustCompile(`^\d{3} [X+-] \S+$`)
 )
 
 // errorKinds counts the proxy's error-log lines by kind: nginx's message
 // without the request's details, HAProxy's status and termination state
-// of every request that did not end normally.
+// of every request that did not end normally, Apache's error-log messages
+// and the status and connection end of every request it did not answer
+// 200.
 func (p *proxy) errorKinds() map[string]int {
 	kinds := make(map[string]int)
+	if p.kind == "apache2" {
+		p.apacheErrorKinds(kinds)
+		return kinds
+	}
 	var file string
 	switch p.kind {
 	case "nginx":
@@ -310,6 +459,34 @@ func (p *proxy) errorKinds() map[string]int {
 		}
 	}
 	return kinds
+}
+
+func (p *proxy) apacheErrorKinds(kinds map[string]int) {
+	scan := func(file string, line func(string)) {
+		f, err := os.Open(filepath.Join(p.dir, file))
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			line(strings.TrimSpace(sc.Text()))
+		}
+	}
+	scan("error.log", func(line string) {
+		m := apacheLogLine.FindStringSubmatch(line)
+		if m == nil || m[2] == "notice" || m[2] == "info" || strings.HasPrefix(m[2], "debug") || strings.HasPrefix(m[2], "trace") {
+			return // startup and shutdown notices
+		}
+		msg := strings.TrimPrefix(m[3], "(-): ")
+		msg = nginxLogVarying.ReplaceAllString(msg, "ADDR")
+		kinds["apache "+m[2]+": "+nginxLogPath.ReplaceAllString(msg, "${1}PATH")]++
+	})
+	scan("access.log", func(line string) {
+		if apacheAccessLine.MatchString(line) && !strings.HasPrefix(line, "200 ") {
+			kinds["apache "+line]++
+		}
+	})
 }
 
 func freePort() (int, error) {

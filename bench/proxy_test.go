@@ -118,5 +118,87 @@ func TestOptInScenarios(t *testing.T) {
 	named := &driver{o: options{only: map[string]bool{"nginx-tls-idle": true}}}
 	assert.True(t, named.selected(optIn))
 	assert.False(t, named.selected(always))
-	assert.Equal(t, []string{"nginx-tls-idle"}, optInScenarios())
+	assert.Equal(t, []string{"nginx-tls-idle", "apache-deploy"}, optInScenarios())
+}
+
+// Apache runs on its own configuration: every path it writes is under the
+// run's directory, it loads the event MPM and the balancer's modules from
+// Debian's directory, and every upstream is a pooled balancer member kept
+// 60 s; as root, its children run as the given user.
+func TestApacheConf(t *testing.T) {
+	conf := func(cfg proxyConfig) string {
+		path := filepath.Join(t.TempDir(), "apache2.conf")
+		require.NoError(t, writeProxyConf("apache2", path, cfg))
+		b, err := os.ReadFile(path)
+		require.NoError(t, err)
+		return string(b)
+	}
+	cfg := proxyConfig{Dir: "/d", Port: 8080, Upstreams: []string{"10.0.0.1:1", "10.0.0.1:2"}}
+	for _, m := range apacheModuleFiles {
+		cfg.Modules = append(cfg.Modules, apacheModule{m.name, filepath.Join(apacheModules, m.file)})
+	}
+	c := conf(cfg)
+
+	var members, loads, paths []string
+	for _, line := range strings.Split(c, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		switch f[0] {
+		case "BalancerMember":
+			members = append(members, strings.Join(f, " "))
+		case "LoadModule":
+			loads = append(loads, f[1])
+			assert.True(t, strings.HasPrefix(f[2], "/usr/lib/apache2/modules/"), f[2])
+		case "ServerRoot", "PidFile", "DefaultRuntimeDir", "ErrorLog", "CustomLog":
+			paths = append(paths, strings.Trim(f[1], `"`))
+		}
+	}
+	assert.Equal(t, []string{
+		`BalancerMember "http://10.0.0.1:1" keepalive=On ttl=60`,
+		`BalancerMember "http://10.0.0.1:2" keepalive=On ttl=60`,
+	}, members)
+	assert.ElementsMatch(t, []string{"mpm_event_module", "authz_core_module", "slotmem_shm_module", "proxy_module",
+		"proxy_http_module", "proxy_balancer_module", "lbmethod_byrequests_module"}, loads)
+	assert.Len(t, paths, 5)
+	for _, p := range paths {
+		assert.True(t, strings.HasPrefix(p, "/d"), "%s is outside the run's directory", p)
+	}
+	assert.Contains(t, c, `Mutex "file:/d/run" default`)
+	assert.Contains(t, c, "Listen 127.0.0.1:8080\n")
+	assert.Contains(t, c, `<Proxy "balancer://backends">`)
+	assert.Contains(t, c, `ProxyPass "/" "balancer://backends/"`)
+	assert.NotContains(t, c, "User ")
+	assert.NotContains(t, c, "/etc/apache2")
+
+	cfg.User, cfg.Group = "www-data", "www-data"
+	cfg.Upstreams = cfg.Upstreams[:1]
+	c = conf(cfg)
+	assert.Contains(t, c, "User www-data\nGroup www-data\n")
+	assert.Equal(t, 1, strings.Count(c, "BalancerMember"))
+}
+
+// Apache's errors count by kind: its error log's messages without
+// addresses, and its access log's requests that were not answered 200;
+// startup and shutdown notices are not errors.
+func TestApacheErrorKinds(t *testing.T) {
+	dir := t.TempDir()
+	errLog := strings.Join([]string{
+		`[mpm_event:notice] (-): AH00489: Apache/2.4.71 (Debian) configured -- resuming normal operations`,
+		`[proxy_http:error] (104)Connection reset by peer: AH01102: error reading status line from remote server 10.213.7.1:4242`,
+		`[proxy_http:error] (104)Connection reset by peer: AH01102: error reading status line from remote server 10.213.7.1:4343`,
+		`[proxy:error] (111)Connection refused: AH00957: http: attempt to connect to 10.213.7.1:4242 (10.213.7.1:4242) failed`,
+		`[mpm_event:notice] (-): AH00491: caught SIGTERM, shutting down`,
+	}, "\n") + "\n"
+	access := "200 + POST\n200 + GET\n502 - POST\n502 - POST\n503 + GET\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "error.log"), []byte(errLog), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "access.log"), []byte(access), 0o644))
+	p := &proxy{kind: "apache2", dir: dir}
+	assert.Equal(t, map[string]int{
+		"apache error: (104)Connection reset by peer: AH01102: error reading status line from remote server ADDR": 2,
+		"apache error: (111)Connection refused: AH00957: http: attempt to connect to ADDR (ADDR) failed":          1,
+		"apache 502 - POST": 2,
+		"apache 503 + GET":  1,
+	}, p.errorKinds())
 }

@@ -38,6 +38,10 @@ type row struct {
 	Scrape    *deployScrape      `json:"scrape,omitempty"`  // the shutdown rows' deploy scrape
 	Note      string             `json:"note,omitempty"`    // heads the notes
 	Errors    []string           `json:"errors,omitempty"`  // a few distinct failures (grpc)
+	Deploys   []deployResult     `json:"deploys,omitempty"` // apache-deploy: each deploy
+	// Deadlines: the deploys whose Shutdown ran into its deadline, and
+	// what was still open just before (apache-deploy).
+	Deadlines []string `json:"shutdownDeadlines,omitempty"`
 }
 
 type sweepPoint struct {
@@ -80,6 +84,7 @@ type results struct {
 	Go          string          `json:"go"`
 	Nginx       string          `json:"nginx,omitempty"`
 	HAProxy     string          `json:"haproxy,omitempty"`
+	Apache      string          `json:"apache,omitempty"`
 	RSTSource   string          `json:"rstSource"`
 	WallSeconds float64         `json:"wallSeconds"`
 	Skipped     []string        `json:"skipped,omitempty"`
@@ -98,6 +103,7 @@ func newResults(o options, counted bool) *results {
 		Go:      runtime.Version(),
 		Nginx:   proxyVersion("nginx"),
 		HAProxy: proxyVersion("haproxy"),
+		Apache:  proxyVersion("apache2"),
 	}
 	if o.quick {
 		r.Mode = "quick"
@@ -148,6 +154,11 @@ func (r *results) markdown() string {
 	if len(smuggleRows) > 0 {
 		b.WriteString(smuggleTable(smuggleRows, rsts))
 	}
+	for _, row := range r.Rows {
+		for _, line := range row.Deadlines {
+			fmt.Fprintf(&b, "\n%s/%s %s\n", row.Scenario, row.Variant, line)
+		}
+	}
 	if oh := r.Overhead; oh != nil && len(oh.Variants) > 0 {
 		base := oh.Variants[0]
 		fmt.Fprintf(&b, "\noverhead: %d keep-alive connections, %d alternating pairs of %.1f s; ratios to %s:",
@@ -167,8 +178,8 @@ func (r *results) markdown() string {
 		b.WriteString("\n")
 	}
 	b.WriteString("\n" + legend)
-	fmt.Fprintf(&b, "RSTs: %s. Mode %s, %.0f s, %s, %d CPUs, %s; %s; %s.\n",
-		r.RSTSource, r.Mode, r.WallSeconds, r.Kernel, r.NProc, r.Go, orNone(r.Nginx, "no nginx"), orNone(r.HAProxy, "no HAProxy"))
+	fmt.Fprintf(&b, "RSTs: %s. Mode %s, %.0f s, %s, %d CPUs, %s; %s; %s; %s.\n",
+		r.RSTSource, r.Mode, r.WallSeconds, r.Kernel, r.NProc, r.Go, orNone(r.Nginx, "no nginx"), orNone(r.HAProxy, "no HAProxy"), orNone(r.Apache, "no Apache"))
 	for _, s := range r.Skipped {
 		fmt.Fprintf(&b, "Skipped %s.\n", s)
 	}
@@ -178,11 +189,12 @@ func (r *results) markdown() string {
 	return b.String()
 }
 
-const legend = `OK is: unread-close, the whole answer read; idle-race, tls-idle-race, nginx-idle, haproxy-idle, nginx-tls-idle, shutdown, overhead, a 200; sweep, served; early-response, the whole 413 read; grpc-*, an RPC that succeeded.
+const legend = `OK is: unread-close, the whole answer read; idle-race, tls-idle-race, nginx-idle, haproxy-idle, apache-idle, nginx-tls-idle, shutdown, apache-deploy, overhead, a 200; sweep, served; early-response, the whole 413 read; grpc-*, an RPC that succeeded.
 EOF / ECONNRESET: how failed requests ended (unread-close: how every connection ended). rescued: requests the listener handed back instead of closing (Stats.Outcomes[linger.Rescued]).
 tls-idle-race: idle-race with the backend terminating TLS (raw: http.Server.ServeTLS; lingerhttp: its ServeTLS) and Go's HTTP/2 client; the POSTs are replayable, as for browsers and proxies, and client retries counts those Go's client resent after a GOAWAY refused them. nginx-tls-idle (opt-in, -only): nginx-idle with proxy_pass https:// to a backend serving TLS (nginx speaks HTTP/1.1 to it).
 grpc-*: grpc-go clients and server (bench/compat), the server closing by MaxConnectionIdle (idle), MaxConnectionAge (age), GracefulStop in a hot restart (gracefulstop), MaxConnectionAge with a grace shorter than the streams (agegrace). requests: RPCs; ECONNRESET: RPCs failed with "connection reset by peer"; other: the rest of the failed; the notes give failures by status code. The clients run in the driver's namespace, as every scenario's clients do, so these rows' RSTs and aborts are the server's.
 shutdown: a rolling deploy. At the same moment nginx is reloaded with the backend marked down and the backend is told to stop, as Kubernetes does; raw and linger call http.Server.Shutdown at once, lingerhttp's Shutdown serves on for DrainDelay (1 s) first, and raw+prestop (raw listener) sleeps as long before http.Server.Shutdown, as a Kubernetes preStop hook does. client-leg retries: POSTs that Go's transport resent (Idempotency-Key) after nginx's reload closed their client connection, not the backend's doing. The linger variants' deployed backend is exported by lingerprom through a Prometheus registry, scraped before and after the deploy; its scraped linger_closes_total must equal that listener's Stats (-check fails otherwise).
+apache-idle: nginx-idle's bursts through Apache httpd 2.4 (event MPM, mod_proxy_balancer, one member with keepalive=On ttl=60: pooled upstream connections kept 60 s). apache-deploy (only with -only apache-deploy; -deploys N per variant): the rolling deploy of one of two members behind Apache, which nobody tells (no reload, no health check): 16 clients POST steadily (not replayable, so every loss shows; -deploy-think paces them), the backend is told to stop with a 10 s Shutdown context, the load goes on until just after Shutdown returned; the note gives each deploy's failed requests, when they were sent, close-abort RSTs (abort on close + data) and Shutdown time; other statuses (503) are counted under other and named in the notes. Apache answers a request lost on a reused upstream connection by closing the client's connection without an answer (EOF) if the client's connection had served a request before, else with 502.
 smuggle-*: an attack through nginx, which answers /admin with 403 itself: a POST whose body, as nginx forwards it, is a request with a method of 6000 X, then a DELETE of /admin/users; the backend answers the POST 401 without reading the body. Three shapes take turns: long (a padding request after the DELETE takes the body past 256 KiB, net/http's post-handler discard limit), short (6 KiB), chunked (short, sent chunked; nginx forwards it with a Content-Length). http1.0: nginx's default upstream (HTTP/1.0, Connection: close); keepalive: HTTP/1.1 with an upstream keep-alive pool. reached backend: attacks the backend's handler answered; backend /admin runs: DELETEs that got past nginx (-check fails on any); admin answers seen: the /admin handler's answers that reached the attacker; direct /admin: requests for /admin sent to nginx, and how many it answered 403.
 Notes: the listener's close outcomes (Stats), then scenario details: proxies' error-log lines by kind, client dials, Shutdown time.
 `
@@ -359,8 +371,8 @@ func (r *results) writeReadmeTable(dir string) error {
 	var b strings.Builder
 	b.WriteString("# linger benchmark: a default run\n\n")
 	b.WriteString("Made by `bench/run` (all scenarios, default counts); regenerated by every full default run.\n\n")
-	fmt.Fprintf(&b, "- date: %s\n- `uname -r`: %s\n- `nginx -v`: %s\n- `haproxy -v`: %s\n- `nproc`: %d\n- Go: %s\n- wall time: %.0f s\n",
-		r.Date, r.Kernel, orNone(r.Nginx, "not installed"), orNone(r.HAProxy, "not installed"), r.NProc, r.Go, r.WallSeconds)
+	fmt.Fprintf(&b, "- date: %s\n- `uname -r`: %s\n- `nginx -v`: %s\n- `haproxy -v`: %s\n- `apache2 -v`: %s\n- `nproc`: %d\n- Go: %s\n- wall time: %.0f s\n",
+		r.Date, r.Kernel, orNone(r.Nginx, "not installed"), orNone(r.HAProxy, "not installed"), orNone(r.Apache, "not installed"), r.NProc, r.Go, r.WallSeconds)
 	b.WriteString(r.markdown())
 	return os.WriteFile(filepath.Join(dir, "README-table.md"), []byte(b.String()), 0o644)
 }

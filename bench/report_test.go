@@ -34,15 +34,20 @@ func TestCheckFailures(t *testing.T) {
 		{Scenario: "shutdown", Variant: "lingerhttp", Requests: 10, OK: 9, Counters: &tcpCounters{}},
 		{Scenario: "nginx-idle", Variant: "lingerhttp", Requests: 10, OK: 10, Counters: &tcpCounters{OutRsts: 1}},
 		{Scenario: "haproxy-idle", Variant: "lingerhttp", Requests: 10, OK: 10, Counters: &tcpCounters{}},
+		{Scenario: "apache-idle", Variant: "linger", Requests: 10, OK: 9, Counters: &tcpCounters{AbortOnClose: 1}},
+		{Scenario: "apache-idle", Variant: "lingerhttp", Requests: 10, OK: 9, Counters: &tcpCounters{}},
+		{Scenario: "apache-deploy", Variant: "lingerhttp", Requests: 10, OK: 9, Counters: &tcpCounters{OutRsts: 1}}, // not checked
 	}}
 	bad := r.checkFailures()
-	require.Len(t, bad, 6, "%q", bad)
+	require.Len(t, bad, 8, "%q", bad)
 	assert.Contains(t, bad[0], "idle-race/linger")
 	assert.Contains(t, bad[1], "early-response/linger")
 	assert.Contains(t, bad[2], "grpc-age/linger")
 	assert.Contains(t, bad[3], "grpc-agegrace/linger")
 	assert.Contains(t, bad[4], "shutdown/lingerhttp: 1 of 10 requests failed")
 	assert.Contains(t, bad[5], "nginx-idle/lingerhttp: backend sent RSTs")
+	assert.Contains(t, bad[6], "apache-idle/linger: backend sent RSTs")
+	assert.Contains(t, bad[7], "apache-idle/lingerhttp: 1 of 10 requests failed")
 }
 
 func TestGRPCNotes(t *testing.T) {

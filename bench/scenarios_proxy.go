@@ -1,6 +1,7 @@
 package main
 
-// The scenarios behind a real proxy: nginx-idle, haproxy-idle, shutdown.
+// The scenarios behind a real proxy: nginx-idle, haproxy-idle,
+// apache-idle, shutdown (apache-deploy has its own file).
 
 import (
 	"bytes"
@@ -27,15 +28,16 @@ var postBody = bytes.Repeat([]byte("b"), 2<<10)
 
 // proxyIdle: bursts of POSTs and of GETs through the proxy, separated by
 // pauses that straddle the backend's idle timeout (1 s; the proxy keeps its
-// upstream connections 60 s). In nginx-tls-idle the backend terminates
-// TLS (http.Server.ServeTLS over the variant's listener, lingerhttp's
-// ServeTLS) and nginx proxies to it with proxy_pass https://.
-func (d *driver) proxyIdle(scn, kind string) error {
+// upstream connections 60 s); bursts per round. In nginx-tls-idle the
+// backend terminates TLS (http.Server.ServeTLS over the variant's
+// listener, lingerhttp's ServeTLS) and nginx proxies to it with
+// proxy_pass https://.
+func (d *driver) proxyIdle(scn, kind string, rounds, bursts int) error {
 	backendScn, tls := "proxy-idle", scn == "nginx-tls-idle"
 	if tls {
 		backendScn = "proxy-idle-tls"
 	}
-	return d.alternate(d.sz.proxyRounds, func(v variant) error {
+	return d.alternate(rounds, func(v variant) error {
 		return d.run(scn, backendScn, v, func(addrs []string) error {
 			p, err := startProxyConfig(kind, filepath.Join(d.tmp, scn+"-"+v.name), proxyConfig{Upstreams: addrs[:1], TLS: tls})
 			if err != nil {
@@ -45,7 +47,7 @@ func (d *driver) proxyIdle(scn, kind string) error {
 			tr := &http.Transport{DialContext: dials.DialContext, MaxIdleConnsPerHost: 16, DisableCompression: true}
 			cl := &http.Client{Transport: tr, Timeout: 15 * time.Second}
 			var t tally
-			for b := 0; b < d.sz.proxyBursts && d.ctx.Err() == nil; b++ {
+			for b := 0; b < bursts && d.ctx.Err() == nil; b++ {
 				// Bursts go in pairs, POST then GET, each pair after
 				// its own pause; the schedule continues across rounds.
 				k := d.burstSeq[scn+"/"+v.name]

@@ -50,14 +50,14 @@ var variants = []variant{
 	{
 		name:  "lingerhttp",
 		serve: serveLingerHTTP,
-		only:  []string{"idle-race", "tls-idle-race", "proxy-idle", "proxy-idle-tls", "shutdown", "overhead", "smuggle"},
+		only:  []string{"idle-race", "tls-idle-race", "proxy-idle", "proxy-idle-tls", "shutdown", "apache-deploy", "overhead", "smuggle"},
 	},
 	{
 		// The control for lingerhttp's deploy drain: the raw listener and
 		// plain http.Server.Shutdown after a sleep as long as DrainDelay.
 		name:    "raw+prestop",
 		wrap:    func(ln net.Listener, _ *http.Server) net.Listener { return ln },
-		only:    []string{"shutdown"},
+		only:    []string{"shutdown", "apache-deploy"},
 		preStop: deployDrainDelay,
 	},
 }
@@ -163,10 +163,11 @@ type lingerHTTP struct {
 }
 
 // deployDrainDelay is lingerhttp's DrainDelay for the backend the
-// shutdown scenario deploys away: how long it keeps serving after it is
-// told to stop, which must cover the balancer's deregistration (an nginx
-// reload here: milliseconds; behind a health-checking balancer, its check
-// interval × threshold).
+// shutdown and apache-deploy scenarios deploy away: how long it keeps
+// serving after it is told to stop, which must cover the balancer's
+// deregistration (an nginx reload here: milliseconds; behind a
+// health-checking balancer, its check interval × threshold; Apache in
+// apache-deploy is never told).
 const deployDrainDelay = time.Second
 
 func serveLingerHTTP(srv *http.Server, ln net.Listener, drainDelay time.Duration) net.Listener {

@@ -250,10 +250,17 @@ func (s *Server) serve(ln net.Listener, serveHTTP func(net.Listener) error) erro
 		return errServeTwice
 	}
 	s.mu.Lock()
-	s.sweepStop = make(chan struct{})
-	s.mu.Unlock()
+	if s.draining.Load() {
+		// Shutdown came first, as http.Server.Serve after Shutdown: no
+		// sweeper may start that no Shutdown would stop.
+		s.mu.Unlock()
+		return http.ErrServerClosed
+	}
+	stop := make(chan struct{})
+	s.sweepStop = stop
 	s.sweeping.Add(1)
-	go s.sweep()
+	s.mu.Unlock()
+	go s.sweep(stop)
 	defer func() {
 		// While Shutdown drains, its sweeper must outlive Serve, which
 		// returns as soon as the listener is closed; Shutdown stops it.

@@ -458,3 +458,28 @@ func TestSecondServeFails(t *testing.T) {
 	_, err = h.dial(t).get("/")
 	assert.NoError(t, err, "the first Serve still serves")
 }
+
+// A Shutdown right after Serve starts, or before it, returns, and leaves
+// no sweeper behind (goleak checks at the end): the sweeper used to read
+// its stop channel after Shutdown had closed and cleared it, and wait on
+// nil forever.
+func TestShutdownRightAfterOrBeforeServe(t *testing.T) {
+	for range 50 {
+		s := New(&http.Server{Handler: http.HandlerFunc(ok)}, Config{})
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		served := make(chan error, 1)
+		go func() { served <- s.Serve(ln) }()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		require.NoError(t, s.Shutdown(ctx))
+		cancel()
+		assert.ErrorIs(t, <-served, http.ErrServerClosed)
+		ln.Close()
+	}
+	s := New(&http.Server{Handler: http.HandlerFunc(ok)}, Config{})
+	require.NoError(t, s.Shutdown(context.Background()))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	assert.ErrorIs(t, s.Serve(ln), http.ErrServerClosed, "Serve after Shutdown")
+}

@@ -117,12 +117,11 @@ func withMargin(d time.Duration) time.Duration {
 	return d + max(time.Second, d/4)
 }
 
-// sweep closes connections idle past the cap until Serve returns.
-func (s *Server) sweep() {
+// sweep closes connections idle past the cap until stop is closed. The
+// channel is its argument, not read from the Server when it starts: a
+// Shutdown right after Serve may have closed and cleared it by then.
+func (s *Server) sweep(stop <-chan struct{}) {
 	defer s.sweeping.Done()
-	s.mu.Lock()
-	stop := s.sweepStop
-	s.mu.Unlock()
 	interval := min(max(s.cfg.CloseIdleAfter/8, 10*time.Millisecond), time.Second)
 	if s.cfg.RetireAfter > 0 {
 		interval = min(interval, max(s.cfg.RetireAfter/4, 10*time.Millisecond))
