@@ -22,8 +22,9 @@
 // [Server.Shutdown] drains a deploy: a readiness handler turns to 503 so the
 // balancer deregisters the backend, every response carries
 // "Connection: close", the listener hands its accept queue to the server
-// instead of resetting it, idle connections close once quiet, and
-// Shutdown waits for every lingering close.
+// instead of resetting it, idle connections are held for their next
+// request's "Connection: close" as long as the context allows
+// ([Config.DrainIdle]), and Shutdown waits for every lingering close.
 //
 // [Server.ServeTLS] serves TLS the way [http.Server.ServeTLS] does, with
 // linger under TLS, so net/http sees the *tls.Conn: ALPN, HTTP/2,
