@@ -203,10 +203,6 @@ func (l *Listener) changedLocked() {
 }
 
 // takeAcceptQueue moves the kernel's completed connections to l.backlog.
-// It first stops new handshakes (refuseNewConnections), so that none
-// completes between the last accept and the close, and gives those
-// already under way handshakeSettle to complete before it takes the queue
-// again.
 func (l *Listener) takeAcceptQueue() {
 	sc, ok := l.ln.(syscall.Conn)
 	if !ok {
@@ -216,22 +212,7 @@ func (l *Listener) takeAcceptQueue() {
 	if err != nil {
 		return
 	}
-	refusing := refuseNewConnections(rc) == nil
-	l.backlogAppend(acceptQueued(rc))
-	if refusing {
-		time.Sleep(handshakeSettle)
-		l.backlogAppend(acceptQueued(rc))
-	}
-}
-
-// handshakeSettle is how long Close waits for handshakes under way when it
-// stops new ones: a handshake completes within one round trip, well under
-// this on the paths between a balancer and its backends.
-const handshakeSettle = 5 * time.Millisecond
-
-// backlogAppend tracks ncs and queues them for Accept.
-func (l *Listener) backlogAppend(ncs []net.Conn) {
-	for _, nc := range ncs {
+	for _, nc := range acceptQueued(rc) {
 		c := newConn(l, nc)
 		l.applySockopts(c)
 		if !l.track(c) {
