@@ -25,6 +25,11 @@
 // instead of resetting it, idle connections close once quiet, and
 // Shutdown waits for every lingering close.
 //
+// [Server.Handoff] drains a restart in place instead, where the listening
+// socket lives on in a successor process (tableflip, systemd socket
+// activation): no DrainDelay, ReadyHandler stays 200, and the accept
+// queue is left to the successor.
+//
 //	srv := &http.Server{Handler: mux, IdleTimeout: time.Second}
 //	ls := lingerhttp.New(srv, lingerhttp.Config{DrainDelay: 10 * time.Second})
 //	mux.Handle("/ready", ls.ReadyHandler())
@@ -139,6 +144,7 @@ type Server struct {
 
 	ln       atomic.Pointer[linger.Listener]
 	draining atomic.Bool
+	handoff  atomic.Bool // the drain is Handoff's; set before draining
 
 	mu        sync.Mutex
 	drainEnd  time.Time // when the first Shutdown's DrainDelay ends
@@ -232,12 +238,21 @@ func (s *Server) ListenAndServe(addr string) error {
 // until Shutdown, when it returns [http.ErrServerClosed]. Call it once.
 func (s *Server) Serve(ln net.Listener) error {
 	lln := linger.Wrap(ln, s.cfg.Listener)
-	s.ln.Store(lln)
+	// The sweeper is set up under s.mu, where Shutdown decides to drain,
+	// and gets its stop channel from here: a drain that stops sweeping
+	// before the sweeper has run must still stop it.
+	stop := make(chan struct{})
 	s.mu.Lock()
-	s.sweepStop = make(chan struct{})
-	s.mu.Unlock()
+	if s.draining.Load() {
+		s.mu.Unlock()
+		ln.Close() // as http.Server.Serve does after Shutdown
+		return http.ErrServerClosed
+	}
+	s.sweepStop = stop
 	s.sweeping.Add(1)
-	go s.sweep()
+	s.mu.Unlock()
+	go s.sweep(stop)
+	s.ln.Store(lln)
 	defer func() {
 		// While Shutdown drains, its sweeper must outlive Serve, which
 		// returns as soon as the listener is closed; Shutdown stops it.
@@ -258,10 +273,11 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Listener() *linger.Listener { return s.ln.Load() }
 
 // ReadyHandler answers 200 until Shutdown begins, then 503: point the
-// balancer's health check at it.
+// balancer's health check at it. During [Server.Handoff] it keeps
+// answering 200: the address is served on by the successor.
 func (s *Server) ReadyHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.draining.Load() {
+		if s.draining.Load() && !s.handoff.Load() {
 			http.Error(w, "draining", http.StatusServiceUnavailable)
 			return
 		}
@@ -406,11 +422,8 @@ func withMargin(d time.Duration) time.Duration {
 }
 
 // sweep closes connections idle past the cap until Serve returns.
-func (s *Server) sweep() {
+func (s *Server) sweep(stop <-chan struct{}) {
 	defer s.sweeping.Done()
-	s.mu.Lock()
-	stop := s.sweepStop
-	s.mu.Unlock()
 	interval := min(max(s.cfg.CloseIdleAfter/8, 10*time.Millisecond), time.Second)
 	if s.cfg.RetireAfter > 0 {
 		interval = min(interval, max(s.cfg.RetireAfter/4, 10*time.Millisecond))
@@ -530,6 +543,74 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.drainEnd = time.Now().Add(s.cfg.DrainDelay)
 		s.draining.Store(true)
 	}
+	s.mu.Unlock()
+	return s.drain(ctx)
+}
+
+// Handoff drains the server, as Shutdown does, when its listening socket
+// lives on in another process that accepts from it: the successor of a
+// restart in place (github.com/cloudflare/tableflip passes the socket on
+// exec), or the next instance of a systemd socket-activated service
+// (systemd holds the socket meanwhile). Call it only then: that the socket
+// lives on is your statement, and nothing can check it. A process stopped
+// for good calls Shutdown.
+//
+// The address keeps serving, so Handoff differs from Shutdown in three
+// ways:
+//
+//   - There is no DrainDelay: nothing needs to tell the balancer, and
+//     new connections go to the successor at once.
+//   - ReadyHandler keeps answering 200. A health check that reaches this
+//     process on a connection it still serves would otherwise take the
+//     address out of the balancer, and the successor with it.
+//   - The listener is handed off ([linger.Listener.Handoff]): it stops
+//     accepting and leaves the kernel's accept queue to the successor,
+//     instead of taking it and serving it here.
+//
+// The rest is Shutdown's drain: every response from now on carries
+// "Connection: close", so the balancer ends its connections to this
+// process after their next response and opens new ones, which the
+// successor accepts; connections that stay idle are held for DrainIdle,
+// then closed with rescue; Handoff waits for every connection and
+// lingering close. With tableflip the next upgrade waits for this process
+// to exit, so a short DrainIdle (a few seconds) lets restarts follow each
+// other sooner; a balancer under load reuses its idle connections within
+// milliseconds.
+//
+// Handoff returns an error and changes nothing if Serve has not been
+// called, if Serve's listener is not a socket another process can hold,
+// or if Shutdown has begun (its drain goes on). Calling Handoff or
+// Shutdown after Handoff waits for the same drain.
+func (s *Server) Handoff(ctx context.Context) error {
+	ln := s.ln.Load()
+	if ln == nil {
+		return errors.New("lingerhttp: Handoff before Serve: there is no listener to hand off")
+	}
+	s.mu.Lock()
+	switch {
+	case !s.draining.Load():
+		// Draining before the listener closes, so that Serve, which
+		// returns then, reports http.ErrServerClosed.
+		s.drainEnd = time.Now()
+		s.handoff.Store(true)
+		s.draining.Store(true)
+		if err := ln.Handoff(); err != nil {
+			s.draining.Store(false)
+			s.handoff.Store(false)
+			s.mu.Unlock()
+			return fmt.Errorf("lingerhttp: %w", err)
+		}
+	case !s.handoff.Load():
+		s.mu.Unlock()
+		return errors.New("lingerhttp: Handoff after Shutdown began: its listener closes and takes the accept queue; the Shutdown goes on")
+	}
+	s.mu.Unlock()
+	return s.drain(ctx)
+}
+
+// drain is Shutdown's and Handoff's drain, once s.drainEnd is set.
+func (s *Server) drain(ctx context.Context) error {
+	s.mu.Lock()
 	drainEnd := s.drainEnd
 	s.mu.Unlock()
 	if d := time.Until(drainEnd); d > 0 {
@@ -542,7 +623,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	ln := s.ln.Load()
-	if ln != nil {
+	if ln != nil && !s.handoff.Load() { // Handoff has handed it off
 		ln.Close()
 	}
 	hold := time.NewTimer(time.Until(s.idleCloseTime(ctx)))
