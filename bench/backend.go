@@ -42,6 +42,7 @@ type response struct {
 	Value    float64        `json:"value,omitempty"`    // an event's result
 	GRPC     *grpcResult    `json:"grpc,omitempty"`     // the grpc scenario's server, on stop
 	Smuggle  map[string]int `json:"smuggle,omitempty"`  // the smuggle scenario's handler runs, on stop
+	Restart  *restartResult `json:"restart,omitempty"`  // the restart scenario's generations, on stop
 }
 
 // Timing of the backends' servers.
@@ -61,6 +62,7 @@ type backendRun struct {
 	conns   sync.WaitGroup  // raw TCP accept loops and handlers
 	grpc    *grpcServer     // the grpc scenario's server, if that is the run
 	smuggle *smuggleBackend // the smuggle scenario's handler, if that is the run
+	restart *restartRun     // the restart scenario's generations, if that is the run
 	preStop time.Duration   // the shutdown event sleeps this long first
 	before  tcpCounters
 	counted bool
@@ -92,6 +94,9 @@ func runBackend(host string, countRSTs bool) int {
 			if err == nil {
 				for _, ln := range cur.lns {
 					resp.Addrs = append(resp.Addrs, ln.Addr().String())
+				}
+				if cur.restart != nil {
+					resp.Addrs = append(resp.Addrs, cur.restart.addr)
 				}
 			}
 		case "event":
@@ -140,6 +145,21 @@ func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
 		return nil, fmt.Errorf("unknown variant %q", req.Variant)
 	}
 	r := &backendRun{preStop: v.preStop}
+	if req.Scenario == "restart" {
+		// Its servers are processes of their own: see restart.go.
+		var err error
+		if r.restart, err = startRestart(host, v.name); err != nil {
+			return nil, err
+		}
+		if countRSTs {
+			if r.before, err = readCounters(); err != nil {
+				r.stop()
+				return nil, err
+			}
+			r.counted = true
+		}
+		return r, nil
+	}
 	servers := 1
 	if req.Scenario == "shutdown" {
 		servers = 2 // a rolling deploy: one of two backends goes away
@@ -234,6 +254,11 @@ func (r *backendRun) acceptLoop(ln net.Listener, handle func(net.Conn)) {
 
 func (r *backendRun) event(req request) (float64, error) {
 	switch req.Event {
+	case "restart":
+		if r.restart == nil {
+			return 0, errors.New("restart: not a restart run")
+		}
+		return r.restart.restart()
 	case "shutdown":
 		// A deploy takes the first server away: http.Server.Shutdown,
 		// then the listener's own Shutdown where it has one.
@@ -274,6 +299,9 @@ func (r *backendRun) event(req request) (float64, error) {
 // closes), and reports how the counters moved.
 func (r *backendRun) stop() response {
 	var resp response
+	if r.restart != nil {
+		resp.Restart, resp.Stats = r.restart.stop()
+	}
 	if r.grpc != nil {
 		// GracefulStop and the listener's Shutdown: every close is done.
 		var err error

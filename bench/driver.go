@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,6 +41,7 @@ var scenarios = []scenario{
 	{"smuggle", "nginx", (*driver).smuggle, smuggleRowNames()},
 	{"grpc", "", (*driver).grpc, grpcRowNames()},
 	{"overhead", "", (*driver).overhead, nil},
+	{"restart", "nginx", (*driver).restart, restartRowNames()}, // opt-in: -only restart
 }
 
 // checkedScenarios are the scenarios, and the rows of the grpc scenario,
@@ -48,9 +50,11 @@ var scenarios = []scenario{
 var checkedScenarios = append([]string{"unread-close", "idle-race", "nginx-idle", "haproxy-idle", "early-response"}, grpcRowNames()...)
 
 // losslessRows are the rows where -check also fails on any failed request
-// or backend RST: lingerhttp's promise, behind the proxies and through a
-// deploy the balancer is told about.
-var losslessRows = []string{"idle-race/lingerhttp", "nginx-idle/lingerhttp", "haproxy-idle/lingerhttp", "shutdown/lingerhttp"}
+// or backend RST: lingerhttp's promise, behind the proxies, through a
+// deploy the balancer is told about, and through restarts in place with
+// the socket passed on (where a refused connect fails too).
+var losslessRows = []string{"idle-race/lingerhttp", "nginx-idle/lingerhttp", "haproxy-idle/lingerhttp", "shutdown/lingerhttp",
+	"restart-nginx/lingerhttp+tableflip", "restart-haproxy/lingerhttp+tableflip"}
 
 func (s scenario) rowNames() []string {
 	if s.rows != nil {
@@ -265,7 +269,10 @@ func runDriver(o options, backendNS, noNetns string) int {
 }
 
 func (d *driver) selected(name string) bool {
-	return len(d.o.only) == 0 || d.o.only[name]
+	if len(d.o.only) == 0 {
+		return !slices.Contains(optInScenarios, name)
+	}
+	return d.o.only[name]
 }
 
 func (d *driver) logf(format string, args ...any) {

@@ -10,6 +10,10 @@
 // binary again) in the backend's namespace, the proxies next to itself, and
 // runs the scenarios. Without root the driver runs on loopback and counts
 // the resets the clients see.
+//
+// The restart scenario runs only when named (-only restart): its backend
+// is one process per generation of the server, restarted in place, with
+// and without tableflip (restart.go).
 package main
 
 import (
@@ -40,19 +44,23 @@ func main() {
 		backendNS string
 		host      string
 		counted   bool
+		genVar    string
+		genAddr   string
 	)
 	flag.BoolVar(&o.quick, "quick", false, "small counts, for CI (under 90 s)")
 	flag.BoolVar(&o.check, "check", false, "exit 1 if linger lets the backend send a RST in "+strings.Join(checkedScenarios, ", ")+
 		", or a request fails or a RST is sent in "+strings.Join(losslessRows, ", ")+
 		", or the backend's /admin runs in smuggle")
-	flag.StringVar(&only, "only", "", "comma-separated scenarios to run (default all)")
+	flag.StringVar(&only, "only", "", "comma-separated scenarios to run (default all but "+strings.Join(optInScenarios, ", ")+")")
 	flag.StringVar(&o.out, "out", "results", "directory for latest.json, sweep.svg and the proxies' files")
 	flag.BoolVar(&o.verbose, "v", false, "log each run")
 	flag.BoolVar(&o.keep, "keep", false, "keep the proxies' configs and logs in results/tmp")
-	flag.StringVar(&role, "role", "", "internal: driver or backend")
+	flag.StringVar(&role, "role", "", "internal: driver, backend or restart-gen")
 	flag.StringVar(&backendNS, "backend-ns", "", "internal: the backend's network namespace")
 	flag.StringVar(&host, "host", "127.0.0.1", "internal: the backend's address")
 	flag.BoolVar(&counted, "count-rsts", false, "internal: the backend reads its namespace's counters")
+	flag.StringVar(&genVar, "variant", "", "internal: the restart generation's variant")
+	flag.StringVar(&genAddr, "addr", "", "internal: the restart generation's address")
 	flag.Parse()
 	if only != "" {
 		o.only = make(map[string]bool)
@@ -69,6 +77,8 @@ func main() {
 		os.Exit(runBackend(host, counted))
 	case "driver":
 		os.Exit(runDriver(o, backendNS, ""))
+	case "restart-gen":
+		os.Exit(runRestartGen(genVar, genAddr))
 	case "":
 		os.Exit(runTop(o))
 	default:
