@@ -137,15 +137,16 @@ func (l *Listener) Close() error {
 // restarts. Call it only then: that the socket lives on is your statement,
 // and nothing in the kernel's API lets linger check it.
 //
-// Close takes the connections the kernel has completed but nobody has
-// accepted, because closing the last descriptor of a listening socket
-// resets them. When another process holds the socket, closing ours resets
-// nothing, and those connections are the other process's to accept:
-// taking them would make this process, which is going away, serve them,
-// or, once nobody here accepts, [Listener.Shutdown] would close them with
-// a FIN, unserved. Handoff leaves them in the queue. It also keeps a unix
-// socket's file, which [net.UnixListener.Close] removes by default, so the
-// successor stays reachable by its path.
+// Close takes (on Linux) the connections the kernel has completed but
+// nobody has accepted, because closing the last descriptor of a listening
+// socket resets them (inet_csk_listen_stop). When another process holds
+// the socket, closing ours resets nothing, and those connections are the
+// other process's to accept: taking them would make this process, which
+// is going away, serve them, or, once nobody here accepts,
+// [Listener.Shutdown] would close them with a FIN, unserved. Handoff
+// leaves them in the queue. It also keeps a unix socket's file, which
+// [net.UnixListener.Close] removes by default, so the successor stays
+// reachable by its path.
 //
 // Accepted and lingering connections are left alone, as by Close; call
 // Shutdown afterwards to wait for them. Handoff returns an error, and
