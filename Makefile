@@ -23,3 +23,4 @@ bench:
 
 bench-quick:
 	bench/run -quick -check
+	bench/run -quick -check -only restart

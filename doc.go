@@ -46,6 +46,17 @@
 // accept queue, and Accept returns them before it reports the listener
 // closed.
 //
+// # Restarts in place
+//
+// A service restarted in place (one backend behind a proxy, a systemd
+// unit) loses nothing only if its listening socket never closes: the old
+// process passes it to its successor (github.com/cloudflare/tableflip), or
+// systemd holds it (socket activation). Then the old process must stop
+// accepting without taking the accept queue, which is the successor's:
+// call [Listener.Handoff] instead of Close, then Shutdown. Package
+// lingerhttp's Server.Handoff does that and drains the old process's
+// connections with "Connection: close".
+//
 // # Rescue
 //
 // With [Config.Rescue] set (use [HTTP1Request] for net/http), a server that

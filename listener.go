@@ -117,7 +117,9 @@ func (l *Listener) closedErr() error {
 // Accept returns them before it reports the listener closed: a server that
 // calls Accept until it fails, as net/http.Server does, serves them.
 // Those that no Accept takes are closed, with a FIN, by
-// [Listener.Shutdown].
+// [Listener.Shutdown]. When another process goes on accepting from the
+// same socket (a restart in place), use [Listener.Handoff] instead, which
+// leaves them to it.
 func (l *Listener) Close() error {
 	l.mu.Lock()
 	first := !l.closed
@@ -125,6 +127,51 @@ func (l *Listener) Close() error {
 	l.mu.Unlock()
 	if first {
 		l.takeAcceptQueue()
+	}
+	return l.ln.Close()
+}
+
+// Handoff stops accepting, as Close does, when the listening socket lives
+// on in another process that accepts from it: a successor that inherited
+// it for a restart in place (github.com/cloudflare/tableflip passes it on
+// exec), or systemd, which holds a socket unit's socket while the service
+// restarts. Call it only then: that the socket lives on is your statement,
+// and nothing in the kernel's API lets linger check it.
+//
+// Close takes (on Linux) the connections the kernel has completed but
+// nobody has accepted, because closing the last descriptor of a listening
+// socket resets them (inet_csk_listen_stop). When another process holds
+// the socket, closing ours resets nothing, and those connections are the
+// other process's to accept: taking them would make this process, which
+// is going away, serve them, or, once nobody here accepts,
+// [Listener.Shutdown] would close them with a FIN, unserved. Handoff
+// leaves them in the queue. It also keeps a unix socket's file, which
+// [net.UnixListener.Close] removes by default, so the successor stays
+// reachable by its path.
+//
+// Accepted and lingering connections are left alone, as by Close; call
+// Shutdown afterwards to wait for them. Handoff returns an error, and
+// closes nothing, if the wrapped listener is not a socket (it has no
+// SyscallConn, so no other process can hold it); after Close or Handoff it
+// returns an error wrapping [net.ErrClosed], since Close may already have
+// taken the queue. SO_REUSEPORT is another thing: a second socket on the
+// same port has its own queue, which the kernel resets when its owner
+// closes it (unless net.ipv4.tcp_migrate_req is set, Linux 5.14+);
+// Handoff cannot save those.
+func (l *Listener) Handoff() error {
+	if _, ok := l.ln.(syscall.Conn); !ok {
+		return fmt.Errorf("linger: Listener.Handoff: the wrapped listener (%T) is not a socket another process can hold; use Close", l.ln)
+	}
+	l.mu.Lock()
+	first := !l.closed
+	l.closed = true
+	l.mu.Unlock()
+	if !first {
+		return &net.OpError{Op: "close", Net: l.ln.Addr().Network(), Addr: l.ln.Addr(),
+			Err: fmt.Errorf("linger: Listener.Handoff after Close or Handoff, which may have taken the accept queue: %w", net.ErrClosed)}
+	}
+	if ul, ok := l.ln.(interface{ SetUnlinkOnClose(bool) }); ok {
+		ul.SetUnlinkOnClose(false)
 	}
 	return l.ln.Close()
 }

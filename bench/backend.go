@@ -47,6 +47,7 @@ type response struct {
 	Smuggle  map[string]int  `json:"smuggle,omitempty"`  // the smuggle scenario's handler runs, on stop
 	Shutdown *shutdownReport `json:"shutdown,omitempty"` // the shutdown event's
 	Scrape   *deployScrape   `json:"scrape,omitempty"`   // the shutdown scenario's scrape, on stop
+	Restart  *restartResult  `json:"restart,omitempty"`  // the restart scenario's generations, on stop
 }
 
 // shutdownReport is how the deployed server's Shutdown went.
@@ -79,6 +80,7 @@ type backendRun struct {
 	conns   sync.WaitGroup  // raw TCP accept loops and handlers
 	grpc    *grpcServer     // the grpc scenario's server, if that is the run
 	smuggle *smuggleBackend // the smuggle scenario's handler, if that is the run
+	restart *restartRun     // the restart scenario's generations, if that is the run
 	preStop time.Duration   // the shutdown event sleeps this long first
 	deploy  *deployScraper  // the shutdown scenario's scrape of the deployed server; nil for raw
 	probe   *connProbe      // follows the deployed server's connections
@@ -112,6 +114,9 @@ func runBackend(host string, countRSTs bool) int {
 			if err == nil {
 				for _, ln := range cur.lns {
 					resp.Addrs = append(resp.Addrs, ln.Addr().String())
+				}
+				if cur.restart != nil {
+					resp.Addrs = append(resp.Addrs, cur.restart.addr)
 				}
 			}
 		case "event":
@@ -165,6 +170,21 @@ func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
 		return nil, fmt.Errorf("unknown variant %q", req.Variant)
 	}
 	r := &backendRun{preStop: v.preStop}
+	if req.Scenario == "restart" {
+		// Its servers are processes of their own: see restart.go.
+		var err error
+		if r.restart, err = startRestart(host, v.name); err != nil {
+			return nil, err
+		}
+		if countRSTs {
+			if r.before, err = readCounters(); err != nil {
+				r.stop()
+				return nil, err
+			}
+			r.counted = true
+		}
+		return r, nil
+	}
 	servers := 1
 	if isDeploy(req.Scenario) {
 		servers = 2 // a rolling deploy: one of two backends goes away
@@ -277,6 +297,11 @@ func isDeploy(scenario string) bool {
 
 func (r *backendRun) event(req request) (float64, error) {
 	switch req.Event {
+	case "restart":
+		if r.restart == nil {
+			return 0, errors.New("restart: not a restart run")
+		}
+		return r.restart.restart()
 	case "measure":
 		// Wait until req.N connections linger, then weigh them.
 		s, ok := r.lns[0].(statser)
@@ -365,6 +390,9 @@ func (r *backendRun) shutdownFirst(req request) *shutdownReport {
 // closes), and reports how the counters moved.
 func (r *backendRun) stop() response {
 	var resp response
+	if r.restart != nil {
+		resp.Restart, resp.Stats = r.restart.stop()
+	}
 	if r.grpc != nil {
 		// GracefulStop and the listener's Shutdown: every close is done.
 		var err error

@@ -55,6 +55,7 @@ var scenarios = []scenario{
 	{name: "smuggle", proxy: "nginx", run: (*driver).smuggle, rows: smuggleRowNames()},
 	{name: "grpc", run: (*driver).grpc, rows: grpcRowNames()},
 	{name: "overhead", run: (*driver).overhead},
+	{name: "restart", proxy: "nginx", run: (*driver).restart, rows: restartRowNames(), optIn: true},
 }
 
 // checkedScenarios are the scenarios, and the rows of the grpc scenario,
@@ -63,9 +64,11 @@ var scenarios = []scenario{
 var checkedScenarios = append([]string{"unread-close", "idle-race", "tls-idle-race", "nginx-idle", "haproxy-idle", "apache-idle", "nginx-tls-idle", "early-response"}, grpcRowNames()...)
 
 // losslessRows are the rows where -check also fails on any failed request
-// or backend RST: lingerhttp's promise, behind the proxies and through a
-// deploy the balancer is told about.
-var losslessRows = []string{"idle-race/lingerhttp", "tls-idle-race/lingerhttp", "nginx-idle/lingerhttp", "haproxy-idle/lingerhttp", "apache-idle/lingerhttp", "nginx-tls-idle/lingerhttp", "shutdown/lingerhttp"}
+// or backend RST: lingerhttp's promise, behind the proxies, through a
+// deploy the balancer is told about, and through restarts in place with
+// the socket passed on (where a refused connect fails too).
+var losslessRows = []string{"idle-race/lingerhttp", "tls-idle-race/lingerhttp", "nginx-idle/lingerhttp", "haproxy-idle/lingerhttp", "apache-idle/lingerhttp", "nginx-tls-idle/lingerhttp", "shutdown/lingerhttp",
+	"restart-nginx/lingerhttp+tableflip", "restart-haproxy/lingerhttp+tableflip"}
 
 func (s scenario) rowNames() []string {
 	if s.rows != nil {

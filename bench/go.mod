@@ -3,6 +3,7 @@ module github.com/linger-go/linger/bench
 go 1.26.0
 
 require (
+	github.com/cloudflare/tableflip v1.2.3
 	github.com/linger-go/linger v0.0.0
 	github.com/linger-go/linger/lingerprom v0.0.0
 	github.com/pires/go-proxyproto v0.15.0

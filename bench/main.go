@@ -10,6 +10,10 @@
 // binary again) in the backend's namespace, the proxies next to itself, and
 // runs the scenarios. Without root the driver runs on loopback and counts
 // the resets the clients see.
+//
+// The restart scenario runs only when named (-only restart): its backend
+// is one process per generation of the server, restarted in place, with
+// and without tableflip (restart.go).
 package main
 
 import (
@@ -43,6 +47,8 @@ func main() {
 		backendNS string
 		host      string
 		counted   bool
+		genVar    string
+		genAddr   string
 	)
 	flag.BoolVar(&o.quick, "quick", false, "small counts, for CI (under 90 s)")
 	flag.BoolVar(&o.check, "check", false, "exit 1 if linger lets the backend send a RST in "+strings.Join(checkedScenarios, ", ")+
@@ -55,10 +61,12 @@ func main() {
 	flag.IntVar(&o.deploys, "deploys", 0, "apache-deploy (which runs only when -only names it): deploys per variant (default 10, -quick 2)")
 	flag.DurationVar(&o.deployThink, "deploy-think", 0, "apache-deploy: each client pauses a random 0 to this long between its requests (default 0: back to back)")
 	flag.IntVar(&o.apacheRounds, "apache-idle-rounds", 0, "apache-idle: rounds of 3 bursts per variant (default 1; nginx-idle's count is 2 rounds of 10)")
-	flag.StringVar(&role, "role", "", "internal: driver or backend")
+	flag.StringVar(&role, "role", "", "internal: driver, backend or restart-gen")
 	flag.StringVar(&backendNS, "backend-ns", "", "internal: the backend's network namespace")
 	flag.StringVar(&host, "host", "127.0.0.1", "internal: the backend's address")
 	flag.BoolVar(&counted, "count-rsts", false, "internal: the backend reads its namespace's counters")
+	flag.StringVar(&genVar, "variant", "", "internal: the restart generation's variant")
+	flag.StringVar(&genAddr, "addr", "", "internal: the restart generation's address")
 	flag.Parse()
 	for name, n := range map[string]int{"deploys": o.deploys, "apache-idle-rounds": o.apacheRounds} {
 		if n < 0 || n > 1000 {
@@ -85,6 +93,8 @@ func main() {
 		os.Exit(runBackend(host, counted))
 	case "driver":
 		os.Exit(runDriver(o, backendNS, ""))
+	case "restart-gen":
+		os.Exit(runRestartGen(genVar, genAddr))
 	case "":
 		os.Exit(runTop(o))
 	default:

@@ -118,7 +118,7 @@ func TestOptInScenarios(t *testing.T) {
 	named := &driver{o: options{only: map[string]bool{"nginx-tls-idle": true}}}
 	assert.True(t, named.selected(optIn))
 	assert.False(t, named.selected(always))
-	assert.Equal(t, []string{"nginx-tls-idle", "apache-deploy"}, optInScenarios())
+	assert.Equal(t, []string{"nginx-tls-idle", "apache-deploy", "restart"}, optInScenarios())
 }
 
 // Apache runs on its own configuration: every path it writes is under the

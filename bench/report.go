@@ -36,6 +36,7 @@ type row struct {
 	Extra     map[string]float64 `json:"extra,omitempty"`
 	Smuggle   *smuggleCounts     `json:"smuggle,omitempty"` // the smuggle rows' own columns
 	Scrape    *deployScrape      `json:"scrape,omitempty"`  // the shutdown rows' deploy scrape
+	Restart   *restartCounts     `json:"restart,omitempty"` // the restart rows' own columns
 	Note      string             `json:"note,omitempty"`    // heads the notes
 	Errors    []string           `json:"errors,omitempty"`  // a few distinct failures (grpc)
 	Deploys   []deployResult     `json:"deploys,omitempty"` // apache-deploy: each deploy
@@ -140,15 +141,18 @@ func (r *results) markdown() string {
 	if r.RSTSource != "" && !strings.HasPrefix(r.RSTSource, "kernel") {
 		rsts = "backend RSTs (not counted: not root)"
 	}
-	var mainRows, smuggleRows []*row
+	var mainRows, smuggleRows, restartRows []*row
 	for _, row := range r.Rows {
-		if row.Smuggle != nil {
+		switch {
+		case row.Smuggle != nil:
 			smuggleRows = append(smuggleRows, row)
-		} else {
+		case row.Restart != nil:
+			restartRows = append(restartRows, row)
+		default:
 			mainRows = append(mainRows, row)
 		}
 	}
-	if len(mainRows) > 0 || len(smuggleRows) == 0 {
+	if len(mainRows) > 0 || len(smuggleRows)+len(restartRows) == 0 {
 		b.WriteString(mainTable(mainRows, rsts))
 	}
 	if len(smuggleRows) > 0 {
@@ -158,6 +162,9 @@ func (r *results) markdown() string {
 		for _, line := range row.Deadlines {
 			fmt.Fprintf(&b, "\n%s/%s %s\n", row.Scenario, row.Variant, line)
 		}
+	}
+	if len(restartRows) > 0 {
+		b.WriteString(restartTable(restartRows, rsts))
 	}
 	if oh := r.Overhead; oh != nil && len(oh.Variants) > 0 {
 		base := oh.Variants[0]
@@ -326,6 +333,9 @@ func (r *results) checkFailures() []string {
 		lossless := slices.Contains(losslessRows, row.Scenario+"/"+row.Variant)
 		if failed := row.Requests - row.OK; lossless && failed > 0 {
 			bad = append(bad, fmt.Sprintf("%s/%s: %d of %d requests failed", row.Scenario, row.Variant, failed, row.Requests))
+		}
+		if rs := row.Restart; lossless && rs != nil && rs.Refused > 0 {
+			bad = append(bad, fmt.Sprintf("%s/%s: the backend refused %d of the proxy's connects", row.Scenario, row.Variant, rs.Refused))
 		}
 		if !lossless && !slices.Contains(checkedScenarios, row.Scenario) {
 			continue

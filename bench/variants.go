@@ -60,6 +60,12 @@ var variants = []variant{
 		only:    []string{"shutdown", "apache-deploy"},
 		preStop: deployDrainDelay,
 	},
+	// The restart scenario's in-place restarts with tableflip: each
+	// generation of the backend is a process that re-executes itself
+	// with the listening socket inherited (restart.go serves them).
+	{name: "raw+tableflip", only: []string{"restart"}},
+	{name: "linger+tableflip", only: []string{"restart"}},
+	{name: "lingerhttp+tableflip", only: []string{"restart"}},
 }
 
 // applies reports whether v runs in the backend scenario scn.

@@ -14,10 +14,11 @@ import (
 // Shutdown: the deploy drain.
 
 // ReadyHandler answers 200 until Shutdown begins, then 503: point the
-// balancer's health check at it.
+// balancer's health check at it. During [Server.Handoff] it keeps
+// answering 200: the address is served on by the successor.
 func (s *Server) ReadyHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.draining.Load() {
+		if s.draining.Load() && !s.handoff.Load() {
 			http.Error(w, "draining", http.StatusServiceUnavailable)
 			return
 		}
@@ -63,6 +64,74 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.drainEnd = time.Now().Add(s.cfg.DrainDelay)
 		s.draining.Store(true)
 	}
+	s.mu.Unlock()
+	return s.drain(ctx)
+}
+
+// Handoff drains the server, as Shutdown does, when its listening socket
+// lives on in another process that accepts from it: the successor of a
+// restart in place (github.com/cloudflare/tableflip passes the socket on
+// exec), or the next instance of a systemd socket-activated service
+// (systemd holds the socket meanwhile). Call it only then: that the socket
+// lives on is your statement, and nothing can check it. A process stopped
+// for good calls Shutdown.
+//
+// The address keeps serving, so Handoff differs from Shutdown in three
+// ways:
+//
+//   - There is no DrainDelay: nothing needs to tell the balancer, and
+//     new connections go to the successor at once.
+//   - ReadyHandler keeps answering 200. A health check that reaches this
+//     process on a connection it still serves would otherwise take the
+//     address out of the balancer, and the successor with it.
+//   - The listener is handed off ([linger.Listener.Handoff]): it stops
+//     accepting and leaves the kernel's accept queue to the successor,
+//     instead of taking it and serving it here.
+//
+// The rest is Shutdown's drain: every response from now on carries
+// "Connection: close", so the balancer ends its connections to this
+// process after their next response and opens new ones, which the
+// successor accepts; connections that stay idle are held for DrainIdle,
+// then closed with rescue; Handoff waits for every connection and
+// lingering close. With tableflip the next upgrade waits for this process
+// to exit, so a short DrainIdle (a few seconds) lets restarts follow each
+// other sooner; a balancer under load reuses its idle connections within
+// milliseconds.
+//
+// Handoff returns an error and changes nothing if Serve has not been
+// called, if Serve's listener is not a socket another process can hold,
+// or if Shutdown has begun (its drain goes on). Calling Handoff or
+// Shutdown after Handoff waits for the same drain.
+func (s *Server) Handoff(ctx context.Context) error {
+	ln := s.ln.Load()
+	if ln == nil {
+		return errors.New("lingerhttp: Handoff before Serve: there is no listener to hand off")
+	}
+	s.mu.Lock()
+	switch {
+	case !s.draining.Load():
+		// Draining before the listener closes, so that Serve, which
+		// returns then, reports http.ErrServerClosed.
+		s.drainEnd = time.Now()
+		s.handoff.Store(true)
+		s.draining.Store(true)
+		if err := ln.Handoff(); err != nil {
+			s.draining.Store(false)
+			s.handoff.Store(false)
+			s.mu.Unlock()
+			return fmt.Errorf("lingerhttp: %w", err)
+		}
+	case !s.handoff.Load():
+		s.mu.Unlock()
+		return errors.New("lingerhttp: Handoff after Shutdown began: its listener closes and takes the accept queue; the Shutdown goes on")
+	}
+	s.mu.Unlock()
+	return s.drain(ctx)
+}
+
+// drain is Shutdown's and Handoff's drain, once s.drainEnd is set.
+func (s *Server) drain(ctx context.Context) error {
+	s.mu.Lock()
 	drainEnd := s.drainEnd
 	s.mu.Unlock()
 	if d := time.Until(drainEnd); d > 0 {
@@ -75,7 +144,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	ln := s.ln.Load()
-	if ln != nil {
+	if ln != nil && !s.handoff.Load() { // Handoff has handed it off
 		ln.Close()
 	}
 	hold := time.NewTimer(time.Until(s.idleCloseTime(ctx)))

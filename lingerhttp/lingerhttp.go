@@ -26,6 +26,11 @@
 // request's "Connection: close" as long as the context allows
 // ([Config.DrainIdle]), and Shutdown waits for every lingering close.
 //
+// [Server.Handoff] drains a restart in place instead, where the listening
+// socket lives on in a successor process (tableflip, systemd socket
+// activation): no DrainDelay, ReadyHandler stays 200, and the accept
+// queue is left to the successor.
+//
 // [Server.ServeTLS] serves TLS the way [http.Server.ServeTLS] does, with
 // linger under TLS, so net/http sees the *tls.Conn: ALPN, HTTP/2,
 // Request.TLS and client certificates work as without lingerhttp. HTTP/2
@@ -132,6 +137,7 @@ type Server struct {
 	draining atomic.Bool
 	tls      atomic.Bool // ServeTLS: linger is under TLS
 	h1Idle   sync.Once   // takes srv.IdleTimeout from HTTP/1 (see New)
+	handoff  atomic.Bool // the drain is Handoff's; set before draining
 
 	mu        sync.Mutex
 	drainEnd  time.Time // when the first Shutdown's DrainDelay ends
@@ -255,6 +261,7 @@ func (s *Server) serve(ln net.Listener, serveHTTP func(net.Listener) error) erro
 		// Shutdown came first, as http.Server.Serve after Shutdown: no
 		// sweeper may start that no Shutdown would stop.
 		s.mu.Unlock()
+		ln.Close()
 		return http.ErrServerClosed
 	}
 	stop := make(chan struct{})
