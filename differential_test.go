@@ -36,12 +36,15 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/linger-go/linger"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 const (
@@ -236,4 +239,65 @@ func differentialSeeds() []string {
 		}
 	}
 	return seeds
+}
+
+// The rescue path against hostile input: for every differential seed,
+// CloseIdle fires the instant the bytes are queued on a fresh connection
+// whose first Read net/http is waiting in (with one P, that goroutine
+// cannot run in between). Whatever CloseIdle decides, the server must do
+// what plain net/http does with the same bytes (a rescue: the same calls
+// and the same answer, as if the close had come later) or nothing at all
+// (a close: no call, no answer).
+func TestCloseIdleOnHostileInput(t *testing.T) {
+	requireRescue(t)
+	requireLoopbackKeepsDataBeforeRST(t)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	raw := startBackend(t, rawHTTP, nil)
+	wrap := startBackend(t, wrapHTTP, nil)
+	rescued, closed := 0, 0
+	for _, seed := range differentialSeeds() {
+		want, err := runDifferential(raw, []byte(seed))
+		require.NoError(t, err)
+
+		nc, err := net.DialTimeout("tcp", wrap.addr, differentialTimeout)
+		require.NoError(t, err)
+		c := nc.(*net.TCPConn)
+		local := c.LocalAddr().String()
+		var lc *linger.Conn
+		for i := 0; lc == nil; i++ {
+			require.Less(t, i, 1_000_000, "the connection never reached net/http")
+			if v, ok := wrap.conns.Load(local); ok {
+				lc = v.(*linger.Conn)
+			}
+			runtime.Gosched()
+		}
+		waitParked(t, "linger.(*Conn).Read")
+		before := wrap.ll.Stats().Count(linger.Rescued)
+		c.Write([]byte(seed))
+		took := lc.CloseIdle()
+		wasRescued := wrap.ll.Stats().Count(linger.Rescued) > before
+		require.NoError(t, c.SetDeadline(time.Now().Add(differentialTimeout)))
+		c.CloseWrite()
+		got, _ := io.ReadAll(c)
+		c.Close()
+		var calls []call
+		for _, cl := range wrap.rec.take(local) {
+			cl.Remote = ""
+			calls = append(calls, cl)
+		}
+		if took && !wasRescued {
+			closed++
+			assert.Empty(t, callStrings(calls), "closed, yet served: %q", clip([]byte(seed)))
+			assert.Empty(t, string(got), "closed, yet answered: %q", clip([]byte(seed)))
+			continue
+		}
+		if wasRescued {
+			rescued++
+		}
+		assert.Equal(t, callStrings(want.calls), callStrings(calls), "handler calls differ from plain net/http's (input %q)", clip([]byte(seed)))
+		assert.Equal(t, want.got, string(normalizeDate(got)), "the answer differs from plain net/http's (input %q)", clip([]byte(seed)))
+	}
+	t.Logf("%d seeds: %d rescued, %d closed, the rest read before the close", len(differentialSeeds()), rescued, closed)
+	assert.Positive(t, rescued, "some seed must be rescued, or this test checks nothing")
+	assert.Positive(t, closed, "some seed must fail the guard and be closed")
 }

@@ -248,6 +248,7 @@ type backend struct {
 	srv       *http.Server
 	ll        *linger.Listener // linger.Wrap's listener, or lingerhttp's once serving
 	ls        *lingerhttp.Server
+	conns     sync.Map // linger.Wrap's open connections by remote address, for CloseIdle
 	serveDone chan struct{}
 	stopped   atomic.Bool
 }
@@ -274,9 +275,22 @@ func startBackend(t testing.TB, kind backendKind, above func(net.Listener) net.L
 		b.ll = linger.Wrap(ln, linger.Config{Rescue: linger.HTTP1Request})
 		// As Conn.Detach's documentation asks: Listener.Shutdown then
 		// does not wait for hijacked connections, as net/http does not.
+		// It also says when net/http is idle, as SetIdle's documentation
+		// shows, so a test may close idle connections with CloseIdle.
 		b.srv.ConnState = func(c net.Conn, st http.ConnState) {
-			if lc := linger.ConnOf(c); lc != nil && st == http.StateHijacked {
+			lc := linger.ConnOf(c)
+			if lc == nil {
+				return
+			}
+			lc.SetIdle(st == http.StateNew || st == http.StateIdle)
+			switch st {
+			case http.StateNew:
+				b.conns.Store(c.RemoteAddr().String(), lc)
+			case http.StateHijacked:
 				lc.Detach()
+				b.conns.Delete(c.RemoteAddr().String())
+			case http.StateClosed:
+				b.conns.Delete(c.RemoteAddr().String())
 			}
 		}
 		go func() { defer close(b.serveDone); b.srv.Serve(above(b.ll)) }()
