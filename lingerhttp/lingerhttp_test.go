@@ -70,18 +70,26 @@ func start(t *testing.T, h http.Handler, srvIdle time.Duration, cfg Config, fake
 	if fake {
 		clock = newFakeClock(hs.Server)
 	}
+	hs.addr = serveLoopback(t, hs.Server, hs.serve, hs.Serve)
+	return hs, clock
+}
+
+// serveLoopback serves s with serve (Serve or ServeTLS) on a new loopback
+// listener, its result going to served, waits until it serves and shuts it
+// down when the test ends. It returns the listener's address.
+func serveLoopback(t *testing.T, s *Server, served chan error, serve func(net.Listener) error) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	hs.addr = ln.Addr().String()
-	go func() { hs.serve <- hs.Serve(ln) }()
-	hs.waitServing(t)
+	go func() { served <- serve(ln) }()
+	s.waitServing(t)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		hs.Shutdown(ctx)
-		<-hs.serve
+		s.Shutdown(ctx)
+		<-served
 	})
-	return hs, clock
+	return ln.Addr().String()
 }
 
 // client is one keep-alive connection speaking HTTP/1.1 by hand, so the

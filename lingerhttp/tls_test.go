@@ -95,17 +95,7 @@ func startTLS(t *testing.T, h http.Handler, srvIdle time.Duration, cfg Config, f
 	if fake {
 		clock = newFakeClock(hs.Server)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	hs.addr = ln.Addr().String()
-	go func() { hs.serve <- hs.ServeTLS(ln, "", "") }()
-	hs.waitServing(t)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		hs.Shutdown(ctx)
-		<-hs.serve
-	})
+	hs.addr = serveLoopback(t, hs.Server, hs.serve, func(ln net.Listener) error { return hs.ServeTLS(ln, "", "") })
 	return hs, clock
 }
 
