@@ -38,13 +38,11 @@ func TestShutdownDeadlineSnapshot(t *testing.T) {
 	require.NoError(t, err)
 	<-entered
 
-	// The handler returns once Shutdown has given up; its answer then
-	// fails on the aborted connection.
-	go func() {
-		time.Sleep(time.Second)
-		close(release)
-	}()
+	// The handler returns once Shutdown has given up (its context ended
+	// with the handler still running); its answer then fails on the
+	// aborted connection.
 	rep := r.shutdownFirst(request{TimeoutMs: 400})
+	close(release)
 	require.True(t, rep.DeadlineHit, "%+v", rep)
 	assert.Contains(t, rep.Err, "context deadline exceeded")
 	assert.Contains(t, rep.Err, "1 connections serving a request", "lingerhttp's Shutdown says what was open")

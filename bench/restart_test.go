@@ -85,7 +85,7 @@ func TestRestartGenerations(t *testing.T) {
 				require.NoError(t, err)
 				gaps = append(gaps, gap)
 			}
-			time.Sleep(200 * time.Millisecond)
+			time.Sleep(200 * time.Millisecond) // pacing: load after the last restart
 			close(done)
 			wg.Wait()
 			tr.CloseIdleConnections()
