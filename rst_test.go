@@ -302,7 +302,8 @@ func serveEach(t *testing.T, ln net.Listener, handle func(c net.Conn) error) (st
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				if err := c.SetDeadline(time.Now().Add(rstIOTimeout)); err == nil {
+				err := c.SetDeadline(time.Now().Add(rstIOTimeout))
+				if err == nil {
 					err = handle(c)
 				}
 				if err != nil {
