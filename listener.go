@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -19,14 +20,18 @@ type Listener struct {
 	cfg   Config // with defaults applied
 	stats counters
 
-	mu       sync.Mutex
-	conns    map[*Conn]struct{} // accepted, close not yet finished, not detached while open
-	running  int                // lingering-close goroutines not yet returned
-	changed  chan struct{}      // closed and cleared when conns or running shrink; nil if nobody waits
-	aborting bool               // Shutdown's context ended
-	closed   bool               // Close was called
-	backlog  []*Conn            // taken from the kernel's accept queue at Close, for Accept
-	accepts  atomic.Int32       // Accept calls in progress
+	mu        sync.Mutex
+	conns     map[*Conn]struct{} // accepted, close not yet finished, not detached while open
+	running   int                // lingering-close goroutines not yet returned
+	changed   chan struct{}      // closed and cleared when conns or running shrink; nil if nobody waits
+	aborting  bool               // Shutdown's context ended
+	closed    bool               // Close was called
+	closeDone chan struct{}      // closed when the first Close or Handoff has closed ln
+	backlog   []*Conn            // taken from the kernel's accept queue at Close, for Accept
+	accepts   atomic.Int32       // Accept calls in progress
+	// acceptedAfterClose: an Accept call failed after Close, so an accept
+	// loop is running and takes the backlog before it sees the error.
+	acceptedAfterClose bool
 
 	optErr  [numSockopts]sync.Once
 	tlsWarn sync.Once // a TLS listener under linger, reported once
@@ -41,21 +46,26 @@ func Wrap(ln net.Listener, cfg Config) *Listener {
 		panic(err.Error())
 	}
 	return &Listener{
-		ln:    ln,
-		cfg:   cfg.withDefaults(),
-		conns: make(map[*Conn]struct{}),
+		ln:        ln,
+		cfg:       cfg.withDefaults(),
+		conns:     make(map[*Conn]struct{}),
+		closeDone: make(chan struct{}),
 	}
 }
 
 // Listen announces on the local network address, as [net.Listen] does,
-// and wraps the listener with cfg. It returns an error naming the field
-// if cfg is invalid.
+// and wraps the listener with cfg. A TCP listener is plain TCP, not
+// MPTCP, so that Close can stop new handshakes (see [Listener.Close]). It
+// returns an error naming the field if cfg is invalid.
 func Listen(network, address string, cfg Config) (*Listener, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	// Keep-alive is set per connection in Accept, from cfg.
 	lc := net.ListenConfig{KeepAlive: -1}
+	// Plain TCP, also where Go would listen with MPTCP: Close stops new
+	// handshakes with a socket filter, which MPTCP sockets refuse.
+	lc.SetMultipathTCP(false)
 	ln, err := lc.Listen(context.Background(), network, address)
 	if err != nil {
 		return nil, err
@@ -95,12 +105,22 @@ func (l *Listener) Accept() (net.Conn, error) {
 func (l *Listener) takeBacklog() *Conn {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.closed {
+		l.acceptedAfterClose = true
+	}
 	if len(l.backlog) == 0 {
 		return nil
 	}
 	c := l.backlog[0]
 	l.backlog = l.backlog[1:]
 	return c
+}
+
+// acceptLoopSeen reports whether an Accept call has failed since Close.
+func (l *Listener) acceptLoopSeen() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.acceptedAfterClose
 }
 
 func (l *Listener) closedErr() error {
@@ -117,7 +137,15 @@ func (l *Listener) closedErr() error {
 // Accept returns them before it reports the listener closed: a server that
 // calls Accept until it fails, as net/http.Server does, serves them.
 // Those that no Accept takes are closed, with a FIN, by
-// [Listener.Shutdown]. When another process goes on accepting from the
+// [Listener.Shutdown] (unless an Accept has run since Close). So that no
+// connection completes between the last accept and the close, a TCP
+// listener first stops answering new handshakes (a socket filter drops
+// their SYNs: the client retries in 1 s, then finds the port closed and is
+// refused, which a balancer retries elsewhere) and gives those under way
+// 5 ms to complete. The kernel refuses that filter on an MPTCP listener,
+// which Go ≥ 1.24 creates by default; Close then reports it to
+// [Config.ErrorLog] and closes without it. [Listen] listens with plain
+// TCP. When another process goes on accepting from the
 // same socket (a restart in place), use [Listener.Handoff] instead, which
 // leaves them to it.
 func (l *Listener) Close() error {
@@ -125,9 +153,15 @@ func (l *Listener) Close() error {
 	first := !l.closed
 	l.closed = true
 	l.mu.Unlock()
-	if first {
-		l.takeAcceptQueue()
+	if !first {
+		// net/http closes a listener more than once (Serve's deferred
+		// close, Shutdown's): a later Close must not close the socket
+		// while the first one is still taking the accept queue.
+		<-l.closeDone
+		return l.ln.Close()
 	}
+	defer close(l.closeDone)
+	l.takeAcceptQueue()
 	return l.ln.Close()
 }
 
@@ -170,6 +204,7 @@ func (l *Listener) Handoff() error {
 		return &net.OpError{Op: "close", Net: l.ln.Addr().Network(), Addr: l.ln.Addr(),
 			Err: fmt.Errorf("linger: Listener.Handoff after Close or Handoff, which may have taken the accept queue: %w", net.ErrClosed)}
 	}
+	defer close(l.closeDone)
 	if ul, ok := l.ln.(interface{ SetUnlinkOnClose(bool) }); ok {
 		ul.SetUnlinkOnClose(false)
 	}
@@ -204,9 +239,12 @@ func (l *Listener) Stats() Stats {
 // ends within LingerTimeout.
 func (l *Listener) Shutdown(ctx context.Context) error {
 	l.Close()
-	if l.accepts.Load() == 0 {
-		// Nobody is accepting: the connections Close took from the
-		// kernel's accept queue would wait for nothing.
+	if l.accepts.Load() == 0 && !l.acceptLoopSeen() {
+		// Nobody is accepting, nor has since Close: the connections
+		// Close took from the kernel's accept queue would wait for
+		// nothing. (A server whose accept loop is between two calls at
+		// this moment loses them: call Shutdown after the loop has
+		// returned, as net/http's Serve does once Accept fails.)
 		for c := l.takeBacklog(); c != nil; c = l.takeBacklog() {
 			c.Close()
 		}
@@ -250,6 +288,10 @@ func (l *Listener) changedLocked() {
 }
 
 // takeAcceptQueue moves the kernel's completed connections to l.backlog.
+// It first stops new handshakes (refuseNewConnections), so that none
+// completes between the last accept and the close, and gives those
+// already under way handshakeSettle to complete before it takes the queue
+// again.
 func (l *Listener) takeAcceptQueue() {
 	sc, ok := l.ln.(syscall.Conn)
 	if !ok {
@@ -259,7 +301,38 @@ func (l *Listener) takeAcceptQueue() {
 	if err != nil {
 		return
 	}
-	for _, nc := range acceptQueued(rc) {
+	refusing := false
+	// Only TCP: a unix socket's connects carry no TCP header to filter on.
+	if _, isTCP := l.ln.(*net.TCPListener); isTCP && runtime.GOOS == "linux" {
+		err := refuseNewConnections(rc)
+		refusing = err == nil
+		if err != nil {
+			l.logf("linger: Close cannot stop new handshakes before it closes the listener (%v), so a connection that completes "+
+				"while it closes is reset with its request; %s", err, mptcpHint)
+		}
+	}
+	l.backlogAppend(acceptQueued(rc))
+	if refusing {
+		time.Sleep(handshakeSettle)
+		l.backlogAppend(acceptQueued(rc))
+	}
+}
+
+// mptcpHint is the remedy when the kernel refuses the socket filter:
+// MPTCP listening sockets accept only some socket options, and Go, from
+// the go 1.24 line of a main module's go.mod on, listens with MPTCP by
+// default where the kernel has it (GODEBUG multipathtcp; net/dial.go).
+const mptcpHint = "if the listener is MPTCP (Go 1.24+ listens with MPTCP by default on Linux), listen with plain TCP: " +
+	"net.ListenConfig.SetMultipathTCP(false), GODEBUG=multipathtcp=0, or linger.Listen"
+
+// handshakeSettle is how long Close waits for handshakes under way when it
+// stops new ones: a handshake completes within one round trip, well under
+// this on the paths between a balancer and its backends.
+const handshakeSettle = 5 * time.Millisecond
+
+// backlogAppend tracks ncs and queues them for Accept.
+func (l *Listener) backlogAppend(ncs []net.Conn) {
+	for _, nc := range ncs {
 		c := newConn(l, nc)
 		l.applySockopts(c)
 		if !l.track(c) {

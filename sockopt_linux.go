@@ -85,6 +85,35 @@ func peekBytes(rc syscall.RawConn, n int) []byte {
 	return buf[:got]
 }
 
+// refuseNewConnections attaches a socket filter to a listening socket that
+// drops segments opening a connection (SYN without ACK) and passes every
+// other, so handshakes already under way still complete into the accept
+// queue while no new one begins. A peer's dropped SYN is retransmitted
+// (after 1 s, RFC 6298 §2) and then meets the closed port: a refused
+// connect, which a balancer retries on another backend, instead of a
+// connection that completes between the last accept and the close and is
+// reset with its request (inet_csk_listen_stop). For a TCP socket, a
+// classic BPF program sees the segment from its TCP header (tcp_filter in
+// net/ipv4/tcp_ipv4.c runs on it after the IP header is pulled); byte 13
+// holds the flags.
+func refuseNewConnections(rc syscall.RawConn) error {
+	prog := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_B | unix.BPF_ABS, K: 13},           // A = TCP flags
+		{Code: unix.BPF_ALU | unix.BPF_AND | unix.BPF_K, K: 0x12},        // A &= SYN|ACK
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: 0x02, Jf: 1}, // SYN alone?
+		{Code: unix.BPF_RET | unix.BPF_K, K: 0},                          // drop
+		{Code: unix.BPF_RET | unix.BPF_K, K: 0xffffffff},                 // keep
+	}
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	var err error
+	if cerr := rc.Control(func(fd uintptr) {
+		err = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fprog)
+	}); cerr != nil {
+		return cerr
+	}
+	return err
+}
+
 // acceptQueued accepts every connection the kernel has already completed
 // on a listening socket, without blocking. Closing a listener resets them
 // otherwise: inet_csk_listen_stop() (net/ipv4/inet_connection_sock.c)

@@ -24,5 +24,8 @@ func setUserTimeout(syscall.RawConn, time.Duration) error { return nil }
 // peekBytes is not needed: without unreadBytes, rescue never triggers.
 func peekBytes(syscall.RawConn, int) []byte { return nil }
 
+// refuseNewConnections: elsewhere the listener closes as it is.
+func refuseNewConnections(syscall.RawConn) error { return errors.ErrUnsupported }
+
 // acceptQueued: elsewhere the accept queue is left to the kernel.
 func acceptQueued(syscall.RawConn) []net.Conn { return nil }

@@ -1,0 +1,134 @@
+//go:build linux
+
+package linger_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/linger-go/linger"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// A listener closed while clients keep connecting, as a balancer that is
+// not told of a deploy does: every client whose connect succeeded is
+// served, the others are refused (their SYN got no answer, the retry found
+// the port closed). Without Close's handshake stop, a connection that
+// completes between Close's last accept and the close of the socket is
+// reset with its request (inet_csk_listen_stop).
+func TestCloseWhileClientsConnect(t *testing.T) {
+	const (
+		listeners  = 8   // closed at once, for more handshakes in flight
+		dialers    = 8   // per listener
+		maxDials   = 300 // per dialer: the loop ends even if Close never comes
+		closeAfter = 100 // connections served before Close, per listener
+	)
+	var served, refused, reset, other atomic.Int64
+	var wg sync.WaitGroup
+	for range listeners {
+		s := listen(t, linger.Config{})
+		var n atomic.Int64
+		closeOnce := sync.OnceFunc(func() { s.Close() })
+		wg.Add(1)
+		go func() { // the server: Accept until it fails, as net/http does
+			defer wg.Done()
+			for {
+				c, err := s.Accept()
+				if err != nil {
+					return
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer c.Close()
+					buf := make([]byte, 5)
+					if _, err := io.ReadFull(c, buf); err == nil {
+						c.Write([]byte("pong\n"))
+					}
+				}()
+			}
+		}()
+		for range dialers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range maxDials {
+					c, err := net.DialTimeout("tcp", s.Addr().String(), 10*time.Second)
+					if err != nil {
+						if errors.Is(err, syscall.ECONNREFUSED) {
+							refused.Add(1)
+						} else {
+							other.Add(1)
+							t.Errorf("dial: %v", err)
+						}
+						return
+					}
+					c.Write([]byte("ping\n"))
+					got, err := io.ReadAll(c)
+					c.Close()
+					switch {
+					case isReset(err):
+						reset.Add(1)
+					case err != nil || !bytes.Equal(got, []byte("pong\n")):
+						other.Add(1)
+						t.Errorf("client: got %q, %v", got, err)
+					default:
+						served.Add(1)
+						if n.Add(1) == closeAfter {
+							closeOnce()
+						}
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	t.Logf("served %d, refused %d, reset %d, other %d", served.Load(), refused.Load(), reset.Load(), other.Load())
+	assert.Zero(t, reset.Load(), "connections reset with their request at the listener's close")
+	assert.GreaterOrEqual(t, served.Load(), int64(listeners*closeAfter), "every listener served until its Close")
+	assert.Equal(t, int64(listeners*dialers), refused.Load()+other.Load(), "every dialer ends refused once its listener is closed")
+}
+
+// isMPTCP reports whether ln's socket is MPTCP.
+func isMPTCP(t *testing.T, ln net.Listener) bool {
+	rc, err := ln.(syscall.Conn).SyscallConn()
+	require.NoError(t, err)
+	proto := 0
+	rc.Control(func(fd uintptr) { proto, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PROTOCOL) })
+	return proto == unix.IPPROTO_MPTCP
+}
+
+// An MPTCP listener, which Go ≥ 1.24 creates by default, refuses the
+// socket filter: Close says so, with the remedy, instead of leaving the
+// race open in silence. Listen makes plain TCP listeners, where Go would
+// make MPTCP ones.
+func TestMPTCPListener(t *testing.T) {
+	t.Setenv("GODEBUG", "multipathtcp=1") // what go 1.24+ in go.mod does
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	if !isMPTCP(t, ln) {
+		ln.Close()
+		t.Skip("the kernel gave a plain TCP socket: no MPTCP here")
+	}
+	var logged bytes.Buffer
+	l := linger.Wrap(ln, linger.Config{ErrorLog: log.New(&logged, "", 0)})
+	require.NoError(t, l.Close())
+	assert.Contains(t, logged.String(), "cannot stop new handshakes")
+	assert.Contains(t, logged.String(), "SetMultipathTCP(false)")
+
+	logged.Reset()
+	l, err = linger.Listen("tcp", "127.0.0.1:0", linger.Config{ErrorLog: log.New(&logged, "", 0)})
+	require.NoError(t, err)
+	require.NoError(t, l.Close())
+	assert.Empty(t, logged.String(), "Listen's listener is plain TCP: Close stops handshakes")
+}
