@@ -189,8 +189,13 @@ func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
 	if isDeploy(req.Scenario) {
 		servers = 2 // a rolling deploy: one of two backends goes away
 	}
+	// Plain TCP for every variant, as the README tells users: this module
+	// is go 1.26, where net.Listen would listen with MPTCP, whose sockets
+	// refuse the socket filter linger's Close stops new handshakes with.
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
 	for i := range servers {
-		inner, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		inner, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			r.stop()
 			return nil, err

@@ -147,6 +147,26 @@ func (s *Server) drain(ctx context.Context) error {
 	if ln != nil && !s.handoff.Load() { // Handoff has handed it off
 		ln.Close()
 	}
+	// Serve's accept loop takes the connections Close took from the
+	// kernel's accept queue before it sees the listener closed, and
+	// registers each (StateNew) before its next Accept. Once Serve has
+	// returned, every connection this server will serve is counted below;
+	// counting earlier could find none left while some still wait in
+	// that backlog, and ln.Shutdown would close them unserved.
+	s.mu.Lock()
+	served := s.served
+	s.mu.Unlock()
+	if served != nil {
+		select {
+		case <-served:
+		default: // an ended ctx must not abort a Serve that has returned
+			select {
+			case <-served:
+			case <-ctx.Done():
+				return s.abort(ctx)
+			}
+		}
+	}
 	hold := time.NewTimer(time.Until(s.idleCloseTime(ctx)))
 	defer hold.Stop()
 	http2Left, err := s.waitConns(ctx, hold.C, func(st *connState) bool { return !st.h2 })

@@ -45,11 +45,7 @@
 //	srv := &http.Server{Handler: mux, IdleTimeout: time.Second}
 //	ls := lingerhttp.New(srv, lingerhttp.Config{DrainDelay: 10 * time.Second})
 //	mux.Handle("/ready", ls.ReadyHandler())
-//	ln, err := net.Listen("tcp", ":8080")
-//	if err != nil {
-//		log.Fatal(err)
-//	}
-//	go ls.Serve(ln)
+//	go ls.ListenAndServe(":8080")
 //	<-sigterm
 //	ls.Shutdown(context.Background())
 package lingerhttp
@@ -148,6 +144,7 @@ type Server struct {
 	advised   bool
 	sweepStop chan struct{}
 	sweeping  sync.WaitGroup
+	served    chan struct{} // closed when Serve returns; nil before Serve
 }
 
 type connKey struct{}
@@ -226,12 +223,24 @@ func New(srv *http.Server, cfg Config) *Server {
 }
 
 // ListenAndServe listens on the TCP network address addr and calls Serve.
+// The listener is plain TCP, not MPTCP, so that Shutdown's listener close
+// can stop new handshakes (see [linger.Listener.Close]); give Serve such a
+// listener too.
 func (s *Server) ListenAndServe(addr string) error {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := listenTCP(addr)
 	if err != nil {
 		return err
 	}
 	return s.Serve(ln)
+}
+
+// listenTCP listens with plain TCP where Go would use MPTCP (Go 1.24+):
+// the kernel refuses the socket filter with which linger's Close stops new
+// handshakes on an MPTCP listener.
+func listenTCP(addr string) (net.Listener, error) {
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	return lc.Listen(context.Background(), "tcp", addr)
 }
 
 // Serve wraps ln with linger (Config.Listener) and serves the server on it
@@ -256,7 +265,10 @@ func (s *Server) serve(ln net.Listener, serveHTTP func(net.Listener) error) erro
 	if !s.ln.CompareAndSwap(nil, lln) {
 		return errServeTwice
 	}
+	served := make(chan struct{})
+	defer close(served)
 	s.mu.Lock()
+	s.served = served
 	if s.draining.Load() {
 		// Shutdown came first, as http.Server.Serve after Shutdown: no
 		// sweeper may start that no Shutdown would stop.

@@ -17,7 +17,7 @@ import (
 // ListenAndServeTLS listens on the TCP network address addr and calls
 // ServeTLS.
 func (s *Server) ListenAndServeTLS(addr, certFile, keyFile string) error {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := listenTCP(addr)
 	if err != nil {
 		return err
 	}
