@@ -2,15 +2,9 @@ package linger
 
 import "context"
 
-// Watched returns how many lingering closes l's epoll set holds now.
-func Watched(l *Listener) int {
-	l.lingerer.mu.Lock()
-	defer l.lingerer.mu.Unlock()
-	if l.lingerer.set == nil {
-		return 0
-	}
-	return len(l.lingerer.set.queue)
-}
+// Watched returns how many lingering closes l has handed to its epoll set
+// and not yet ended.
+func Watched(l *Listener) int { return int(l.lingerer.watched.Load()) }
 
 // WaitNoLingerGoroutine waits, on the Listener's own change signal, until
 // no goroutine of l lingers (the epoll set's watcher has exited), or ctx

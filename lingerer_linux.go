@@ -14,20 +14,25 @@ package linger
 // closed (a fully closed socket answers the peer's next segment with a
 // RST, which is what lingering is for avoiding):
 //
-//  1. The owner's Close has half-closed (the FIN is queued) and set a past
-//     deadline, which wakes its Reads and Writes.
-//  2. We dup the descriptor (F_DUPFD_CLOEXEC): a second descriptor of the
-//     same open socket. The dup is non-blocking already (O_NONBLOCK belongs
-//     to the open file, which Go set).
-//  3. We close the Go conn. The runtime removes its descriptor from Go's
+//  1. The owner's Close half-closes (the FIN is queued), sets a past
+//     deadline, which wakes its Reads and Writes, and hands the
+//     connection to the set's goroutine (take). That is all the owner
+//     pays: the rest runs in the goroutine, on another CPU if there is
+//     one, as the goroutine path's drain does.
+//  2. The goroutine dups the descriptor (F_DUPFD_CLOEXEC): a second
+//     descriptor of the same open socket, non-blocking already (O_NONBLOCK
+//     belongs to the open file, which Go set), and adds the dup to the
+//     epoll set, level-triggered: bytes that came meanwhile are reported
+//     at once. Should either fail, the Go conn is still open, and the
+//     close lingers in a goroutine of its own instead.
+//  3. It closes the Go conn. The runtime removes its descriptor from Go's
 //     epoll before it closes it (internal/poll's destroy: "Poller may want
 //     to unregister fd in readiness notification mechanism, so this must
 //     be executed before CloseFunc"), and the close waits until the
 //     owner's Reads and Writes in flight have returned, so nothing in Go
-//     touches the socket any more. The socket stays open through the dup:
-//     close(2) of one descriptor of several does not close the socket.
-//  4. We add the dup to our epoll set, level-triggered: bytes that came
-//     meanwhile are reported at once.
+//     touches the socket any more; bytes such a Read took are counted
+//     (Conn.late). The socket stays open through the dup: close(2) of one
+//     descriptor of several does not close the socket.
 //
 // The watching goroutine holds no OS thread while it waits: the epoll
 // set's own descriptor is readable when one of its sockets is, so it is
@@ -53,6 +58,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -62,8 +68,8 @@ import (
 // lingerer holds a Listener's lingering TCP closes off Go's poller.
 type lingerer struct {
 	mu      sync.Mutex
-	set     *lingerSet // nil while nothing lingers here
-	addFail sync.Once  // a failed EPOLL_CTL_ADD, reported once
+	set     *lingerSet   // nil while nothing lingers here
+	watched atomic.Int64 // closes handed to the set and not ended (for tests)
 }
 
 // lingerSet is one epoll set and the goroutine that watches it, from the
@@ -74,13 +80,23 @@ type lingerSet struct {
 	f    *os.File // epfd, registered in Go's poller
 	rc   syscall.RawConn
 
-	// Guarded by lingerer.mu; the entries' own fields belong to the
-	// watching goroutine once added.
-	byFD   map[int32]*lingerEntry
-	queue  lingerQueue   // by deadline: all share LingerTimeout, so by start
-	adding int           // closes between reserve and add: keep the set
-	armed  time.Duration // the deadline f's Read is armed with; 0 for none
-	cut    bool          // Shutdown cut lingers: look for flagCut
+	// Guarded by lingerer.mu.
+	incoming []handover // closes for the goroutine to take over
+	cut      bool       // Shutdown cut lingers: look for flagCut
+
+	// The goroutine's own.
+	queue lingerQueue    // by deadline: all share LingerTimeout, so by start
+	slots []*lingerEntry // by the slot each epoll event names; nil: free
+	free  []int32        // free slots
+}
+
+// handover is a close on its way into the set: the owner has half-closed,
+// its Go conn is still open.
+type handover struct {
+	c     *Conn
+	info  CloseInfo
+	start time.Duration
+	rc    syscall.RawConn
 }
 
 // lingerEntry is one lingering close: what its CloseInfo needs, and the
@@ -93,6 +109,7 @@ type lingerEntry struct {
 	unread    int32
 	fd        int32
 	index     int32 // in the queue
+	slot      int32 // in slots, and the epoll event's data
 }
 
 // lingerQueue is a min-heap of entries by start (container/heap).
@@ -117,64 +134,35 @@ func (q *lingerQueue) Pop() any {
 	return e
 }
 
-// take moves the lingering close of a TCP connection, half-closed by the
-// owner's Close, into the Listener's epoll set, and reports whether it
-// did. If not (the connection is not TCP, or no descriptor is left for
-// the dup or the epoll set), the caller lingers in a goroutine of its own,
-// as on other platforms; c.conn is still open then.
+// take hands the lingering close of a TCP connection, half-closed by the
+// owner's Close, to the Listener's epoll set, and reports whether it did;
+// if not (the connection is not TCP, or the set cannot be made), the
+// caller lingers in a goroutine of its own. The owner's Close does no
+// more than queue it: the set's goroutine moves the socket out of Go's
+// poller (adopt), on the other CPU if there is one.
 func (lg *lingerer) take(c *Conn, info CloseInfo, start time.Duration, rc syscall.RawConn) bool {
 	l := c.l
 	if _, ok := c.conn.(*net.TCPConn); !ok || rc == nil || l.goroutineLinger {
 		return false
 	}
-	dup := -1
-	var err error
-	if cerr := rc.Control(func(fd uintptr) { dup, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil || err != nil {
-		return false
-	}
-	set, err := lg.reserve(l)
-	if err != nil {
-		unix.Close(dup)
-		return false
-	}
-	// Go's descriptor leaves Go's poller and closes; the socket lives on
-	// through dup (see the top of this file).
-	c.conn.Close()
-
-	e := &lingerEntry{c: c, start: start, idle: info.Idle, unread: int32(info.Unread), fd: int32(dup)}
-	lg.mu.Lock()
-	set.adding--
-	err = set.addLocked(e)
-	lg.mu.Unlock()
-	if err != nil {
-		// The kernel would not watch one more descriptor (ENOMEM, or
-		// fs.epoll.max_user_watches): close at once, as past MaxLingering.
-		lg.addFail.Do(func() {
-			l.logf("linger: a lingering close could not be watched (epoll_ctl: %v): closed at once, outcome shed (reported once)", err)
-		})
-		unix.Close(dup)
-		c.finish(info, start, Shed)
-		l.stats.lingering.Add(-1)
-	}
-	return true
-}
-
-// reserve returns the epoll set, creating it and starting its goroutine
-// if nothing lingers yet, and keeps it until the matching addLocked.
-func (lg *lingerer) reserve(l *Listener) (*lingerSet, error) {
 	lg.mu.Lock()
 	defer lg.mu.Unlock()
 	if lg.set == nil {
 		set, err := newLingerSet(l)
 		if err != nil {
-			return nil, err
+			return false
 		}
 		lg.set = set
 		l.goroutineStarted()
 		go lg.watch(set)
 	}
-	lg.set.adding++
-	return lg.set, nil
+	s := lg.set
+	lg.watched.Add(1)
+	s.incoming = append(s.incoming, handover{c, info, start, rc})
+	if len(s.incoming) == 1 {
+		s.wakeLocked()
+	}
+	return true
 }
 
 func newLingerSet(l *Listener) (*lingerSet, error) {
@@ -197,31 +185,11 @@ func newLingerSet(l *Listener) (*lingerSet, error) {
 		f.Close()
 		return nil, fmt.Errorf("epoll set not pollable: %w", err)
 	}
-	return &lingerSet{l: l, epfd: epfd, f: f, rc: rc, byFD: make(map[int32]*lingerEntry)}, nil
-}
-
-// addLocked starts watching e and wakes the goroutine if e's deadline
-// comes before the one it waits for.
-func (s *lingerSet) addLocked(e *lingerEntry) error {
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: e.fd}
-	if err := unix.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, int(e.fd), &ev); err != nil {
-		return err
-	}
-	s.byFD[e.fd] = e
-	heap.Push(&s.queue, e)
-	if s.cut || e.c.load().has(flagCut) {
-		// Shutdown's cut came while this close was on its way here.
-		s.cut = true
-		s.wakeLocked()
-	} else if deadline := e.start + s.l.cfg.LingerTimeout; s.armed == 0 || deadline < s.armed {
-		s.wakeLocked()
-	}
-	return nil
+	return &lingerSet{l: l, epfd: epfd, f: f, rc: rc}, nil
 }
 
 // wakeLocked makes the goroutine's wait return at once.
 func (s *lingerSet) wakeLocked() {
-	s.armed = -1
 	s.f.SetReadDeadline(aLongTimeAgo)
 }
 
@@ -243,74 +211,115 @@ type ended struct {
 	err error
 }
 
-// watch is the set's goroutine: it waits for the sockets and the earliest
-// deadline, discards, and ends lingers, until none is left.
+// watch is the set's goroutine: it takes over the closes handed to it,
+// waits for their sockets and the earliest deadline, discards, and ends
+// lingers, until none is left.
 func (lg *lingerer) watch(s *lingerSet) {
 	l := s.l
 	defer l.goroutineDone()
 	events := make([]unix.EpollEvent, 256)
+	var in []handover
 	var over []ended
-	var ready []*lingerEntry
 	for {
 		lg.mu.Lock()
-		over = s.dueLocked(over[:0], monotonic())
-		if len(over) == 0 && len(s.queue) == 0 && s.adding == 0 {
+		in, s.incoming = s.incoming, in[:0]
+		cut := s.cut
+		s.cut = false
+		lg.mu.Unlock()
+		for i := range in {
+			// A close cut before it was handed over: its cut() found
+			// nothing to wake.
+			cut = s.adopt(in[i]) || cut
+		}
+		clear(in) // let the Conns go
+		if cap(in) > 64 {
+			in = nil // a burst's worth, 100 bytes a close: not kept
+		}
+
+		over = s.due(over[:0], monotonic(), cut)
+		if len(over) > 0 {
+			s.end(over)
+			clear(over)
+			continue
+		}
+		lg.mu.Lock()
+		if len(s.incoming) > 0 || s.cut {
+			lg.mu.Unlock()
+			continue
+		}
+		if len(s.queue) == 0 {
 			lg.set = nil
 			lg.mu.Unlock()
 			s.f.Close() // and with it the epoll set
 			return
 		}
-		if len(over) == 0 {
-			s.armLocked()
-		}
+		// Armed under the lock, so a take or cut after it, which sets
+		// the deadline in the past, is never overwritten.
+		s.f.SetReadDeadline(time.Now().Add(s.queue[0].start + l.cfg.LingerTimeout - monotonic()))
 		lg.mu.Unlock()
-		if len(over) > 0 {
-			s.end(over)
-			clear(over) // let the Conns go
-			continue
-		}
 
 		n, err := s.wait(events)
-		if err != nil || n == 0 {
+		if err != nil {
 			continue // a deadline, or a wake: see above
 		}
-		ready = ready[:0]
-		lg.mu.Lock()
 		for _, ev := range events[:n] {
-			if e := s.byFD[ev.Fd]; e != nil {
-				ready = append(ready, e)
-			}
-		}
-		lg.mu.Unlock()
-		for _, e := range ready {
+			e := s.slots[ev.Fd]
 			if done, err := e.discard(l.cfg.LingerBytes); done {
+				s.remove(e)
 				over = append(over, ended{e, err})
 			}
 		}
-		if len(over) > 0 {
-			lg.mu.Lock()
-			for _, x := range over {
-				s.removeLocked(x.e)
-			}
-			lg.mu.Unlock()
-			s.end(over)
-			clear(over)
-		}
-		clear(ready)
+		s.end(over)
+		clear(over)
 	}
 }
 
-// dueLocked removes the lingers whose deadline has passed, and those
-// Shutdown cut, and appends them to over.
-func (s *lingerSet) dueLocked(over []ended, now time.Duration) []ended {
+// adopt moves a handed-over close's socket out of Go's poller into the
+// set (see the top of this file). Should the kernel refuse the dup or
+// the watch (no descriptor left, fs.epoll.max_user_watches), the close
+// lingers in a goroutine of its own instead: its Go conn is still open.
+// It reports whether Shutdown has cut the close already.
+func (s *lingerSet) adopt(h handover) (cut bool) {
+	c, l := h.c, s.l
+	dup := -1
+	var err error
+	if cerr := h.rc.Control(func(fd uintptr) { dup, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil || err != nil {
+		l.lingerer.watched.Add(-1)
+		l.goroutineStarted()
+		go c.linger(h.info, h.start, h.rc)
+		return false
+	}
+	e := &lingerEntry{c: c, start: h.start, idle: h.info.Idle, unread: int32(h.info.Unread), fd: int32(dup), slot: s.takeSlot()}
+	// The event names the slot, not the descriptor: a descriptor number
+	// is reused as soon as it is closed.
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: e.slot}
+	if err := unix.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, dup, &ev); err != nil {
+		s.free = append(s.free, e.slot)
+		unix.Close(dup)
+		l.lingerer.watched.Add(-1)
+		l.goroutineStarted()
+		go c.linger(h.info, h.start, h.rc)
+		return false
+	}
+	// Go's descriptor leaves Go's poller and closes, once the owner's
+	// Reads and Writes in flight have returned; the socket lives on
+	// through dup, watched already.
+	c.conn.Close()
+	s.slots[e.slot] = e
+	heap.Push(&s.queue, e)
+	return c.load().has(flagCut)
+}
+
+// due removes the lingers whose deadline has passed and, if Shutdown has
+// cut lingers, those it cut, and appends them to over.
+func (s *lingerSet) due(over []ended, now time.Duration, cut bool) []ended {
 	timeout := s.l.cfg.LingerTimeout
 	for len(s.queue) > 0 && s.queue[0].start+timeout <= now {
 		e := s.queue[0]
-		s.removeLocked(e)
+		s.remove(e)
 		over = append(over, ended{e, os.ErrDeadlineExceeded})
 	}
-	if s.cut {
-		s.cut = false
+	if cut {
 		n := len(over)
 		for _, e := range s.queue {
 			if e.c.load().has(flagCut) {
@@ -318,27 +327,27 @@ func (s *lingerSet) dueLocked(over []ended, now time.Duration) []ended {
 			}
 		}
 		for _, x := range over[n:] { // removing reorders the queue: not while ranging over it
-			s.removeLocked(x.e)
+			s.remove(x.e)
 		}
 	}
 	return over
 }
 
-func (s *lingerSet) removeLocked(e *lingerEntry) {
+func (s *lingerSet) remove(e *lingerEntry) {
 	heap.Remove(&s.queue, int(e.index))
-	delete(s.byFD, e.fd)
+	s.slots[e.slot] = nil
+	s.free = append(s.free, e.slot)
 }
 
-// armLocked sets the wait's deadline to the earliest linger's.
-func (s *lingerSet) armLocked() {
-	if len(s.queue) == 0 {
-		// Only closes on their way in (adding): their addLocked wakes us.
-		s.armed = 0
-		s.f.SetReadDeadline(time.Time{})
-		return
+// takeSlot returns a free slot.
+func (s *lingerSet) takeSlot() int32 {
+	if n := len(s.free); n > 0 {
+		i := s.free[n-1]
+		s.free = s.free[:n-1]
+		return i
 	}
-	s.armed = s.queue[0].start + s.l.cfg.LingerTimeout
-	s.f.SetReadDeadline(time.Now().Add(s.armed - monotonic()))
+	s.slots = append(s.slots, nil)
+	return int32(len(s.slots) - 1)
 }
 
 // wait parks in Go's poller until a socket of the set is ready, then
@@ -416,5 +425,6 @@ func (s *lingerSet) end(over []ended) {
 		}
 		c.finish(info, e.start, lingerOutcome(info, l.cfg.LingerBytes, x.err, c.load().has(flagCut)))
 		l.stats.lingering.Add(-1)
+		l.lingerer.watched.Add(-1)
 	}
 }
