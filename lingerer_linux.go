@@ -428,3 +428,15 @@ func (s *lingerSet) end(over []ended) {
 		l.lingerer.watched.Add(-1)
 	}
 }
+
+// defaultMaxLingering is half the descriptors the process may open
+// (RLIMIT_NOFILE's soft limit, which Go raises to the hard limit at
+// start-up), at least DefaultMaxLingering and at most maxDefaultLingering:
+// see DefaultMaxLingering for why.
+func defaultMaxLingering() int {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return DefaultMaxLingering
+	}
+	return int(max(DefaultMaxLingering, min(rl.Cur/2, maxDefaultLingering)))
+}

@@ -277,3 +277,42 @@ func TestClosesRacingShutdownCut(t *testing.T) {
 	assert.EqualValues(t, 0, st.Lingering)
 	assert.EqualValues(t, 0, st.Open)
 }
+
+// The target: 9,000 closes at once, their peers silent, none shed
+// at the zero Config (the old bound, 4096, shed 4904 of them). Sized to
+// the descriptor limit like the benchmarks.
+func TestManySimultaneousClosesAreNotShed(t *testing.T) {
+	n := fitConns(t)
+	if testing.Short() {
+		n = min(n, 5000)
+	}
+	ln := lingerListen(t, "epoll", linger.Config{LingerTimeout: time.Minute})
+	accepted := make(chan []net.Conn, 1)
+	go func() {
+		var cs []net.Conn
+		for range n {
+			c, err := ln.Accept()
+			if err != nil {
+				break
+			}
+			cs = append(cs, c)
+		}
+		accepted <- cs
+	}()
+	clients := rawClients(t, ln.Addr(), n)
+	cs := <-accepted
+	require.Len(t, cs, n)
+	before := runtime.NumGoroutine()
+	for _, c := range cs {
+		require.NoError(t, c.Close())
+	}
+	st := ln.Stats()
+	assert.Zero(t, st.Count(linger.Shed), "shed")
+	assert.EqualValues(t, n, st.Lingering+st.Closed())
+	assert.LessOrEqual(t, runtime.NumGoroutine()-before, 2, "goroutines added by %d lingering closes", n)
+	clients.closeAll()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, ln.Shutdown(ctx))
+	assert.EqualValues(t, n, ln.Stats().Count(linger.Clean), "every close ended on the peer's FIN; stats %+v", ln.Stats())
+}

@@ -14,3 +14,7 @@ type lingerer struct{}
 func (*lingerer) take(*Conn, CloseInfo, time.Duration, syscall.RawConn) bool { return false }
 
 func (*lingerer) cut() {}
+
+// defaultMaxLingering: a goroutine per lingering close costs kilobytes, so
+// the bound stays DefaultMaxLingering.
+func defaultMaxLingering() int { return DefaultMaxLingering }
