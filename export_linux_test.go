@@ -1,6 +1,9 @@
 package linger
 
-import "context"
+import (
+	"context"
+	"os"
+)
 
 // Watched returns how many lingering closes l has handed to its epoll set
 // and not yet ended.
@@ -11,4 +14,15 @@ func Watched(l *Listener) int { return int(l.lingerer.watched.Load()) }
 // ends; it reports which.
 func WaitNoLingerGoroutine(ctx context.Context, l *Listener) bool {
 	return l.wait(ctx.Done(), func() bool { return l.running == 0 })
+}
+
+// LingerSetFile returns the epoll set's descriptor as Go holds it, or nil
+// if l has no set now.
+func LingerSetFile(l *Listener) *os.File {
+	l.lingerer.mu.Lock()
+	defer l.lingerer.mu.Unlock()
+	if l.lingerer.set == nil {
+		return nil
+	}
+	return l.lingerer.set.f
 }

