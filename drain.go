@@ -110,11 +110,18 @@ func (c *Conn) close(p pendingClose) {
 	// peer's next request crosses it. shutdown(SHUT_WR) does not block.
 	cw.CloseWrite()
 	c.startLinger()
+	// On Linux a TCP connection lingers in the Listener's epoll set,
+	// watched by one goroutine for all (lingerer_linux.go); elsewhere, and
+	// for other connections, in a goroutine of its own.
+	if l.lingerer.take(c, info, start, rc) {
+		return
+	}
 	l.goroutineStarted()
 	go c.linger(info, start, rc)
 }
 
-// linger reads and discards until the peer's FIN or a bound, then closes.
+// linger reads and discards until the peer's FIN or a bound, then closes:
+// the lingering close in a goroutine of its own.
 func (c *Conn) linger(info CloseInfo, start time.Duration, rc syscall.RawConn) {
 	l := c.l
 	defer l.goroutineDone()
@@ -148,25 +155,31 @@ func (c *Conn) linger(info CloseInfo, start time.Duration, rc syscall.RawConn) {
 	// reads as clean. Waiting for it would cost every Read a lock.
 	info.Discarded += c.late.Load()
 
-	var o Outcome
+	c.conn.Close()
+	c.finish(info, start, lingerOutcome(info, limit, err, c.load().has(flagCut)))
+}
+
+// lingerOutcome says how a lingering close ended, from the bytes it
+// discarded (the owner's late ones included) and what ended its drain:
+// io.EOF at the peer's FIN, os.ErrDeadlineExceeded at the deadline or at
+// Shutdown's cut, nil past limit, or the socket's error.
+func lingerOutcome(info CloseInfo, limit int64, err error, cut bool) Outcome {
 	switch {
 	case info.Discarded > limit:
-		o = Overflow
-	case errors.Is(err, os.ErrDeadlineExceeded) && c.load().has(flagCut):
-		o = Aborted
+		return Overflow
+	case errors.Is(err, os.ErrDeadlineExceeded) && cut:
+		return Aborted
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		o = Timeout
+		return Timeout
 	case err != io.EOF:
-		o = Reset
+		return Reset
 	case info.Unread > 0:
-		o = Pending
+		return Pending
 	case info.Discarded > 0:
-		o = Crossed
+		return Crossed
 	default:
-		o = Clean
+		return Clean
 	}
-	c.conn.Close()
-	c.finish(info, start, o)
 }
 
 // cutLinger ends a lingering close at once (Shutdown's context ended).
@@ -174,6 +187,7 @@ func (c *Conn) cutLinger() {
 	c.setFlag(flagCut)
 	if c.load().closed() {
 		c.conn.SetReadDeadline(aLongTimeAgo)
+		c.l.lingerer.cut()
 	}
 }
 

@@ -35,6 +35,9 @@ type Listener struct {
 
 	optErr  [numSockopts]sync.Once
 	tlsWarn sync.Once // a TLS listener under linger, reported once
+
+	lingerer        lingerer // Linux: lingering TCP closes in one epoll set (lingerer_linux.go)
+	goroutineLinger bool     // tests: linger in a goroutine per close, as elsewhere (export_test.go)
 }
 
 // Wrap returns a Listener that accepts from ln and gives every accepted

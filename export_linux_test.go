@@ -1,0 +1,28 @@
+package linger
+
+import (
+	"context"
+	"os"
+)
+
+// Watched returns how many lingering closes l has handed to its epoll set
+// and not yet ended.
+func Watched(l *Listener) int { return int(l.lingerer.watched.Load()) }
+
+// WaitNoLingerGoroutine waits, on the Listener's own change signal, until
+// no goroutine of l lingers (the epoll set's watcher has exited), or ctx
+// ends; it reports which.
+func WaitNoLingerGoroutine(ctx context.Context, l *Listener) bool {
+	return l.wait(ctx.Done(), func() bool { return l.running == 0 })
+}
+
+// LingerSetFile returns the epoll set's descriptor as Go holds it, or nil
+// if l has no set now.
+func LingerSetFile(l *Listener) *os.File {
+	l.lingerer.mu.Lock()
+	defer l.lingerer.mu.Unlock()
+	if l.lingerer.set == nil {
+		return nil
+	}
+	return l.lingerer.set.f
+}

@@ -1,0 +1,6 @@
+package linger
+
+// LingerInGoroutines makes l linger one goroutine per close, the path of
+// platforms without the shared epoll set, so tests and benchmarks can
+// compare the two in one run. Call it before l accepts.
+func LingerInGoroutines(l *Listener) { l.goroutineLinger = true }

@@ -1,0 +1,442 @@
+//go:build linux
+
+package linger
+
+// The lingering close without a goroutine per connection, as nginx does it
+// (ngx_http_set_lingering_close: the connection stays in the event loop,
+// and a timer bounds it). A Listener's lingering TCP closes wait in one
+// epoll set of its own, watched by one goroutine that discards what
+// arrives with MSG_TRUNC and ends each close on the peer's FIN, its byte
+// bound or its deadline. A lingering connection then costs a small entry
+// and its kernel socket, instead of a parked goroutine and its stack.
+//
+// How a socket leaves Go's poller without a moment in which it is fully
+// closed (a fully closed socket answers the peer's next segment with a
+// RST, which is what lingering is for avoiding):
+//
+//  1. The owner's Close half-closes (the FIN is queued), sets a past
+//     deadline, which wakes its Reads and Writes, and hands the
+//     connection to the set's goroutine (take). That is all the owner
+//     pays: the rest runs in the goroutine, on another CPU if there is
+//     one, as the goroutine path's drain does.
+//  2. The goroutine dups the descriptor (F_DUPFD_CLOEXEC): a second
+//     descriptor of the same open socket, non-blocking already (O_NONBLOCK
+//     belongs to the open file, which Go set), and adds the dup to the
+//     epoll set, level-triggered: bytes that came meanwhile are reported
+//     at once. Should either fail, the Go conn is still open, and the
+//     close lingers in a goroutine of its own instead.
+//  3. It closes the Go conn. The runtime removes its descriptor from Go's
+//     epoll before it closes it (internal/poll's destroy: "Poller may want
+//     to unregister fd in readiness notification mechanism, so this must
+//     be executed before CloseFunc"), and the close waits until the
+//     owner's Reads and Writes in flight have returned, so nothing in Go
+//     touches the socket any more; bytes such a Read took are counted
+//     (Conn.late). The socket stays open through the dup: close(2) of one
+//     descriptor of several does not close the socket.
+//
+// The watching goroutine holds no OS thread while it waits: the epoll
+// set's own descriptor is readable when one of its sockets is, so it is
+// registered in Go's poller like a socket (os.NewFile on a non-blocking
+// descriptor), and the goroutine parks in a Read on it until a socket is
+// ready or the earliest linger's deadline, which is that Read's deadline:
+// one runtime timer for the whole set, not one per connection. A new
+// registration that needs an earlier wake, and Shutdown's cut, wake it by
+// setting that deadline in the past. Should the kernel ever lose the
+// nested epoll's wake-up, the deadline still comes, and events are read
+// before deadlines are expired, so an outcome is delayed, never changed.
+//
+// The goroutine starts with the first lingering close and exits when none
+// is left, closing the epoll set: an idle Listener holds no goroutine and
+// no descriptor, and Shutdown, which waits for every lingering close,
+// finds it gone. The price is an epoll_create and a goroutine start per
+// burst of closes, a few microseconds, against a handshake and a close.
+
+import (
+	"container/heap"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// lingerer holds a Listener's lingering TCP closes off Go's poller.
+type lingerer struct {
+	mu      sync.Mutex
+	set     *lingerSet   // nil while nothing lingers here
+	watched atomic.Int64 // closes handed to the set and not ended (for tests)
+}
+
+// lingerSet is one epoll set and the goroutine that watches it, from the
+// first lingering close until none is left.
+type lingerSet struct {
+	l    *Listener
+	epfd int
+	f    *os.File // epfd, registered in Go's poller
+	rc   syscall.RawConn
+
+	// Guarded by lingerer.mu.
+	incoming []handover // closes for the goroutine to take over
+	cut      bool       // Shutdown cut lingers: look for flagCut
+
+	// The goroutine's own.
+	queue lingerQueue    // by deadline: all share LingerTimeout, so by start
+	slots []*lingerEntry // by the slot each epoll event names; nil: free
+	free  []int32        // free slots
+}
+
+// handover is a close on its way into the set: the owner has half-closed,
+// its Go conn is still open.
+type handover struct {
+	c     *Conn
+	info  CloseInfo
+	start time.Duration
+	rc    syscall.RawConn
+}
+
+// lingerEntry is one lingering close: what its CloseInfo needs, and the
+// dup of its socket. The addresses come from the Conn at the end.
+type lingerEntry struct {
+	c         *Conn
+	start     time.Duration // the owner's Close; the deadline is start + LingerTimeout
+	idle      time.Duration
+	discarded int64
+	unread    int32
+	fd        int32
+	index     int32 // in the queue
+	slot      int32 // in slots, and the epoll event's data
+}
+
+// lingerQueue is a min-heap of entries by start (container/heap).
+type lingerQueue []*lingerEntry
+
+func (q lingerQueue) Len() int           { return len(q) }
+func (q lingerQueue) Less(i, j int) bool { return q[i].start < q[j].start }
+func (q lingerQueue) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].index, q[j].index = int32(i), int32(j)
+}
+func (q *lingerQueue) Push(x any) {
+	e := x.(*lingerEntry)
+	e.index = int32(len(*q))
+	*q = append(*q, e)
+}
+func (q *lingerQueue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*q = old[:len(old)-1]
+	return e
+}
+
+// take hands the lingering close of a TCP connection, half-closed by the
+// owner's Close, to the Listener's epoll set, and reports whether it did;
+// if not (the connection is not TCP, or the set cannot be made), the
+// caller lingers in a goroutine of its own. The owner's Close does no
+// more than queue it: the set's goroutine moves the socket out of Go's
+// poller (adopt), on the other CPU if there is one.
+func (lg *lingerer) take(c *Conn, info CloseInfo, start time.Duration, rc syscall.RawConn) bool {
+	l := c.l
+	if _, ok := c.conn.(*net.TCPConn); !ok || rc == nil || l.goroutineLinger {
+		return false
+	}
+	lg.mu.Lock()
+	defer lg.mu.Unlock()
+	if lg.set == nil {
+		set, err := newLingerSet(l)
+		if err != nil {
+			return false
+		}
+		lg.set = set
+		l.goroutineStarted()
+		go lg.watch(set)
+	}
+	s := lg.set
+	lg.watched.Add(1)
+	s.incoming = append(s.incoming, handover{c, info, start, rc})
+	if len(s.incoming) == 1 {
+		s.wakeLocked()
+	}
+	return true
+}
+
+func newLingerSet(l *Listener) (*lingerSet, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	// Non-blocking, so os.NewFile registers it in Go's poller.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	f := os.NewFile(uintptr(epfd), "linger epoll")
+	rc, err := f.SyscallConn()
+	if err == nil {
+		// A deadline is refused if the runtime could not poll it.
+		err = f.SetReadDeadline(time.Time{})
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("epoll set not pollable: %w", err)
+	}
+	return &lingerSet{l: l, epfd: epfd, f: f, rc: rc}, nil
+}
+
+// wakeLocked makes the goroutine's wait return at once.
+func (s *lingerSet) wakeLocked() {
+	s.f.SetReadDeadline(aLongTimeAgo)
+}
+
+// cut wakes the goroutine to end the lingers Shutdown has cut (flagCut).
+func (lg *lingerer) cut() {
+	lg.mu.Lock()
+	defer lg.mu.Unlock()
+	if lg.set != nil {
+		lg.set.cut = true
+		lg.set.wakeLocked()
+	}
+}
+
+// ended is a linger that is over, and why: io.EOF at the peer's FIN, nil
+// past LingerBytes, os.ErrDeadlineExceeded at its deadline or Shutdown's
+// cut, or the socket's error.
+type ended struct {
+	e   *lingerEntry
+	err error
+}
+
+// watch is the set's goroutine: it takes over the closes handed to it,
+// waits for their sockets and the earliest deadline, discards, and ends
+// lingers, until none is left.
+func (lg *lingerer) watch(s *lingerSet) {
+	l := s.l
+	defer l.goroutineDone()
+	events := make([]unix.EpollEvent, 256)
+	var in []handover
+	var over []ended
+	for {
+		lg.mu.Lock()
+		in, s.incoming = s.incoming, in[:0]
+		cut := s.cut
+		s.cut = false
+		lg.mu.Unlock()
+		for i := range in {
+			// A close cut before it was handed over: its cut() found
+			// nothing to wake.
+			cut = s.adopt(in[i]) || cut
+		}
+		clear(in) // let the Conns go
+		if cap(in) > 64 {
+			in = nil // a burst's worth, 100 bytes a close: not kept
+		}
+
+		over = s.due(over[:0], monotonic(), cut)
+		if len(over) > 0 {
+			s.end(over)
+			clear(over)
+			continue
+		}
+		lg.mu.Lock()
+		if len(s.incoming) > 0 || s.cut {
+			lg.mu.Unlock()
+			continue
+		}
+		if len(s.queue) == 0 {
+			lg.set = nil
+			lg.mu.Unlock()
+			s.f.Close() // and with it the epoll set
+			return
+		}
+		// Armed under the lock, so a take or cut after it, which sets
+		// the deadline in the past, is never overwritten.
+		s.f.SetReadDeadline(time.Now().Add(s.queue[0].start + l.cfg.LingerTimeout - monotonic()))
+		lg.mu.Unlock()
+
+		n, err := s.wait(events)
+		if err != nil {
+			continue // a deadline, or a wake: see above
+		}
+		for _, ev := range events[:n] {
+			e := s.slots[ev.Fd]
+			if done, err := e.discard(l.cfg.LingerBytes); done {
+				s.remove(e)
+				over = append(over, ended{e, err})
+			}
+		}
+		s.end(over)
+		clear(over)
+	}
+}
+
+// adopt moves a handed-over close's socket out of Go's poller into the
+// set (see the top of this file). Should the kernel refuse the dup or
+// the watch (no descriptor left, fs.epoll.max_user_watches), the close
+// lingers in a goroutine of its own instead: its Go conn is still open.
+// It reports whether Shutdown has cut the close already.
+func (s *lingerSet) adopt(h handover) (cut bool) {
+	c, l := h.c, s.l
+	dup := -1
+	var err error
+	if cerr := h.rc.Control(func(fd uintptr) { dup, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil || err != nil {
+		l.lingerer.watched.Add(-1)
+		l.goroutineStarted()
+		go c.linger(h.info, h.start, h.rc)
+		return false
+	}
+	e := &lingerEntry{c: c, start: h.start, idle: h.info.Idle, unread: int32(h.info.Unread), fd: int32(dup), slot: s.takeSlot()}
+	// The event names the slot, not the descriptor: a descriptor number
+	// is reused as soon as it is closed.
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: e.slot}
+	if err := unix.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, dup, &ev); err != nil {
+		s.free = append(s.free, e.slot)
+		unix.Close(dup)
+		l.lingerer.watched.Add(-1)
+		l.goroutineStarted()
+		go c.linger(h.info, h.start, h.rc)
+		return false
+	}
+	// Go's descriptor leaves Go's poller and closes, once the owner's
+	// Reads and Writes in flight have returned; the socket lives on
+	// through dup, watched already.
+	c.conn.Close()
+	s.slots[e.slot] = e
+	heap.Push(&s.queue, e)
+	return c.load().has(flagCut)
+}
+
+// due removes the lingers whose deadline has passed and, if Shutdown has
+// cut lingers, those it cut, and appends them to over.
+func (s *lingerSet) due(over []ended, now time.Duration, cut bool) []ended {
+	timeout := s.l.cfg.LingerTimeout
+	for len(s.queue) > 0 && s.queue[0].start+timeout <= now {
+		e := s.queue[0]
+		s.remove(e)
+		over = append(over, ended{e, os.ErrDeadlineExceeded})
+	}
+	if cut {
+		n := len(over)
+		for _, e := range s.queue {
+			if e.c.load().has(flagCut) {
+				over = append(over, ended{e, os.ErrDeadlineExceeded})
+			}
+		}
+		for _, x := range over[n:] { // removing reorders the queue: not while ranging over it
+			s.remove(x.e)
+		}
+	}
+	return over
+}
+
+func (s *lingerSet) remove(e *lingerEntry) {
+	heap.Remove(&s.queue, int(e.index))
+	s.slots[e.slot] = nil
+	s.free = append(s.free, e.slot)
+}
+
+// takeSlot returns a free slot.
+func (s *lingerSet) takeSlot() int32 {
+	if n := len(s.free); n > 0 {
+		i := s.free[n-1]
+		s.free = s.free[:n-1]
+		return i
+	}
+	s.slots = append(s.slots, nil)
+	return int32(len(s.slots) - 1)
+}
+
+// wait parks in Go's poller until a socket of the set is ready, then
+// returns its events; or it returns the deadline's error. epoll_wait with
+// a zero timeout never blocks: the parking is the runtime's. Go's poller
+// watches the epoll set edge-triggered, so wait parks only after
+// epoll_wait has found nothing, and level-triggered sockets that still
+// hold bytes are reported again.
+func (s *lingerSet) wait(events []unix.EpollEvent) (int, error) {
+	n := 0
+	err := s.rc.Read(func(fd uintptr) bool {
+		for {
+			var err error
+			n, err = unix.EpollWait(int(fd), events, 0)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				n = 0
+			}
+			return n > 0
+		}
+	})
+	return n, err
+}
+
+// discardQuantum bounds the recv calls one ready socket gets per round, so
+// a flooding peer cannot hold up the others' FINs; level-triggered epoll
+// reports it again.
+const discardQuantum = 4
+
+// discard drops what the socket holds, without copying it (MSG_TRUNC, as
+// discardTCP), and reports whether the linger is over and why.
+func (e *lingerEntry) discard(limit int64) (bool, error) {
+	for range discardQuantum {
+		r, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(e.fd), 0, uintptr(min(limit+1-e.discarded, 1<<20)),
+			unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0, 0)
+		switch errno {
+		case 0:
+			if r == 0 {
+				return true, io.EOF
+			}
+			e.discarded += int64(r)
+			if e.discarded > limit {
+				return true, nil
+			}
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false, nil
+		default:
+			return true, errno
+		}
+	}
+	return false, nil
+}
+
+// end closes the sockets of lingers that are over, removed from the set,
+// and reports their outcomes.
+func (s *lingerSet) end(over []ended) {
+	l := s.l
+	for _, x := range over {
+		e, c := x.e, x.e.c
+		// Deleted before the close: were the socket open elsewhere too
+		// (a File() the owner took), closing our descriptor would not
+		// remove it from the set.
+		unix.EpollCtl(s.epfd, unix.EPOLL_CTL_DEL, int(e.fd), nil)
+		unix.Close(int(e.fd))
+		info := CloseInfo{
+			LocalAddr:  c.conn.LocalAddr(),
+			RemoteAddr: c.conn.RemoteAddr(),
+			Idle:       e.idle,
+			Unread:     int(e.unread),
+			// The owner's racing Read's bytes (see Conn.linger).
+			Discarded: e.discarded + c.late.Load(),
+		}
+		c.finish(info, e.start, lingerOutcome(info, l.cfg.LingerBytes, x.err, c.load().has(flagCut)))
+		l.stats.lingering.Add(-1)
+		l.lingerer.watched.Add(-1)
+	}
+}
+
+// defaultMaxLingering is half the descriptors the process may open
+// (RLIMIT_NOFILE's soft limit, which Go raises to the hard limit at
+// start-up), at least DefaultMaxLingering and at most maxDefaultLingering:
+// see DefaultMaxLingering for why.
+func defaultMaxLingering() int {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return DefaultMaxLingering
+	}
+	return int(max(DefaultMaxLingering, min(rl.Cur/2, maxDefaultLingering)))
+}

@@ -1,0 +1,316 @@
+//go:build linux
+
+package linger_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/linger-go/linger"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// lingerPaths are the two ways a TCP connection lingers on Linux: in the
+// Listener's epoll set (the default) and in a goroutine of its own (the
+// path of other platforms, and the control).
+var lingerPaths = []struct {
+	name    string
+	shared  bool
+	prepare func(*linger.Listener)
+}{
+	{"epoll", true, func(*linger.Listener) {}},
+	{"goroutine", false, linger.LingerInGoroutines},
+}
+
+// listenPath is listen for one linger path.
+func listenPath(t *testing.T, shared bool, cfg linger.Config) *server {
+	t.Helper()
+	s := listen(t, cfg)
+	if !shared {
+		linger.LingerInGoroutines(s.Listener)
+	}
+	return s
+}
+
+// closeLingering closes srv, checks the client got the FIN, and that the
+// close lingers on the expected path.
+func closeLingering(t *testing.T, s *server, shared bool, client net.Conn, srv net.Conn) {
+	t.Helper()
+	require.NoError(t, srv.Close())
+	if shared {
+		assert.Equal(t, 1, linger.Watched(s.Listener), "the close lingers in the epoll set")
+	} else {
+		assert.Equal(t, 0, linger.Watched(s.Listener), "the close lingers in a goroutine")
+	}
+	_, err := client.Read(make([]byte, 1))
+	require.ErrorIs(t, err, io.EOF, "the close half-closed")
+}
+
+// Every bound of a lingering close ends it the same way on both paths.
+func TestLingerPathsEndAlike(t *testing.T) {
+	for _, p := range lingerPaths {
+		t.Run(p.name, func(t *testing.T) {
+			t.Run("no FIN: timeout at LingerTimeout", func(t *testing.T) {
+				const timeout = 100 * time.Millisecond
+				s := listenPath(t, p.shared, linger.Config{LingerTimeout: timeout})
+				client, srv := pair(t, s)
+				closeLingering(t, s, p.shared, client, srv)
+				ci := s.next(t)
+				assert.Equal(t, linger.Timeout, ci.Outcome)
+				assert.GreaterOrEqual(t, ci.Linger, timeout)
+				assert.Less(t, ci.Linger, timeout+time.Second)
+			})
+			t.Run("flood: overflow past LingerBytes", func(t *testing.T) {
+				const limit = 1 << 20
+				s := listenPath(t, p.shared, linger.Config{LingerBytes: limit, LingerTimeout: time.Minute})
+				client, srv := pair(t, s)
+				closeLingering(t, s, p.shared, client, srv)
+				writerDone := make(chan struct{})
+				go func() {
+					defer close(writerDone)
+					chunk := make([]byte, 64<<10)
+					for range 10 * limit / len(chunk) {
+						if _, err := client.Write(chunk); err != nil {
+							return
+						}
+					}
+				}()
+				ci := s.next(t)
+				assert.Equal(t, linger.Overflow, ci.Outcome)
+				assert.Greater(t, ci.Discarded, int64(limit))
+				assert.Less(t, ci.Linger, 10*time.Second)
+				client.Close()
+				<-writerDone
+			})
+			t.Run("RST mid-drain: reset", func(t *testing.T) {
+				s := listenPath(t, p.shared, linger.Config{LingerTimeout: time.Minute})
+				client, srv := pair(t, s)
+				closeLingering(t, s, p.shared, client, srv)
+				_, err := client.Write(make([]byte, 1000))
+				require.NoError(t, err)
+				require.NoError(t, client.SetLinger(0))
+				require.NoError(t, client.Close())
+				ci := s.next(t)
+				assert.Equal(t, linger.Reset, ci.Outcome)
+				assert.LessOrEqual(t, ci.Discarded, int64(1000))
+			})
+			t.Run("FIN after bytes: crossed", func(t *testing.T) {
+				s := listenPath(t, p.shared, linger.Config{LingerTimeout: time.Minute})
+				client, srv := pair(t, s)
+				closeLingering(t, s, p.shared, client, srv)
+				_, err := client.Write(make([]byte, 3000))
+				require.NoError(t, err)
+				require.NoError(t, client.Close())
+				ci := s.next(t)
+				assert.Equal(t, linger.Crossed, ci.Outcome)
+				assert.EqualValues(t, 3000, ci.Discarded)
+				assert.Equal(t, client.LocalAddr().String(), ci.RemoteAddr.String())
+				assert.Equal(t, client.RemoteAddr().String(), ci.LocalAddr.String())
+			})
+			t.Run("unread at close: pending", func(t *testing.T) {
+				s := listenPath(t, p.shared, linger.Config{LingerTimeout: time.Minute})
+				client, srv := pair(t, s)
+				sendQueued(t, client, srv, "queued")
+				closeLingering(t, s, p.shared, client, srv)
+				require.NoError(t, client.Close())
+				ci := s.next(t)
+				assert.Equal(t, linger.Pending, ci.Outcome)
+				assert.Equal(t, 6, ci.Unread)
+				assert.EqualValues(t, 6, ci.Discarded)
+			})
+			t.Run("Shutdown's context ends: aborted", func(t *testing.T) {
+				s := listenPath(t, p.shared, linger.Config{LingerTimeout: time.Hour})
+				const n = 20
+				for range n {
+					client, srv := pair(t, s)
+					require.NoError(t, srv.Close())
+					_, err := client.Read(make([]byte, 1))
+					require.ErrorIs(t, err, io.EOF)
+				}
+				if p.shared {
+					assert.Equal(t, n, linger.Watched(s.Listener))
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+				defer cancel()
+				start := time.Now()
+				assert.ErrorIs(t, s.Shutdown(ctx), context.DeadlineExceeded)
+				assert.Less(t, time.Since(start), 5*time.Second, "the cut ended the lingers at once")
+				for range n {
+					assert.Equal(t, linger.Aborted, s.next(t).Outcome)
+				}
+				st := s.Stats()
+				assert.EqualValues(t, 0, st.Lingering)
+				assert.EqualValues(t, n, st.Count(linger.Aborted))
+			})
+		})
+	}
+}
+
+// Lingering closes on the epoll path share one goroutine; the goroutine
+// path, the control, adds one per close.
+func TestLingeringClosesShareOneGoroutine(t *testing.T) {
+	const n = 300
+	for _, p := range lingerPaths {
+		t.Run(p.name, func(t *testing.T) {
+			s := listenPath(t, p.shared, linger.Config{LingerTimeout: time.Minute})
+			clients := make([]net.Conn, n)
+			srvs := make([]net.Conn, n)
+			for i := range n {
+				clients[i], srvs[i] = pair(t, s)
+			}
+			before := runtime.NumGoroutine()
+			for _, c := range srvs {
+				require.NoError(t, c.Close())
+			}
+			added := runtime.NumGoroutine() - before
+			require.EqualValues(t, n, s.Stats().Lingering, "every close lingers: the peers have sent no FIN")
+			if p.shared {
+				assert.LessOrEqual(t, added, 2, "goroutines added by %d lingering closes", n)
+				assert.Equal(t, n, linger.Watched(s.Listener))
+			} else {
+				// Other tests' leftovers may exit meanwhile: a margin.
+				assert.GreaterOrEqual(t, added, n*9/10, "goroutines added by %d lingering closes", n)
+			}
+			for _, c := range clients {
+				c.Close()
+			}
+			for range n {
+				assert.Equal(t, linger.Clean, s.next(t).Outcome)
+			}
+			// Nothing lingers: the watcher exits without Shutdown.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			assert.True(t, linger.WaitNoLingerGoroutine(ctx, s.Listener), "a lingering goroutine outlived its closes")
+		})
+	}
+}
+
+// The epoll set and its goroutine come with the first lingering close and
+// go with the last, descriptor included, and come back for the next.
+func TestLingerSetComesAndGoes(t *testing.T) {
+	s := listen(t, linger.Config{LingerTimeout: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for round := range 3 {
+		client, srv := pair(t, s)
+		require.NoError(t, srv.Close())
+		assert.Equal(t, 1, linger.Watched(s.Listener), "round %d", round)
+		set := linger.LingerSetFile(s.Listener)
+		require.NotNil(t, set, "round %d: no epoll set while a close lingers", round)
+		require.NoError(t, client.Close())
+		assert.Equal(t, linger.Clean, s.next(t).Outcome)
+		require.True(t, linger.WaitNoLingerGoroutine(ctx, s.Listener), "round %d: the watcher outlived the last linger", round)
+		assert.Nil(t, linger.LingerSetFile(s.Listener), "round %d", round)
+		assert.ErrorIs(t, set.Close(), os.ErrClosed, "round %d: the epoll set's descriptor is closed", round)
+	}
+}
+
+// OnClose runs on the epoll set's goroutine; closing another connection
+// of the same Listener from it must not deadlock.
+func TestOnCloseMayCloseAnotherConnection(t *testing.T) {
+	var mu sync.Mutex
+	var next net.Conn
+	s := listen(t, linger.Config{LingerTimeout: time.Minute, OnClose: func(linger.CloseInfo) {
+		mu.Lock()
+		c := next
+		next = nil
+		mu.Unlock()
+		if c != nil {
+			c.Close()
+		}
+	}})
+	c1, s1 := pair(t, s)
+	c2, s2 := pair(t, s)
+	mu.Lock()
+	next = s2
+	mu.Unlock()
+	require.NoError(t, s1.Close())
+	require.NoError(t, c1.Close())
+	assert.Equal(t, linger.Clean, s.next(t).Outcome)
+	_, err := c2.Read(make([]byte, 1))
+	require.ErrorIs(t, err, io.EOF, "OnClose closed the second connection")
+	require.NoError(t, c2.Close())
+	assert.Equal(t, linger.Clean, s.next(t).Outcome)
+}
+
+// Closes racing Shutdown's cut: each ends, none is left lingering, and
+// Shutdown returns on time, whichever side of the cut a close falls.
+func TestClosesRacingShutdownCut(t *testing.T) {
+	const n, closers = 400, 4
+	s := listen(t, linger.Config{LingerTimeout: time.Hour})
+	srvs := make([]net.Conn, n)
+	for i := range n {
+		_, srvs[i] = pair(t, s)
+	}
+	var wg sync.WaitGroup
+	for k := range closers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := k; i < n; i += closers {
+				srvs[i].Close()
+			}
+		}()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	s.Shutdown(ctx)
+	took := time.Since(start)
+	wg.Wait()
+	assert.Less(t, took, 5*time.Second)
+	for range n {
+		o := s.next(t).Outcome
+		assert.Contains(t, []linger.Outcome{linger.Aborted, linger.Clean}, o)
+	}
+	st := s.Stats()
+	assert.EqualValues(t, n, st.Closed())
+	assert.EqualValues(t, 0, st.Lingering)
+	assert.EqualValues(t, 0, st.Open)
+}
+
+// The target: 9,000 closes at once, their peers silent, none shed
+// at the zero Config (the old bound, 4096, shed 4904 of them). Sized to
+// the descriptor limit like the benchmarks.
+func TestManySimultaneousClosesAreNotShed(t *testing.T) {
+	n := fitConns(t)
+	if testing.Short() {
+		n = min(n, 5000)
+	}
+	ln := lingerListen(t, "epoll", linger.Config{LingerTimeout: time.Minute})
+	accepted := make(chan []net.Conn, 1)
+	go func() {
+		var cs []net.Conn
+		for range n {
+			c, err := ln.Accept()
+			if err != nil {
+				break
+			}
+			cs = append(cs, c)
+		}
+		accepted <- cs
+	}()
+	clients := rawClients(t, ln.Addr(), n)
+	cs := <-accepted
+	require.Len(t, cs, n)
+	before := runtime.NumGoroutine()
+	for _, c := range cs {
+		require.NoError(t, c.Close())
+	}
+	st := ln.Stats()
+	assert.Zero(t, st.Count(linger.Shed), "shed")
+	assert.EqualValues(t, n, st.Lingering+st.Closed())
+	assert.LessOrEqual(t, runtime.NumGoroutine()-before, 2, "goroutines added by %d lingering closes", n)
+	clients.closeAll()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, ln.Shutdown(ctx))
+	assert.EqualValues(t, n, ln.Stats().Count(linger.Clean), "every close ended on the peer's FIN; stats %+v", ln.Stats())
+}
