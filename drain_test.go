@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -41,7 +42,7 @@ func TestCloseWithUnreadBytesSendsFINNotRST(t *testing.T) {
 		ln := rawListen(t)
 		resets := 0
 		for range 50 {
-			if isReset(closeWithUnread(t, ln)) {
+			if testnet.IsReset(closeWithUnread(t, ln)) {
 				resets++
 			}
 		}
@@ -83,7 +84,7 @@ func TestWriteAfterCloseIsDiscardedNotReset(t *testing.T) {
 	t.Run("raw", func(t *testing.T) {
 		ln := rawListen(t)
 		err := writeAfterClose(t, ln)
-		assert.True(t, isReset(err), "raw: the client's second write fails with a reset, got %v", err)
+		assert.True(t, testnet.IsReset(err), "raw: the client's second write fails with a reset, got %v", err)
 	})
 	t.Run("linger", func(t *testing.T) {
 		s := listen(t, linger.Config{})
@@ -268,7 +269,7 @@ func TestAbortiveClose(t *testing.T) {
 			}
 			require.NoError(t, srv.Close())
 			_, err := client.Read(make([]byte, 1))
-			assert.True(t, isReset(err), "the user asked for a RST, got %v", err)
+			assert.True(t, testnet.IsReset(err), "the user asked for a RST, got %v", err)
 			assert.Equal(t, linger.Aborted, s.next(t).Outcome)
 		})
 	}

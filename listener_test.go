@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -271,7 +272,7 @@ func TestCloseHandsTheAcceptQueueToTheServer(t *testing.T) {
 		require.NoError(t, ln.Close())
 		resets := 0
 		for _, c := range clients {
-			if _, err := readEnd(c); isReset(err) {
+			if _, err := readEnd(c); testnet.IsReset(err) {
 				resets++
 			}
 		}

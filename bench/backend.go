@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/netns"
 )
 
 type request struct {
@@ -40,7 +41,7 @@ type request struct {
 type response struct {
 	Err      string          `json:"err,omitempty"`
 	Addrs    []string        `json:"addrs,omitempty"`
-	Counters *tcpCounters    `json:"counters,omitempty"` // movement during the run, if counted
+	Counters *netns.Counters `json:"counters,omitempty"` // movement during the run, if counted
 	Stats    *linger.Stats   `json:"stats,omitempty"`    // summed over the run's listeners, if they count
 	Value    float64         `json:"value,omitempty"`    // an event's result
 	GRPC     *grpcResult     `json:"grpc,omitempty"`     // the grpc scenario's server, on stop
@@ -84,7 +85,7 @@ type backendRun struct {
 	preStop time.Duration   // the shutdown event sleeps this long first
 	deploy  *deployScraper  // the shutdown scenario's scrape of the deployed server; nil for raw
 	probe   *connProbe      // follows the deployed server's connections
-	before  tcpCounters
+	before  netns.Counters
 	counted bool
 	memBase uint64
 }
@@ -136,9 +137,9 @@ func runBackend(host string, countRSTs bool) int {
 				err = errors.New("no run, or not counting")
 				break
 			}
-			var c tcpCounters
-			if c, err = readCounters(); err == nil {
-				d := c.sub(cur.before)
+			var c netns.Counters
+			if c, err = netns.ReadCounters(); err == nil {
+				d := c.Sub(cur.before)
 				resp.Counters = &d
 			}
 		case "stop":
@@ -177,7 +178,7 @@ func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
 			return nil, err
 		}
 		if countRSTs {
-			if r.before, err = readCounters(); err != nil {
+			if r.before, err = netns.ReadCounters(); err != nil {
 				r.stop()
 				return nil, err
 			}
@@ -259,7 +260,7 @@ func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
 		r.deploy = newDeployScraper(r.lns[0])
 	}
 	if countRSTs {
-		c, err := readCounters()
+		c, err := netns.ReadCounters()
 		if err != nil {
 			r.stop()
 			return nil, err
@@ -436,8 +437,8 @@ func (r *backendRun) stop() response {
 		// arrives; everything has closed by now, and nothing more arrives
 		// once the driver's clients are done.
 		time.Sleep(20 * time.Millisecond)
-		if c, err := readCounters(); err == nil {
-			d := c.sub(r.before)
+		if c, err := netns.ReadCounters(); err == nil {
+			d := c.Sub(r.before)
 			resp.Counters = &d
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/netns"
 )
 
 // A scenario is one user-visible story; run runs all of its rounds.
@@ -325,7 +326,7 @@ func (d *driver) row(scn, v string) *row {
 	if r == nil {
 		r = &row{Scenario: scn, Variant: v, Extra: make(map[string]float64)}
 		if d.counted {
-			r.Counters = &tcpCounters{}
+			r.Counters = &netns.Counters{}
 		}
 		d.rows[key] = r
 	}
@@ -379,7 +380,7 @@ func (d *driver) runReq(scn string, req request, v variant, body func(addrs []st
 	r := d.row(scn, v.name)
 	r.Runs++
 	if stop.Counters != nil && r.Counters != nil {
-		*r.Counters = r.Counters.add(*stop.Counters)
+		*r.Counters = r.Counters.Add(*stop.Counters)
 	}
 	if stop.Stats != nil {
 		if r.Stats == nil {

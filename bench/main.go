@@ -113,7 +113,7 @@ func runTop(o options) int {
 		return runDriver(o, "", "ip (iproute2) is missing")
 	}
 	removeStaleNamespaces()
-	ns, err := newNetns()
+	ns, err := newNamespaces()
 	if err != nil {
 		return runDriver(o, "", fmt.Sprintf("cannot create network namespaces: %v", err))
 	}

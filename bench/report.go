@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/netns"
 )
 
 // row is what one scenario × variant saw over all its runs. OK, 502, EOF,
@@ -31,7 +32,7 @@ type row struct {
 	EOF       int                `json:"eof"`
 	Reset     int                `json:"econnreset"`
 	Other     int                `json:"other"`
-	Counters  *tcpCounters       `json:"backendCounters,omitempty"` // nil: not counted (not root)
+	Counters  *netns.Counters    `json:"backendCounters,omitempty"` // nil: not counted (not root)
 	Stats     *linger.Stats      `json:"lingerStats,omitempty"`     // nil: the listener does not count
 	Extra     map[string]float64 `json:"extra,omitempty"`
 	Smuggle   *smuggleCounts     `json:"smuggle,omitempty"` // the smuggle rows' own columns

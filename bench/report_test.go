@@ -4,39 +4,29 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/linger-go/linger/internal/netns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-func TestParseSNMP(t *testing.T) {
-	m, err := parseSNMP("Tcp: RtoAlgorithm OutRsts\nTcp: 1 42\nTcpExt: TCPAbortOnClose TCPAbortOnData\nTcpExt: 3 4\n")
-	require.NoError(t, err)
-	assert.Equal(t, int64(42), m["Tcp:OutRsts"])
-	assert.Equal(t, int64(3), m["TcpExt:TCPAbortOnClose"])
-	assert.Equal(t, int64(4), m["TcpExt:TCPAbortOnData"])
-
-	_, err = parseSNMP("Tcp: A B\nTcp: 1\n")
-	assert.Error(t, err, "names and values must pair up")
-}
-
 func TestCheckFailures(t *testing.T) {
 	r := &results{Rows: []*row{
-		{Scenario: "unread-close", Variant: "raw", Counters: &tcpCounters{OutRsts: 9}},
-		{Scenario: "unread-close", Variant: "linger", Counters: &tcpCounters{}},
-		{Scenario: "shutdown", Variant: "linger", Counters: &tcpCounters{OutRsts: 2}}, // not checked
-		{Scenario: "idle-race", Variant: "linger", Counters: &tcpCounters{AbortOnData: 1}},
+		{Scenario: "unread-close", Variant: "raw", Counters: &netns.Counters{OutRsts: 9}},
+		{Scenario: "unread-close", Variant: "linger", Counters: &netns.Counters{}},
+		{Scenario: "shutdown", Variant: "linger", Counters: &netns.Counters{OutRsts: 2}}, // not checked
+		{Scenario: "idle-race", Variant: "linger", Counters: &netns.Counters{AbortOnData: 1}},
 		{Scenario: "early-response", Variant: "linger", Reset: 1}, // uncounted: clients' resets
-		{Scenario: "grpc-age", Variant: "raw", Counters: &tcpCounters{OutRsts: 5, AbortOnData: 5}},
-		{Scenario: "grpc-age", Variant: "linger", Counters: &tcpCounters{AbortOnClose: 1}},
-		{Scenario: "grpc-idle", Variant: "linger", Counters: &tcpCounters{}},
+		{Scenario: "grpc-age", Variant: "raw", Counters: &netns.Counters{OutRsts: 5, AbortOnData: 5}},
+		{Scenario: "grpc-age", Variant: "linger", Counters: &netns.Counters{AbortOnClose: 1}},
+		{Scenario: "grpc-idle", Variant: "linger", Counters: &netns.Counters{}},
 		{Scenario: "grpc-agegrace", Variant: "linger", Reset: 1}, // uncounted: the RPCs' resets
-		{Scenario: "shutdown", Variant: "raw", Requests: 10, OK: 8, Counters: &tcpCounters{OutRsts: 3}},
-		{Scenario: "shutdown", Variant: "lingerhttp", Requests: 10, OK: 9, Counters: &tcpCounters{}},
-		{Scenario: "nginx-idle", Variant: "lingerhttp", Requests: 10, OK: 10, Counters: &tcpCounters{OutRsts: 1}},
-		{Scenario: "haproxy-idle", Variant: "lingerhttp", Requests: 10, OK: 10, Counters: &tcpCounters{}},
-		{Scenario: "apache-idle", Variant: "linger", Requests: 10, OK: 9, Counters: &tcpCounters{AbortOnClose: 1}},
-		{Scenario: "apache-idle", Variant: "lingerhttp", Requests: 10, OK: 9, Counters: &tcpCounters{}},
-		{Scenario: "apache-deploy", Variant: "lingerhttp", Requests: 10, OK: 9, Counters: &tcpCounters{OutRsts: 1}}, // not checked
+		{Scenario: "shutdown", Variant: "raw", Requests: 10, OK: 8, Counters: &netns.Counters{OutRsts: 3}},
+		{Scenario: "shutdown", Variant: "lingerhttp", Requests: 10, OK: 9, Counters: &netns.Counters{}},
+		{Scenario: "nginx-idle", Variant: "lingerhttp", Requests: 10, OK: 10, Counters: &netns.Counters{OutRsts: 1}},
+		{Scenario: "haproxy-idle", Variant: "lingerhttp", Requests: 10, OK: 10, Counters: &netns.Counters{}},
+		{Scenario: "apache-idle", Variant: "linger", Requests: 10, OK: 9, Counters: &netns.Counters{AbortOnClose: 1}},
+		{Scenario: "apache-idle", Variant: "lingerhttp", Requests: 10, OK: 9, Counters: &netns.Counters{}},
+		{Scenario: "apache-deploy", Variant: "lingerhttp", Requests: 10, OK: 9, Counters: &netns.Counters{OutRsts: 1}}, // not checked
 	}}
 	bad := r.checkFailures()
 	require.Len(t, bad, 8, "%q", bad)
@@ -62,7 +52,7 @@ func TestNotesNumbers(t *testing.T) {
 
 func TestMarkdownAndSVG(t *testing.T) {
 	rsts := int64(3)
-	r := &results{RSTSource: "kernel counters", Rows: []*row{{Scenario: "sweep", Variant: "raw", Requests: 3, Counters: &tcpCounters{OutRsts: 3}}},
+	r := &results{RSTSource: "kernel counters", Rows: []*row{{Scenario: "sweep", Variant: "raw", Requests: 3, Counters: &netns.Counters{OutRsts: 3}}},
 		Sweep: []*sweepPoint{{Variant: "raw", OffsetMs: 0, Tries: 3, EOF: 3, RSTs: &rsts}}}
 	assert.Contains(t, r.markdown(), "| sweep | raw | 3 | 0 | 0 | 0 | 0 | 0 | 3 | 0 / 0 |")
 	svg := r.sweepSVG()
@@ -81,7 +71,7 @@ func TestCheckFailuresSmuggle(t *testing.T) {
 		return &s
 	}
 	r := &results{Rows: []*row{
-		{Scenario: "smuggle-http1.0", Variant: "raw", Smuggle: with(func(s *smuggleCounts) { s.AdminRuns = 1 }), Counters: &tcpCounters{OutRsts: 7}},
+		{Scenario: "smuggle-http1.0", Variant: "raw", Smuggle: with(func(s *smuggleCounts) { s.AdminRuns = 1 }), Counters: &netns.Counters{OutRsts: 7}},
 		{Scenario: "smuggle-http1.0", Variant: "linger", Smuggle: with(func(*smuggleCounts) {})},
 		{Scenario: "smuggle-http1.0", Variant: "rescue", Smuggle: with(func(s *smuggleCounts) { s.AdminRuns = 10 })},
 		{Scenario: "smuggle-keepalive", Variant: "linger", Smuggle: with(func(s *smuggleCounts) { s.Direct403 = 2 })},
@@ -99,7 +89,7 @@ func TestCheckFailuresSmuggle(t *testing.T) {
 // table is left out.
 func TestMarkdownSmuggle(t *testing.T) {
 	r := &results{RSTSource: "kernel counters", Rows: []*row{{
-		Scenario: "smuggle-http1.0", Variant: "rescue", Counters: &tcpCounters{OutRsts: 2},
+		Scenario: "smuggle-http1.0", Variant: "rescue", Counters: &netns.Counters{OutRsts: 2},
 		Smuggle: &smuggleCounts{Attempts: 20, Reached: 20, AdminRuns: 20, Direct: 6, Direct403: 6},
 		Extra:   map[string]float64{"backend /admin runs, long": 7},
 	}}}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/linger-go/linger/internal/netns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -122,11 +123,11 @@ func TestRestartGenerations(t *testing.T) {
 
 func TestRestartTableAndCheck(t *testing.T) {
 	r := &results{Rows: []*row{
-		{Scenario: "restart-nginx", Variant: "raw", Requests: 10, OK: 8, Status502: 2, Counters: &tcpCounters{OutRsts: 2},
+		{Scenario: "restart-nginx", Variant: "raw", Requests: 10, OK: 8, Status502: 2, Counters: &netns.Counters{OutRsts: 2},
 			Restart: &restartCounts{Restarts: 2, Refused: 2, GapMaxMs: 12.5, Overlap: -1}, Extra: map[string]float64{}},
-		{Scenario: "restart-nginx", Variant: "lingerhttp+tableflip", Requests: 10, OK: 10, Counters: &tcpCounters{},
+		{Scenario: "restart-nginx", Variant: "lingerhttp+tableflip", Requests: 10, OK: 10, Counters: &netns.Counters{},
 			Restart: &restartCounts{Restarts: 2, GapMaxMs: 0, Overlap: 0.05}, Extra: map[string]float64{}},
-		{Scenario: "restart-haproxy", Variant: "lingerhttp+tableflip", Requests: 10, OK: 10, Counters: &tcpCounters{},
+		{Scenario: "restart-haproxy", Variant: "lingerhttp+tableflip", Requests: 10, OK: 10, Counters: &netns.Counters{},
 			Restart: &restartCounts{Restarts: 2, Refused: 1, Overlap: 0.05}, Extra: map[string]float64{}},
 	}}
 	md := r.markdown()

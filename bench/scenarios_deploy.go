@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/netns"
 )
 
 const (
@@ -36,7 +37,7 @@ type deployRun struct {
 	failed   int // requests that did not get a 200
 	failures []deployFailure
 	shutdown *shutdownReport
-	counters *tcpCounters // the backend namespace's, over the run
+	counters *netns.Counters // the backend namespace's, over the run
 	rescued  int64
 }
 

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/linger-go/linger/internal/netns"
 )
 
 // restartVariants are the restart rows: raw net/http stopped and started
@@ -213,11 +215,7 @@ func (d *driver) restartRun(scn, kind string, v variant, sz restartSizes) ([]tim
 // clients (which connect to the proxy, on loopback) and the proxies, so
 // its count is the proxies' connects the backend's kernel refused.
 func readAttemptFails() (int64, error) {
-	b, err := os.ReadFile("/proc/net/snmp")
-	if err != nil {
-		return 0, err
-	}
-	m, err := parseSNMP(string(b))
+	m, err := netns.ReadSNMP()
 	if err != nil {
 		return 0, err
 	}

@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"time"
+
+	"github.com/linger-go/linger/internal/netns"
 )
 
 // unreadRequest is a request line followed by 64 KiB of headers: the
@@ -85,7 +87,7 @@ func (d *driver) sweep() error {
 			offs := sweepOffsets()
 			rand.Shuffle(len(offs), func(i, j int) { offs[i], offs[j] = offs[j], offs[i] })
 			r := d.row(scn, v.name)
-			var seen tcpCounters
+			var seen netns.Counters
 			for _, off := range offs {
 				outs := make([]string, d.sz.sweepTries)
 				parallel(d.ctx, len(outs), 4, func(i int) {

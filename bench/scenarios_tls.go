@@ -6,39 +6,26 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	cryptorand "crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"math/big"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptrace"
 	"sync"
 	"time"
+
+	"github.com/linger-go/linger/internal/testnet"
 )
 
 // backendTLS is the backends' TLS configuration: a self-signed
 // certificate, made once per process. Clients skip verification; what is
 // measured is how connections end, not who the backend is.
 var backendTLS = sync.OnceValue(func() *tls.Config {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), cryptorand.Reader)
+	cert, _, err := testnet.Certificate("lingerbench backend", net.ParseIP(backendIP))
 	if err != nil {
 		panic(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.ParseIP(backendIP)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(cryptorand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		panic(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	return &tls.Config{Certificates: []tls.Certificate{cert}}
 })
 
 // tlsIdleRace is idle-race over TLS with Go's HTTP/2 client: one

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/netutil"
@@ -86,7 +87,7 @@ func TestLimitListenerInside(t *testing.T) {
 	require.NoError(t, err)
 
 	err = closeUnread(t, client0, srv0, nil)
-	assert.True(t, isReset(err), "linger cannot linger through LimitListener's conn: the client is reset, got %v", err)
+	assert.True(t, testnet.IsReset(err), "linger cannot linger through LimitListener's conn: the client is reset, got %v", err)
 	ci := ls.next(t)
 	assert.Equal(t, linger.Plain, ci.Outcome, "reported as a plain close")
 	assert.Equal(t, -1, ci.Unread, "linger cannot see the receive queue")

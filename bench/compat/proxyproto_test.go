@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	proxyproto "github.com/pires/go-proxyproto"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -68,7 +69,7 @@ func TestProxyProtoInside(t *testing.T) {
 	assert.Equal(t, "127.1.2.3:4321", srv.RemoteAddr().String(), "RemoteAddr is the proxied client")
 
 	err = closeUnread(t, client, srv, nil)
-	assert.True(t, isReset(err), "linger cannot half-close a *proxyproto.Conn: the client is reset, got %v", err)
+	assert.True(t, testnet.IsReset(err), "linger cannot half-close a *proxyproto.Conn: the client is reset, got %v", err)
 	ci := ls.next(t)
 	assert.Equal(t, linger.Plain, ci.Outcome, "reported as a plain close")
 	assert.Equal(t, -1, ci.Unread)

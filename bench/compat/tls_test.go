@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -70,7 +71,7 @@ func TestTLSCloseNotify(t *testing.T) {
 	t.Run("raw/unread", func(t *testing.T) {
 		tlsErr, tcpErr := run(t, listenTCP(t), true)
 		assert.NoError(t, tlsErr, "close_notify arrived before the reset")
-		assert.True(t, isReset(tcpErr), "control: the raw close resets, got %v", tcpErr)
+		assert.True(t, testnet.IsReset(tcpErr), "control: the raw close resets, got %v", tcpErr)
 	})
 	for _, unread := range []bool{false, true} {
 		name := map[bool]string{false: "linger/idle", true: "linger/unread"}[unread]
@@ -127,7 +128,7 @@ func TestTLSFailedHandshakeGarbage(t *testing.T) {
 	}
 	t.Run("raw", func(t *testing.T) {
 		err := run(t, listenTCP(t))
-		assert.True(t, isReset(err), "control: the raw close resets, got %v", err)
+		assert.True(t, testnet.IsReset(err), "control: the raw close resets, got %v", err)
 	})
 	t.Run("linger", func(t *testing.T) {
 		ls := wrapLinger(t, listenTCP(t), linger.Config{})
@@ -169,7 +170,7 @@ func TestTLSClientCertRejected(t *testing.T) {
 	_, err = client.Read(make([]byte, 1))
 	require.Error(t, err)
 	assert.ErrorContains(t, err, "remote error: tls: certificate required", "client reads the server's alert")
-	assert.False(t, isReset(err))
+	assert.False(t, testnet.IsReset(err))
 	assert.NoError(t, readEnd(rawClient), "then the stream ends in a FIN, not a reset")
 	rawClient.Close()
 

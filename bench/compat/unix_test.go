@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -36,7 +37,7 @@ func TestUnixListener(t *testing.T) {
 		ln := listenUnix(t)
 		client, srv := pair(t, ln)
 		err := closeUnread(t, client, srv, nil)
-		assert.True(t, isReset(err), "control: a unix close with unread data resets the peer, got %v", err)
+		assert.True(t, testnet.IsReset(err), "control: a unix close with unread data resets the peer, got %v", err)
 	})
 	t.Run("linger/unread", func(t *testing.T) {
 		var logged bytes.Buffer
