@@ -51,8 +51,9 @@ func main() {
 		genAddr   string
 	)
 	flag.BoolVar(&o.quick, "quick", false, "small counts, for CI (under 90 s)")
-	flag.BoolVar(&o.check, "check", false, "exit 1 if linger lets the backend send a RST in "+strings.Join(checkedScenarios, ", ")+
-		", or a request fails or a RST is sent in "+strings.Join(losslessRows, ", ")+
+	noRSTs, lossless := checkedRows()
+	flag.BoolVar(&o.check, "check", false, "exit 1 if linger lets the backend send a RST in "+strings.Join(noRSTs, ", ")+
+		", or a request fails or a RST is sent in "+strings.Join(lossless, ", ")+
 		", or the backend's /admin runs in smuggle")
 	flag.StringVar(&only, "only", "", "comma-separated scenarios to run (default all but the opt-in "+strings.Join(optInScenarios(), ", ")+")")
 	flag.StringVar(&o.out, "out", "results", "directory for latest.json, sweep.svg and the proxies' files")
@@ -78,15 +79,10 @@ func main() {
 		fmt.Fprintf(os.Stderr, "lingerbench: -deploy-think %v: want 0 to 10s\n", o.deployThink)
 		os.Exit(2)
 	}
-	if only != "" {
-		o.only = make(map[string]bool)
-		for _, s := range strings.Split(only, ",") {
-			if !knownScenario(s) {
-				fmt.Fprintf(os.Stderr, "lingerbench: unknown scenario %q; known: %s\n", s, strings.Join(scenarioNames(), ", "))
-				os.Exit(2)
-			}
-			o.only[s] = true
-		}
+	var err error
+	if o.only, err = parseOnly(only); err != nil {
+		fmt.Fprintf(os.Stderr, "lingerbench: -only: %v\n", err)
+		os.Exit(2)
 	}
 	switch role {
 	case "backend":

@@ -107,20 +107,6 @@ func TestNginxConfTLSUpstream(t *testing.T) {
 	assert.Contains(t, tls, "keepalive 32;")
 }
 
-// Opt-in scenarios run only when -only names them; the default run skips
-// them, for its time budget.
-func TestOptInScenarios(t *testing.T) {
-	optIn := scenario{name: "nginx-tls-idle", optIn: true}
-	always := scenario{name: "tls-idle-race"}
-	all := &driver{o: options{}}
-	assert.False(t, all.selected(optIn))
-	assert.True(t, all.selected(always))
-	named := &driver{o: options{only: map[string]bool{"nginx-tls-idle": true}}}
-	assert.True(t, named.selected(optIn))
-	assert.False(t, named.selected(always))
-	assert.Equal(t, []string{"nginx-tls-idle", "apache-deploy", "restart"}, optInScenarios())
-}
-
 // Apache runs on its own configuration: every path it writes is under the
 // run's directory, it loads the event MPM and the balancer's modules from
 // Debian's directory, and every upstream is a pooled balancer member kept

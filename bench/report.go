@@ -331,14 +331,15 @@ func (r *results) checkFailures() []string {
 		if row.Variant == variants[0].name {
 			continue
 		}
-		lossless := slices.Contains(losslessRows, row.Scenario+"/"+row.Variant)
+		scn := scenarioOfRow(row.Scenario)
+		lossless := scn != nil && slices.Contains(scn.lossless, row.Variant)
 		if failed := row.Requests - row.OK; lossless && failed > 0 {
 			bad = append(bad, fmt.Sprintf("%s/%s: %d of %d requests failed", row.Scenario, row.Variant, failed, row.Requests))
 		}
 		if rs := row.Restart; lossless && rs != nil && rs.Refused > 0 {
 			bad = append(bad, fmt.Sprintf("%s/%s: the backend refused %d of the proxy's connects", row.Scenario, row.Variant, rs.Refused))
 		}
-		if !lossless && !slices.Contains(checkedScenarios, row.Scenario) {
+		if !lossless && (scn == nil || !scn.noRSTs) {
 			continue
 		}
 		if c := row.Counters; c != nil {

@@ -71,17 +71,14 @@ type deployResult struct {
 // tells the drain's phases apart (lingerhttp closes its listener at
 // +1000 ms). Each variant is deployed d.sz.deploys times (-deploys),
 // alternating.
-func (d *driver) apacheDeploy() error {
-	const scn = "apache-deploy"
+func (d *driver) apacheDeploy(s *scenario) error {
+	scn := s.name
 	runs := make(map[string][]deployRun)
-	err := d.alternate(d.sz.deploys, func(v variant) error {
-		if !v.applies(scn) {
-			return nil
-		}
+	err := d.alternate(d.sz.deploys, s.backend, func(v variant) error {
 		var dr deployRun
 		var t tally
 		var kinds map[string]int
-		stop, err := d.runReq(scn, request{Scenario: scn}, v, func(addrs []string) error {
+		stop, err := d.runReq(scn, s.backend, request{}, v, func(addrs []string) error {
 			p, err := startProxy("apache2", filepath.Join(d.tmp, scn+"-"+v.name), addrs)
 			if err != nil {
 				return err
@@ -151,7 +148,7 @@ func (d *driver) apacheDeploy() error {
 		if stop.Stats != nil {
 			dr.rescued = stop.Stats.Count(linger.Rescued)
 		}
-		if !v.applies(scn) || d.ctx.Err() != nil {
+		if d.ctx.Err() != nil {
 			return err
 		}
 		r := d.row(scn, v.name)

@@ -44,20 +44,20 @@ type grpcResult struct {
 // grpc runs every close path, alternating the variants. OK: the RPC
 // succeeded; ECONNRESET: it failed with "connection reset by peer" in its
 // error; other: it failed otherwise (the codes are in the notes).
-func (d *driver) grpc() error {
+func (d *driver) grpc(s *scenario) error {
 	for _, path := range grpcPaths {
 		scn := "grpc-" + string(path)
-		err := d.alternate(d.sz.grpcRounds, func(v variant) error {
+		err := d.alternate(d.sz.grpcRounds, s.backend, func(v variant) error {
 			var p compat.PathResult
-			req := request{Scenario: "grpc", GRPC: &grpcRequest{Path: string(path)}}
-			stop, err := d.runReq(scn, req, v, func(addrs []string) error {
+			req := request{GRPC: &grpcRequest{Path: string(path)}}
+			stop, err := d.runReq(scn, s.backend, req, v, func(addrs []string) error {
 				if len(addrs) != 1 {
 					return fmt.Errorf("backend sent %d addresses", len(addrs))
 				}
 				p = compat.DriveGRPC(d.ctx, addrs[0], path, compat.GRPCOptions{Duration: d.sz.grpcFor})
 				return p.Err
 			})
-			if err != nil || !v.applies("grpc") {
+			if err != nil {
 				return err
 			}
 			g := stop.GRPC

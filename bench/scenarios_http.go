@@ -24,10 +24,10 @@ const idleRaceJitter = 2 * time.Millisecond
 // request at the server's idle deadline ± jitter. The requests are POSTs
 // without GetBody, so the Transport does not retry them and every lost
 // request shows.
-func (d *driver) idleRace() error {
-	const scn = "idle-race"
-	return d.alternate(d.sz.idleRounds, func(v variant) error {
-		return d.run(scn, scn, v, func(addrs []string) error {
+func (d *driver) idleRace(s *scenario) error {
+	scn := s.name
+	return d.alternate(d.sz.idleRounds, s.backend, func(v variant) error {
+		return d.run(scn, s.backend, v, func(addrs []string) error {
 			var t tally
 			var dials countingDialer
 			url := "http://" + addrs[0] + "/"
@@ -94,11 +94,11 @@ var earlyReplySizes = []int{8 << 10, 256 << 10}
 // reading it. The client writes the whole body, then reads the answer, as
 // simple clients do. OK: the whole 413 arrived; EOF: the answer was
 // truncated; ECONNRESET: a reset came first.
-func (d *driver) earlyResponse() error {
-	const scn = "early-response"
+func (d *driver) earlyResponse(s *scenario) error {
+	scn := s.name
 	zeros := make([]byte, 64<<10)
-	return d.alternate(d.sz.earlyRounds, func(v variant) error {
-		return d.run(scn, scn, v, func(addrs []string) error {
+	return d.alternate(d.sz.earlyRounds, s.backend, func(v variant) error {
+		return d.run(scn, s.backend, v, func(addrs []string) error {
 			var t tally
 			parallel(d.ctx, d.sz.earlyUploads, 4, func(i int) {
 				t.add("requests", 1)
@@ -156,12 +156,12 @@ func (d *driver) earlyResponse() error {
 // overhead: keep-alive hello-world throughput and latency, alternating
 // pairs; then the memory of lingering connections and the time Shutdown
 // takes for many idle ones.
-func (d *driver) overhead() error {
-	const scn = "overhead"
+func (d *driver) overhead(s *scenario) error {
+	scn := s.name
 	lat := make(map[string][]time.Duration)
 	secs := make(map[string]float64)
-	err := d.alternate(d.sz.overheadPairs, func(v variant) error {
-		return d.run(scn, "overhead", v, func(addrs []string) error {
+	err := d.alternate(d.sz.overheadPairs, s.backend, func(v variant) error {
+		return d.run(scn, s.backend, v, func(addrs []string) error {
 			n, l := d.helloLoad(addrs[0], 16, d.sz.overheadFor)
 			r := d.row(scn, v.name)
 			r.Requests += n
@@ -176,10 +176,7 @@ func (d *driver) overhead() error {
 		return err
 	}
 	oh := &overheadResult{Pairs: d.sz.overheadPairs, Seconds: d.sz.overheadFor.Seconds(), Conns: 16, Idle: d.sz.overheadConns, ShutdownMs: make(map[string]float64)}
-	for _, v := range variants {
-		if !v.applies("overhead") {
-			continue
-		}
+	for _, v := range s.backend.variantList() {
 		l := lat[v.name]
 		slices.Sort(l)
 		st := latencyStats{RPS: float64(len(l)) / secs[v.name], P50Ms: quantileMs(l, 0.50), P99Ms: quantileMs(l, 0.99)}
@@ -194,7 +191,7 @@ func (d *driver) overhead() error {
 	// Memory per lingering connection: the backend closes every
 	// connection at once; ours never answer its FIN until we let go.
 	n := d.sz.overheadConns
-	err = d.run("memory", "memory", variants[0], func(addrs []string) error {
+	err = d.run(memoryBackend.name, memoryBackend, variants[0], func(addrs []string) error {
 		conns := d.dialMany(addrs[0], n, nil)
 		defer func() {
 			for _, c := range conns {
@@ -208,15 +205,15 @@ func (d *driver) overhead() error {
 		oh.BytesPerLingering = b
 		return err
 	})
-	delete(d.rows, "memory/"+variants[0].name)
+	delete(d.rows, memoryBackend.name+"/"+variants[0].name)
 	if err != nil {
 		return err
 	}
 
 	// Shutdown of many idle keep-alive connections.
-	return d.alternate(1, func(v variant) error {
-		defer delete(d.rows, "shutdown-idle/"+v.name)
-		return d.run("shutdown-idle", "shutdown-idle", v, func(addrs []string) error {
+	return d.alternate(1, shutdownIdleBackend, func(v variant) error {
+		defer delete(d.rows, shutdownIdleBackend.name+"/"+v.name)
+		return d.run(shutdownIdleBackend.name, shutdownIdleBackend, v, func(addrs []string) error {
 			var wg sync.WaitGroup
 			conns := d.dialMany(addrs[0], n, func(c net.Conn) bool {
 				c.SetDeadline(time.Now().Add(60 * time.Second))

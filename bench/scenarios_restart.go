@@ -19,10 +19,6 @@ import (
 	"github.com/linger-go/linger/internal/netns"
 )
 
-// restartVariants are the restart rows: raw net/http stopped and started
-// again, and each server restarted with tableflip.
-var restartVariants = []string{"raw", "raw+tableflip", "linger+tableflip", "lingerhttp+tableflip"}
-
 func restartRowNames() []string { return []string{"restart-nginx", "restart-haproxy"} }
 
 // restartSizes are the scenario's counts: per run, restarts restarts,
@@ -49,7 +45,7 @@ type restartCounts struct {
 	MaxMs    float64 `json:"maxMs"`
 }
 
-func (d *driver) restart() error {
+func (d *driver) restart(s *scenario) error {
 	t0 := time.Now()
 	sz := restartDefault
 	if d.o.quick {
@@ -62,11 +58,8 @@ func (d *driver) restart() error {
 			continue
 		}
 		lat := make(map[string][]time.Duration)
-		err := d.alternate(sz.rounds, func(v variant) error {
-			if !slices.Contains(restartVariants, v.name) {
-				return nil
-			}
-			l, err := d.restartRun(scn, kind, v, sz)
+		err := d.alternate(sz.rounds, s.backend, func(v variant) error {
+			l, err := d.restartRun(scn, kind, s.backend, v, sz)
 			lat[v.name] = append(lat[v.name], l...)
 			return err
 		})
@@ -118,11 +111,11 @@ func (d *driver) writeRestartTable(took time.Duration) error {
 
 // restartRun runs one restart run of variant v behind proxy kind and
 // returns the clients' latencies.
-func (d *driver) restartRun(scn, kind string, v variant, sz restartSizes) ([]time.Duration, error) {
+func (d *driver) restartRun(scn, kind string, b *backend, v variant, sz restartSizes) ([]time.Duration, error) {
 	var lat []time.Duration
 	var refused int64
 	var restartErr error
-	stop, err := d.runReq(scn, request{Scenario: "restart"}, v, func(addrs []string) error {
+	stop, err := d.runReq(scn, b, request{}, v, func(addrs []string) error {
 		p, err := startProxy(kind, filepath.Join(d.tmp, scn+"-"+v.name), addrs[:1])
 		if err != nil {
 			return err
@@ -178,9 +171,6 @@ func (d *driver) restartRun(scn, kind string, v variant, sz restartSizes) ([]tim
 		addProxyTally(d.row(scn, v.name), &t, p)
 		return nil
 	})
-	if !v.applies("restart") {
-		return nil, err
-	}
 	r := d.row(scn, v.name)
 	if r.Restart == nil {
 		r.Restart = &restartCounts{Overlap: -1}

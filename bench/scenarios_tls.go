@@ -35,11 +35,11 @@ var backendTLS = sync.OnceValue(func() *tls.Config {
 // new connection (RFC 9113 §6.8): the requests are POSTs Go's client can
 // replay (GetBody set), as browsers and proxies replay them. The row
 // counts those retries, and the backend's RSTs.
-func (d *driver) tlsIdleRace() error {
-	const scn = "tls-idle-race"
+func (d *driver) tlsIdleRace(s *scenario) error {
+	scn := s.name
 	body := bytes.Repeat([]byte("p"), 64)
-	return d.alternate(d.sz.idleRounds, func(v variant) error {
-		return d.run(scn, scn, v, func(addrs []string) error {
+	return d.alternate(d.sz.idleRounds, s.backend, func(v variant) error {
+		return d.run(scn, s.backend, v, func(addrs []string) error {
 			var t tally
 			var dials countingDialer
 			url := "https://" + addrs[0] + "/"

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
@@ -14,16 +13,14 @@ import (
 
 // A variant is one way of serving: it turns the backend's listener (and the
 // http.Server that will serve it, nil for the raw TCP scenarios) into the
-// listener that is served. Every scenario runs every variant, alternating.
-// To add one, append a line here; a listener with Stats and Shutdown methods
-// (as *linger.Listener has) gets its outcomes reported and its Shutdown
-// called when the backend stops.
+// listener that is served. Every scenario runs the variants its backend
+// names (scenarios.go), alternating. To add one, append a line here and
+// name it in the backends it serves; a listener with Stats and Shutdown
+// methods (as *linger.Listener has) gets its outcomes reported and its
+// Shutdown called when the backend stops.
 type variant struct {
 	name string
 	wrap func(ln net.Listener, srv *http.Server) net.Listener
-	// only, if set, names the backend scenarios the variant runs in;
-	// skip names those it does not.
-	only, skip []string
 	// serve, if set, serves srv on ln itself (lingerhttp owns Serve and
 	// Shutdown), keeping on serving for drainDelay when told to shut down;
 	// wrap is not used then.
@@ -35,42 +32,22 @@ type variant struct {
 
 var variants = []variant{
 	{name: "raw", wrap: func(ln net.Listener, _ *http.Server) net.Listener { return ln }},
-	{
-		name: "linger",
-		wrap: func(ln net.Listener, _ *http.Server) net.Listener { return linger.Wrap(ln, linger.Config{}) },
-		// The TLS idle race compares http.Server.ServeTLS with
-		// lingerhttp's, in the time the default run has left.
-		skip: []string{"tls-idle-race"},
-	},
-	{
-		name: "rescue",
-		wrap: wrapRescue,
-		only: []string{"idle-race", "proxy-idle", "smuggle"},
-	},
-	{
-		name:  "lingerhttp",
-		serve: serveLingerHTTP,
-		only:  []string{"idle-race", "tls-idle-race", "proxy-idle", "proxy-idle-tls", "shutdown", "apache-deploy", "overhead", "smuggle"},
-	},
+	{name: "linger", wrap: func(ln net.Listener, _ *http.Server) net.Listener { return linger.Wrap(ln, linger.Config{}) }},
+	{name: "rescue", wrap: wrapRescue},
+	{name: "lingerhttp", serve: serveLingerHTTP},
 	{
 		// The control for lingerhttp's deploy drain: the raw listener and
 		// plain http.Server.Shutdown after a sleep as long as DrainDelay.
 		name:    "raw+prestop",
 		wrap:    func(ln net.Listener, _ *http.Server) net.Listener { return ln },
-		only:    []string{"shutdown", "apache-deploy"},
 		preStop: deployDrainDelay,
 	},
 	// The restart scenario's in-place restarts with tableflip: each
 	// generation of the backend is a process that re-executes itself
 	// with the listening socket inherited (restart.go serves them).
-	{name: "raw+tableflip", only: []string{"restart"}},
-	{name: "linger+tableflip", only: []string{"restart"}},
-	{name: "lingerhttp+tableflip", only: []string{"restart"}},
-}
-
-// applies reports whether v runs in the backend scenario scn.
-func (v variant) applies(scn string) bool {
-	return (v.only == nil || slices.Contains(v.only, scn)) && !slices.Contains(v.skip, scn)
+	{name: "raw+tableflip"},
+	{name: "linger+tableflip"},
+	{name: "lingerhttp+tableflip"},
 }
 
 // rescueListener is rescue the documented way for a plain http.Server:
