@@ -233,7 +233,7 @@ func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
 		r.srvs = append(r.srvs, srv)
 		switch {
 		case b.grpc:
-			// compat.ServeGRPC serves it; the driver runs the clients.
+			// grpcload.Serve serves it; the driver runs the clients.
 			if r.grpc, err = startGRPC(ln, req); err != nil {
 				ln.Close()
 				r.stop()

@@ -29,7 +29,7 @@ type backend struct {
 	// else handle (each accepted connection), else grpc or restart.
 	server func() *http.Server
 	handle func(net.Conn)
-	// grpc: compat.ServeGRPC serves the close path the start request
+	// grpc: grpcload.Serve serves the close path the start request
 	// names; the driver runs the clients.
 	grpc bool
 	// restart: its servers are processes of their own (restart.go).
