@@ -211,6 +211,16 @@ func runDriver(o options, backendNS, noNetns string) int {
 			failed = true
 		}
 	}
+	if o.publish {
+		if failed {
+			fmt.Fprintln(os.Stderr, "lingerbench: not publishing a run that failed")
+		} else if err := publish(o); err != nil {
+			fmt.Fprintln(os.Stderr, "lingerbench: publishing results:", err)
+			failed = true
+		} else {
+			fmt.Fprintf(os.Stderr, "lingerbench: published %s to %s/\n", strings.Join(publishedFiles(o), ", "), publishDir)
+		}
+	}
 	if o.check {
 		if bad := d.res.checkFailures(); len(bad) > 0 {
 			for _, b := range bad {

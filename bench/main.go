@@ -1,8 +1,10 @@
 // Command lingerbench is linger's close-behaviour benchmark: it runs every
 // scenario on the raw listener and on linger, alternating, counts the
 // backend's resets with the kernel's own counters, and prints a table
-// (also written to results/latest.json, with the sweep drawn in
-// results/sweep.svg). Run it as bench/run from the repository root.
+// (also written to results/latest/latest.json, with the sweep drawn in
+// results/latest/sweep.svg; results/latest is not tracked). -publish copies
+// a default run's files to results/, the copy the README quotes and git
+// tracks. Run it as bench/run from the repository root.
 //
 // The process started by bench/run is the top: as root it creates two
 // network namespaces joined by a veth pair and re-runs itself in the
@@ -31,7 +33,8 @@ import (
 type options struct {
 	quick, check bool
 	only         map[string]bool // scenarios to run; empty: all
-	out          string          // results directory
+	out          string          // this run's results directory
+	publish      bool            // also copy the run's results to publishDir
 	verbose      bool
 	keep         bool          // keep the proxies' configs and logs
 	deploys      int           // apache-deploy's deploys per variant; 0: the mode's
@@ -56,9 +59,10 @@ func main() {
 		", or a request fails or a RST is sent in "+strings.Join(lossless, ", ")+
 		", or the backend's /admin runs in smuggle")
 	flag.StringVar(&only, "only", "", "comma-separated scenarios to run (default all but the opt-in "+strings.Join(optInScenarios(), ", ")+")")
-	flag.StringVar(&o.out, "out", "results", "directory for latest.json, sweep.svg and the proxies' files")
+	flag.StringVar(&o.out, "out", "results/latest", "directory for this run's latest.json, sweep.svg, tables and the proxies' files (untracked)")
+	flag.BoolVar(&o.publish, "publish", false, "also copy the results to "+publishDir+"/, the copy the README quotes: the full default run's table, latest.json and sweep.svg, or -only restart's table")
 	flag.BoolVar(&o.verbose, "v", false, "log each run")
-	flag.BoolVar(&o.keep, "keep", false, "keep the proxies' configs and logs in results/tmp")
+	flag.BoolVar(&o.keep, "keep", false, "keep the proxies' configs and logs in the -out directory's tmp/")
 	flag.IntVar(&o.deploys, "deploys", 0, "apache-deploy (which runs only when -only names it): deploys per variant (default 10, -quick 2)")
 	flag.DurationVar(&o.deployThink, "deploy-think", 0, "apache-deploy: each client pauses a random 0 to this long between its requests (default 0: back to back)")
 	flag.IntVar(&o.apacheRounds, "apache-idle-rounds", 0, "apache-idle: rounds of 3 bursts per variant (default 1; nginx-idle's count is 2 rounds of 10)")
@@ -82,6 +86,10 @@ func main() {
 	var err error
 	if o.only, err = parseOnly(only); err != nil {
 		fmt.Fprintf(os.Stderr, "lingerbench: -only: %v\n", err)
+		os.Exit(2)
+	}
+	if err := checkPublish(o); err != nil {
+		fmt.Fprintf(os.Stderr, "lingerbench: -publish: %v\n", err)
 		os.Exit(2)
 	}
 	switch role {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -102,4 +104,41 @@ func TestMarkdownSmuggle(t *testing.T) {
 	assert.Contains(t, md, "| requests |")
 	assert.Contains(t, md, "| sweep | raw | 3 |")
 	assert.Less(t, strings.Index(md, "| sweep | raw"), strings.Index(md, "| smuggle-http1.0 | rescue"))
+}
+
+// -publish copies a default run's files, and only those, from the run's
+// untracked directory to the tracked one; a quick run or a part of the
+// default run is refused before it starts.
+func TestPublish(t *testing.T) {
+	only := func(names ...string) map[string]bool {
+		m := make(map[string]bool)
+		for _, n := range names {
+			m[n] = true
+		}
+		return m
+	}
+	assert.NoError(t, checkPublish(options{}))
+	assert.NoError(t, checkPublish(options{publish: true}))
+	assert.NoError(t, checkPublish(options{publish: true, only: only("restart")}))
+	assert.Error(t, checkPublish(options{publish: true, quick: true}))
+	assert.Error(t, checkPublish(options{publish: true, only: only("sweep")}))
+	assert.Error(t, checkPublish(options{publish: true, only: only("restart", "sweep")}))
+
+	t.Chdir(t.TempDir())
+	o := options{out: "results/latest", publish: true}
+	require.NoError(t, os.MkdirAll(o.out, 0o755))
+	for _, f := range []string{"README-table.md", "latest.json", "sweep.svg", "restart-table.md"} {
+		require.NoError(t, os.WriteFile(filepath.Join(o.out, f), []byte(f), 0o644))
+	}
+	require.NoError(t, publish(o))
+	for _, f := range []string{"README-table.md", "latest.json", "sweep.svg"} {
+		b, err := os.ReadFile(filepath.Join(publishDir, f))
+		require.NoError(t, err)
+		assert.Equal(t, f, string(b))
+	}
+	assert.NoFileExists(t, filepath.Join(publishDir, "restart-table.md"), "not a restart run")
+
+	o.only = only("restart")
+	require.NoError(t, publish(o))
+	assert.FileExists(t, filepath.Join(publishDir, "restart-table.md"))
 }
