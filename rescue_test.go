@@ -78,7 +78,7 @@ func TestCloseNeverRescues(t *testing.T) {
 	_, err := readEnd(client)
 	assert.NoError(t, err, "a clean FIN")
 	client.Close()
-	ci := s.next(t)
+	ci := s.Next(t)
 	assert.Equal(t, linger.Pending, ci.Outcome)
 	assert.Equal(t, len(req), ci.Unread)
 
@@ -125,7 +125,7 @@ func TestCloseIdleDeliversToTheWaitingRead(t *testing.T) {
 		_, err := io.WriteString(client, req)
 		require.NoError(t, err)
 		require.True(t, lc.CloseIdle(), "the connection was idle")
-		ci := s.next(t)
+		ci := s.Next(t)
 		r := <-got
 		if ci.Outcome != linger.Rescued {
 			assert.Equal(t, req, r, "the reader took the request before the close")
@@ -141,7 +141,7 @@ func TestCloseIdleDeliversToTheWaitingRead(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, 200, resp.StatusCode)
 		client.Close()
-		assert.Equal(t, linger.Clean, s.next(t).Outcome)
+		assert.Equal(t, linger.Clean, s.Next(t).Outcome)
 		assert.EqualValues(t, 1, s.Stats().Count(linger.Rescued))
 		return
 	}
@@ -165,7 +165,7 @@ func TestCloseIdleNeedsTheOwnersMark(t *testing.T) {
 	assert.NoError(t, err)
 	assert.Equal(t, "still open", string(got))
 	client.Close()
-	assert.Equal(t, linger.Clean, s.next(t).Outcome)
+	assert.Equal(t, linger.Clean, s.Next(t).Outcome)
 	lc.SetIdle(true)
 	assert.False(t, lc.CloseIdle(), "SetIdle after Close does nothing")
 }
@@ -187,7 +187,7 @@ func TestCloseIdleIgnoresAReadBegunBeforeTheMark(t *testing.T) {
 		require.True(t, lc.CloseIdle())
 		r := <-got
 		client.Close()
-		ci := s.next(t)
+		ci := s.Next(t)
 		assert.NotEqual(t, linger.Rescued, ci.Outcome)
 		if strings.HasPrefix(r, "error: ") {
 			assert.EqualValues(t, 0, s.Stats().Count(linger.Rescued))
@@ -256,7 +256,7 @@ func TestCloseIdleNeverTakesWhatIsNotARequest(t *testing.T) {
 			_, err = readEnd(client)
 			assert.NoError(t, err, "a clean FIN")
 			client.Close()
-			assert.NotEqual(t, linger.Rescued, s.next(t).Outcome)
+			assert.NotEqual(t, linger.Rescued, s.Next(t).Outcome)
 			assert.EqualValues(t, 0, s.Stats().Count(linger.Rescued))
 		})
 	}

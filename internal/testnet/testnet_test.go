@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/linger-go/linger"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -53,4 +54,23 @@ func TestCertificate(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the server's handshake did not end within 10 s")
 	}
+}
+
+// A Server reports each close to Next, after cfg's own OnClose; Pair's ends
+// talk to each other.
+func TestServe(t *testing.T) {
+	var user []linger.Outcome
+	s := Serve(t, linger.Config{OnClose: func(ci linger.CloseInfo) { user = append(user, ci.Outcome) }},
+		func(cfg linger.Config) (*linger.Listener, error) { return linger.Wrap(Listen(t), cfg), nil })
+	c, srv := Pair(t, s)
+	_, err := c.Write([]byte("x"))
+	require.NoError(t, err)
+	b := make([]byte, 1)
+	_, err = io.ReadFull(srv, b)
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	require.NoError(t, srv.Close())
+	ci := s.Next(t)
+	assert.Equal(t, linger.Clean, ci.Outcome)
+	assert.Equal(t, []linger.Outcome{linger.Clean}, user, "cfg's OnClose ran first")
 }
