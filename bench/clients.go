@@ -41,7 +41,8 @@ func classify(err error) string {
 	return outOther
 }
 
-// tally counts outcomes from many goroutines.
+// tally counts outcomes from many goroutines: "requests", the outcomes
+// (outOK, ...) and "502", and what else a scenario notes.
 type tally struct {
 	mu sync.Mutex
 	n  map[string]int

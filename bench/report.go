@@ -47,6 +47,26 @@ type row struct {
 	Deadlines []string `json:"shutdownDeadlines,omitempty"`
 }
 
+// resetColumns are the backend's RSTs and its close aborts (on close /
+// on data) as the tables show them: "n/a" where they were not counted.
+func (row *row) resetColumns() (rsts, aborts string) {
+	c := row.Counters
+	if c == nil {
+		return "n/a", "n/a"
+	}
+	return strconv.FormatInt(c.OutRsts, 10), fmt.Sprintf("%d / %d", c.AbortOnClose, c.AbortOnData)
+}
+
+// addOutcomes adds a tally's requests and how they ended to the row.
+func (row *row) addOutcomes(t *tally) {
+	row.Requests += t.get("requests")
+	row.OK += t.get(outOK)
+	row.Status502 += t.get("502")
+	row.EOF += t.get(outEOF)
+	row.Reset += t.get(outReset)
+	row.Other += t.get(outOther)
+}
+
 type sweepPoint struct {
 	Variant  string  `json:"variant"`
 	OffsetMs float64 `json:"offsetMs"`
@@ -258,48 +278,47 @@ func (row *row) notes() string {
 	return strings.ReplaceAll(strings.Join(parts, "; "), "|", "/")
 }
 
-// mainTable renders the rows of every scenario but smuggle.
-func mainTable(rows []*row, rsts string) string {
+// table renders rows as a markdown table: a blank line, header, the
+// alignment line align, then one line a row.
+func table(header, align string, rows []*row, line func(*row) string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n| scenario | variant | requests | OK | 502 | EOF | ECONNRESET | other | %s | abort on close / data | rescued | notes |\n", rsts)
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	b.WriteString("\n" + header + "\n" + align + "\n")
 	for _, row := range rows {
-		rst, aborts := "n/a", "n/a"
-		if c := row.Counters; c != nil {
-			rst = strconv.FormatInt(c.OutRsts, 10)
-			aborts = fmt.Sprintf("%d / %d", c.AbortOnClose, c.AbortOnData)
-		}
-		rescued := ""
-		if row.Stats != nil {
-			rescued = strconv.FormatInt(row.Stats.Count(linger.Rescued), 10)
-		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %s | %s | %s | %s |\n",
-			row.Scenario, row.Variant, row.Requests, row.OK, row.Status502, row.EOF, row.Reset, row.Other,
-			rst, aborts, rescued, row.notes())
+		b.WriteString(line(row) + "\n")
 	}
 	return b.String()
 }
 
+// mainTable renders the rows of every scenario but smuggle.
+func mainTable(rows []*row, rsts string) string {
+	return table("| scenario | variant | requests | OK | 502 | EOF | ECONNRESET | other | "+rsts+" | abort on close / data | rescued | notes |",
+		"|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|", rows, func(row *row) string {
+			rst, aborts := row.resetColumns()
+			return fmt.Sprintf("| %s | %s | %d | %d | %d | %d | %d | %d | %s | %s | %s | %s |",
+				row.Scenario, row.Variant, row.Requests, row.OK, row.Status502, row.EOF, row.Reset, row.Other,
+				rst, aborts, row.rescuedColumn(), row.notes())
+		})
+}
+
 // smuggleTable renders the smuggle rows, which have columns of their own.
 func smuggleTable(rows []*row, rsts string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "\n| scenario | variant | attempts | reached backend | backend /admin runs | admin answers seen | direct /admin: nginx 403 | %s | rescued | notes |\n", rsts)
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|---|\n")
-	for _, row := range rows {
-		s := row.Smuggle
-		rst := "n/a"
-		if c := row.Counters; c != nil {
-			rst = strconv.FormatInt(c.OutRsts, 10)
-		}
-		rescued := ""
-		if row.Stats != nil {
-			rescued = strconv.FormatInt(row.Stats.Count(linger.Rescued), 10)
-		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d / %d | %s | %s | %s |\n",
-			row.Scenario, row.Variant, s.Attempts, s.Reached, s.AdminRuns, s.AdminSeen, s.Direct403, s.Direct,
-			rst, rescued, row.notes())
+	return table("| scenario | variant | attempts | reached backend | backend /admin runs | admin answers seen | direct /admin: nginx 403 | "+rsts+" | rescued | notes |",
+		"|---|---|--:|--:|--:|--:|--:|--:|--:|---|", rows, func(row *row) string {
+			s := row.Smuggle
+			rst, _ := row.resetColumns()
+			return fmt.Sprintf("| %s | %s | %d | %d | %d | %d | %d / %d | %s | %s | %s |",
+				row.Scenario, row.Variant, s.Attempts, s.Reached, s.AdminRuns, s.AdminSeen, s.Direct403, s.Direct,
+				rst, row.rescuedColumn(), row.notes())
+		})
+}
+
+// rescuedColumn is the listener's rescued count, empty where the listener
+// does not count (raw).
+func (row *row) rescuedColumn() string {
+	if row.Stats == nil {
+		return ""
 	}
-	return b.String()
+	return strconv.FormatInt(row.Stats.Count(linger.Rescued), 10)
 }
 
 // checkFailures lists the checked scenarios where a variant other than raw

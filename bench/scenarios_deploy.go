@@ -10,7 +10,6 @@ package main
 import (
 	"cmp"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -123,7 +122,7 @@ func (d *driver) apacheDeploy(s *scenario) error {
 					}
 					t.add("requests", 1)
 					sent := time.Now()
-					out := doStatusRequest(cl, proxyRequest(d.ctx, "POST", p.addr))
+					out := doRequestWith(cl, proxyRequest(d.ctx, "POST", p.addr), readStatus)
 					t.add(out, 1)
 					if out != outOK {
 						mu.Lock()
@@ -152,12 +151,7 @@ func (d *driver) apacheDeploy(s *scenario) error {
 			return err
 		}
 		r := d.row(scn, v.name)
-		r.Requests += t.get("requests")
-		r.OK += t.get(outOK)
-		r.Status502 += t.get("502")
-		r.EOF += t.get(outEOF)
-		r.Reset += t.get(outReset)
-		r.Other += t.get(outOther)
+		r.addOutcomes(&t)
 		dr.failed = t.get("requests") - t.get(outOK)
 		for code := 100; code < 600; code++ {
 			if n := t.get(strconv.Itoa(code)); n > 0 && code != 502 {
@@ -186,25 +180,6 @@ func (d *driver) apacheDeploy(s *scenario) error {
 		summarizeDeploys(d.row(scn, name), rs)
 	}
 	return err
-}
-
-// doStatusRequest does req and reads the whole answer; it returns outOK
-// for a 200, the status code for another answer, else how the exchange
-// failed.
-func doStatusRequest(cl *http.Client, req *http.Request) string {
-	resp, err := cl.Do(req)
-	if err != nil {
-		return classify(err)
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	switch {
-	case err != nil:
-		return classify(err)
-	case resp.StatusCode == http.StatusOK:
-		return outOK
-	}
-	return strconv.Itoa(resp.StatusCode)
 }
 
 func (s *shutdownReport) describe() string {

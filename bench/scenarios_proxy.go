@@ -109,12 +109,7 @@ func deployRequest(ctx context.Context, addr string) (req *http.Request, retried
 }
 
 func addProxyTally(r *row, t *tally, p *proxy) {
-	r.Requests += t.get("requests")
-	r.OK += t.get(outOK)
-	r.Status502 += t.get("502")
-	r.EOF += t.get(outEOF)
-	r.Reset += t.get(outReset)
-	r.Other += t.get(outOther)
+	r.addOutcomes(t)
 	for _, m := range []string{"POST", "GET"} {
 		if n := t.get("502 " + m); n > 0 {
 			r.Extra["502 "+m] += float64(n)

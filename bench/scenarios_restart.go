@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -218,24 +217,16 @@ func readAttemptFails() (int64, error) {
 
 // restartTable renders the restart rows, which have columns of their own.
 func restartTable(rows []*row, rsts string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "\n| scenario | variant | restarts | requests | OK | 502 | EOF | ECONNRESET | other | refused connects | gap max ms | %s | abort on close / data | p99 / max ms | notes |\n", rsts)
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
-	for _, row := range rows {
-		rc := row.Restart
-		rst, aborts := "n/a", "n/a"
-		if c := row.Counters; c != nil {
-			rst = strconv.FormatInt(c.OutRsts, 10)
-			aborts = fmt.Sprintf("%d / %d", c.AbortOnClose, c.AbortOnData)
-		}
-		gap := fmt.Sprintf("%.1f", rc.GapMaxMs)
-		if rc.GapMaxMs <= 0 && rc.Overlap >= 0 {
-			gap = fmt.Sprintf("0 (overlap ≥ %.2f)", rc.Overlap)
-		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %d | %d | %s | %s | %s | %.0f / %.0f | %s |\n",
-			row.Scenario, row.Variant, rc.Restarts, row.Requests, row.OK, row.Status502, row.EOF, row.Reset, row.Other,
-			rc.Refused, gap, rst, aborts, rc.P99Ms, rc.MaxMs, row.notes())
-	}
-	b.WriteString("\nrestart-*: one backend behind the proxy under 8 keep-alive clients' POSTs, restarted in place; raw: net/http stopped (http.Server.Shutdown) and a new process started on the port; *+tableflip: the backend re-executes itself with tableflip, the socket inherited, and the old process drains (raw: http.Server.Shutdown; linger: Listener.Handoff, then Shutdown; lingerhttp: Server.Handoff). refused connects: the proxy's connects the backend's kernel refused (TcpAttemptFails in the proxy's namespace); gap max ms: the longest time from the old process closing its listener to the new one listening (overlap: the new one was serving that long before the old stopped); drain ms: how long an old process drained.\n")
-	return b.String()
+	return table("| scenario | variant | restarts | requests | OK | 502 | EOF | ECONNRESET | other | refused connects | gap max ms | "+rsts+" | abort on close / data | p99 / max ms | notes |",
+		"|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|", rows, func(row *row) string {
+			rc := row.Restart
+			rst, aborts := row.resetColumns()
+			gap := fmt.Sprintf("%.1f", rc.GapMaxMs)
+			if rc.GapMaxMs <= 0 && rc.Overlap >= 0 {
+				gap = fmt.Sprintf("0 (overlap ≥ %.2f)", rc.Overlap)
+			}
+			return fmt.Sprintf("| %s | %s | %d | %d | %d | %d | %d | %d | %d | %d | %s | %s | %s | %.0f / %.0f | %s |",
+				row.Scenario, row.Variant, rc.Restarts, row.Requests, row.OK, row.Status502, row.EOF, row.Reset, row.Other,
+				rc.Refused, gap, rst, aborts, rc.P99Ms, rc.MaxMs, row.notes())
+		}) + "\nrestart-*: one backend behind the proxy under 8 keep-alive clients' POSTs, restarted in place; raw: net/http stopped (http.Server.Shutdown) and a new process started on the port; *+tableflip: the backend re-executes itself with tableflip, the socket inherited, and the old process drains (raw: http.Server.Shutdown; linger: Listener.Handoff, then Shutdown; lingerhttp: Server.Handoff). refused connects: the proxy's connects the backend's kernel refused (TcpAttemptFails in the proxy's namespace); gap max ms: the longest time from the old process closing its listener to the new one listening (overlap: the new one was serving that long before the old stopped); drain ms: how long an old process drained.\n"
 }

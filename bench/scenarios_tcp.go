@@ -49,11 +49,7 @@ func (d *driver) unreadClose(s *scenario) error {
 				t.add(end, 1)
 			})
 			r := d.row(scn, v.name)
-			r.Requests += t.get("requests")
-			r.OK += t.get(outOK)
-			r.EOF += t.get(outEOF)
-			r.Reset += t.get(outReset)
-			r.Other += t.get(outOther)
+			r.addOutcomes(&t)
 			return nil
 		})
 	})

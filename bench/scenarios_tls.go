@@ -7,12 +7,10 @@ package main
 import (
 	"bytes"
 	"crypto/tls"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptrace"
 	"sync"
-	"time"
 
 	"github.com/linger-go/linger/internal/testnet"
 )
@@ -36,59 +34,32 @@ var backendTLS = sync.OnceValue(func() *tls.Config {
 // replay (GetBody set), as browsers and proxies replay them. The row
 // counts those retries, and the backend's RSTs.
 func (d *driver) tlsIdleRace(s *scenario) error {
-	scn := s.name
 	body := bytes.Repeat([]byte("p"), 64)
-	return d.alternate(d.sz.idleRounds, s.backend, func(v variant) error {
-		return d.run(scn, s.backend, v, func(addrs []string) error {
-			var t tally
-			var dials countingDialer
-			url := "https://" + addrs[0] + "/"
-			deadline := time.Now().Add(d.sz.tlsIdleFor)
-			maxPerClient := int(d.sz.tlsIdleFor/idleRaceTimeout) + 1
-			parallel(d.ctx, d.sz.idleClients, d.sz.idleClients, func(int) {
-				tr := &http.Transport{
-					DialContext:       dials.DialContext,
-					TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
-					ForceAttemptHTTP2: true,
-					MaxConnsPerHost:   1,
-				}
-				// The client closes first, so the backend's counters
-				// see the scenario's closes, not the run's end.
-				defer tr.CloseIdleConnections()
-				cl := &http.Client{Transport: tr, Timeout: 5 * time.Second}
-				for i := 0; i < maxPerClient && time.Now().Before(deadline) && d.ctx.Err() == nil; i++ {
-					if i > 0 {
-						jitter := time.Duration(rand.Int64N(int64(2*idleRaceJitter))) - idleRaceJitter
-						sleepCtx(d.ctx, idleRaceTimeout+jitter)
-					}
-					conns := 0
-					ctx := httptrace.WithClientTrace(d.ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { conns++ }})
-					req, _ := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
-					t.add("requests", 1)
-					out, proto := doRequestProto(cl, req)
-					t.add(out, 1)
-					if out == outOK && proto != 2 {
-						t.add("not HTTP/2", 1)
-					}
-					if conns > 1 {
-						t.add("client retries", 1)
-					}
-				}
-			})
-			r := d.row(scn, v.name)
-			r.Requests += t.get("requests")
-			r.OK += t.get(outOK)
-			r.EOF += t.get(outEOF)
-			r.Reset += t.get(outReset)
-			r.Other += t.get(outOther) + t.get("502")
-			r.Extra["dials"] += float64(dials.n.Load())
-			for _, k := range []string{"client retries", "not HTTP/2"} {
-				if n := t.get(k); n > 0 {
-					r.Extra[k] += float64(n)
-				}
+	return d.idleRaceClients(s, idleRaceLoad{
+		scheme: "https",
+		dur:    d.sz.tlsIdleFor,
+		transport: func(dial dialFunc) *http.Transport {
+			return &http.Transport{
+				DialContext:       dial,
+				TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
+				ForceAttemptHTTP2: true,
+				MaxConnsPerHost:   1,
 			}
-			return nil
-		})
+		},
+		send: func(cl *http.Client, url string, t *tally) {
+			conns := 0
+			ctx := httptrace.WithClientTrace(d.ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { conns++ }})
+			req, _ := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
+			out, proto := doRequestProto(cl, req)
+			t.add(out, 1)
+			if out == outOK && proto != 2 {
+				t.add("not HTTP/2", 1)
+			}
+			if conns > 1 {
+				t.add("client retries", 1)
+			}
+		},
+		notes: []string{"client retries", "not HTTP/2"},
 	})
 }
 
