@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -295,53 +296,6 @@ func TestRescueLeavesTLSAlone(t *testing.T) {
 	assert.EqualValues(t, 0, s.Stats().Count(linger.Rescued))
 }
 
-// idleSweeper closes, with CloseIdle, the connections net/http has been
-// idle on for longer than after: a server that closes idle connections from
-// another goroutine, as lingerhttp's sweeper does. It marks connections
-// idle from ConnState, as SetIdle's documentation shows.
-type idleSweeper struct {
-	mu    sync.Mutex
-	since map[*linger.Conn]time.Time
-}
-
-func (w *idleSweeper) connState(c net.Conn, st http.ConnState) {
-	lc := linger.ConnOf(c)
-	idle := st == http.StateNew || st == http.StateIdle
-	lc.SetIdle(idle)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if idle {
-		w.since[lc] = time.Now()
-	} else {
-		delete(w.since, lc)
-	}
-}
-
-// sweep closes idle connections every tick until stop is closed.
-func (w *idleSweeper) sweep(after time.Duration, stop <-chan struct{}) {
-	tick := time.NewTicker(after / 10)
-	defer tick.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case now := <-tick.C:
-			w.mu.Lock()
-			var idle []*linger.Conn
-			for c, t := range w.since {
-				if now.Sub(t) >= after {
-					idle = append(idle, c)
-					delete(w.since, c)
-				}
-			}
-			w.mu.Unlock()
-			for _, c := range idle {
-				c.CloseIdle()
-			}
-		}
-	}
-}
-
 // A server that closes idle connections after 20 ms from another
 // goroutine, raced by keep-alive clients that send their next request at
 // that moment: with rescue, every request whose bytes were queued at the
@@ -353,9 +307,9 @@ func TestCloseIdleServesTheIdleRace(t *testing.T) {
 		s := listen(t, cfg)
 		var mu sync.Mutex
 		served := map[string]int{}
-		sw := &idleSweeper{since: map[*linger.Conn]time.Time{}}
+		sw := &testnet.IdleSweeper{} // a sweeper closing idle connections from another goroutine, as lingerhttp's does
 		srv := &http.Server{
-			ConnState: sw.connState,
+			ConnState: sw.ConnState,
 			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				body, _ := io.ReadAll(r.Body)
 				sum := sha256.Sum256(body)
@@ -372,7 +326,7 @@ func TestCloseIdleServesTheIdleRace(t *testing.T) {
 		done := make(chan struct{})
 		stop := make(chan struct{})
 		go func() { defer close(done); srv.Serve(s) }()
-		go sw.sweep(idle, stop)
+		go sw.Sweep(idle, idle/10, stop)
 		defer func() { close(stop); srv.Close(); <-done }()
 
 		var ok, failed atomic.Int64

@@ -30,16 +30,16 @@ func TestCheckFailures(t *testing.T) {
 		{Scenario: "apache-idle", Variant: "lingerhttp", Requests: 10, OK: 9, Counters: &netns.Counters{}},
 		{Scenario: "apache-deploy", Variant: "lingerhttp", Requests: 10, OK: 9, Counters: &netns.Counters{OutRsts: 1}}, // not checked
 	}}
-	bad := r.checkFailures()
-	require.Len(t, bad, 8, "%q", bad)
-	assert.Contains(t, bad[0], "idle-race/linger")
-	assert.Contains(t, bad[1], "early-response/linger")
-	assert.Contains(t, bad[2], "grpc-age/linger")
-	assert.Contains(t, bad[3], "grpc-agegrace/linger")
-	assert.Contains(t, bad[4], "shutdown/lingerhttp: 1 of 10 requests failed")
-	assert.Contains(t, bad[5], "nginx-idle/lingerhttp: backend sent RSTs")
-	assert.Contains(t, bad[6], "apache-idle/linger: backend sent RSTs")
-	assert.Contains(t, bad[7], "apache-idle/lingerhttp: 1 of 10 requests failed")
+	assertFailures(t, r.checkFailures(),
+		"idle-race/linger",
+		"early-response/linger",
+		"grpc-age/linger",
+		"grpc-agegrace/linger",
+		"shutdown/lingerhttp: 1 of 10 requests failed",
+		"nginx-idle/lingerhttp: backend sent RSTs",
+		"apache-idle/linger: backend sent RSTs",
+		"apache-idle/lingerhttp: 1 of 10 requests failed",
+	)
 }
 
 func TestGRPCNotes(t *testing.T) {
@@ -79,12 +79,12 @@ func TestCheckFailuresSmuggle(t *testing.T) {
 		{Scenario: "smuggle-keepalive", Variant: "linger", Smuggle: with(func(s *smuggleCounts) { s.Direct403 = 2 })},
 		{Scenario: "smuggle-keepalive", Variant: "rescue", Smuggle: with(func(s *smuggleCounts) { s.Reached = 9 })},
 	}}
-	bad := r.checkFailures()
-	require.Len(t, bad, 4, "%q", bad)
-	assert.Contains(t, bad[0], "smuggle-http1.0/raw: the backend's /admin ran 1 times in 10 attacks")
-	assert.Contains(t, bad[1], "smuggle-http1.0/rescue: the backend's /admin ran 10 times")
-	assert.Contains(t, bad[2], "smuggle-keepalive/linger: nginx answered 2 of 3 direct /admin requests with 403")
-	assert.Contains(t, bad[3], "smuggle-keepalive/rescue: 9 of 10 attacks reached the backend")
+	assertFailures(t, r.checkFailures(),
+		"smuggle-http1.0/raw: the backend's /admin ran 1 times in 10 attacks",
+		"smuggle-http1.0/rescue: the backend's /admin ran 10 times",
+		"smuggle-keepalive/linger: nginx answered 2 of 3 direct /admin requests with 403",
+		"smuggle-keepalive/rescue: 9 of 10 attacks reached the backend",
+	)
 }
 
 // Smuggle rows get a table of their own; with nothing else run, the main
@@ -141,4 +141,14 @@ func TestPublish(t *testing.T) {
 	o.only = only("restart")
 	require.NoError(t, publish(o))
 	assert.FileExists(t, filepath.Join(publishDir, "restart-table.md"))
+}
+
+// assertFailures checks that bad holds one failure a want, in order, each
+// containing its want.
+func assertFailures(t *testing.T, bad []string, wants ...string) {
+	t.Helper()
+	require.Len(t, bad, len(wants), "%q", bad)
+	for i, want := range wants {
+		assert.Contains(t, bad[i], want)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	"github.com/linger-go/linger/lingerhttp"
 )
 
@@ -58,12 +59,10 @@ var variants = []variant{
 // rejected request, Connection: close, Shutdown) never rescue.
 type rescueListener struct {
 	*linger.Listener
-	idle  time.Duration
-	stop  chan struct{}
-	once  sync.Once // closes stop
-	done  chan struct{}
-	mu    sync.Mutex
-	since map[*linger.Conn]time.Time
+	sweeper testnet.IdleSweeper
+	stop    chan struct{}
+	once    sync.Once // closes stop
+	done    chan struct{}
 }
 
 func wrapRescue(ln net.Listener, srv *http.Server) net.Listener {
@@ -71,63 +70,29 @@ func wrapRescue(ln net.Listener, srv *http.Server) net.Listener {
 		Listener: linger.Wrap(ln, linger.Config{Rescue: linger.HTTP1Request}),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
-		since:    make(map[*linger.Conn]time.Time),
 	}
 	if srv == nil || srv.IdleTimeout <= 0 {
 		close(r.done)
 		return r
 	}
-	r.idle, srv.IdleTimeout = srv.IdleTimeout, 1<<63-1
+	idle := srv.IdleTimeout
+	srv.IdleTimeout = 1<<63 - 1
 	user := srv.ConnState
 	srv.ConnState = func(c net.Conn, st http.ConnState) {
-		r.connState(c, st)
+		r.sweeper.ConnState(c, st)
 		if user != nil {
 			user(c, st)
 		}
 	}
-	go r.sweep()
+	go r.sweep(idle)
 	return r
 }
 
-func (r *rescueListener) connState(c net.Conn, st http.ConnState) {
-	lc := linger.ConnOf(c)
-	if lc == nil {
-		return
-	}
-	idle := st == http.StateNew || st == http.StateIdle
-	lc.SetIdle(idle)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if idle {
-		r.since[lc] = time.Now()
-	} else {
-		delete(r.since, lc)
-	}
-}
-
-func (r *rescueListener) sweep() {
+// sweep closes connections idle for idle, checking 20 times as often,
+// until Shutdown.
+func (r *rescueListener) sweep(idle time.Duration) {
 	defer close(r.done)
-	tick := time.NewTicker(max(r.idle/20, time.Millisecond))
-	defer tick.Stop()
-	for {
-		select {
-		case <-r.stop:
-			return
-		case now := <-tick.C:
-			var idle []*linger.Conn
-			r.mu.Lock()
-			for c, t := range r.since {
-				if now.Sub(t) >= r.idle {
-					idle = append(idle, c)
-					delete(r.since, c)
-				}
-			}
-			r.mu.Unlock()
-			for _, c := range idle {
-				c.CloseIdle()
-			}
-		}
-	}
+	r.sweeper.Sweep(idle, max(idle/20, time.Millisecond), r.stop)
 }
 
 // Shutdown stops the sweeper, then shuts the listener down.
