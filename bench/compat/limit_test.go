@@ -47,18 +47,9 @@ func TestLimitListenerOutside(t *testing.T) {
 	assert.NoError(t, closeUnread(t, client0, srv0, nil), "client must read EOF, not a reset")
 	assert.Equal(t, linger.Pending, ls.Next(t).Outcome)
 
-	// The limit holds: with two connections held, the third waits in
-	// Accept until one is closed.
-	_, srv1 := testnet.Pair(t, ln)
-	testnet.Pair(t, ln)
-	dial(t, ln)
-	third := acceptAsync(t, ln)
-	assert.Never(t, func() bool { return len(third) > 0 }, 200*time.Millisecond, 10*time.Millisecond,
-		"a third connection accepted past the limit")
-	require.NoError(t, srv1.Close()) // the client has not sent FIN: srv1 lingers
-	r := waitAccept(t, third)
-	require.NoError(t, r.err)
-	t.Cleanup(func() { r.c.Close() })
+	// The limit holds; the conn the server closed lingers, since its
+	// client has not sent FIN.
+	assertLimitHolds(t, ln)
 	assert.EqualValues(t, 1, ls.Stats().Lingering, "the slot was released while the socket lingers")
 }
 
@@ -92,10 +83,18 @@ func TestLimitListenerInside(t *testing.T) {
 	assert.Equal(t, linger.Plain, ci.Outcome, "reported as a plain close")
 	assert.Equal(t, -1, ci.Unread, "linger cannot see the receive queue")
 
-	_, srv1 := testnet.Pair(t, ls)
-	testnet.Pair(t, ls)
-	dial(t, ls)
-	third := acceptAsync(t, ls)
+	assertLimitHolds(t, ls)
+}
+
+// assertLimitHolds checks a limit of two on ln, which holds no connection
+// yet: with two held, a third waits in Accept until the server closes one
+// of them (its client sends no FIN).
+func assertLimitHolds(t *testing.T, ln net.Listener) {
+	t.Helper()
+	_, srv1 := testnet.Pair(t, ln)
+	testnet.Pair(t, ln)
+	dial(t, ln)
+	third := acceptAsync(t, ln)
 	assert.Never(t, func() bool { return len(third) > 0 }, 200*time.Millisecond, 10*time.Millisecond,
 		"a third connection accepted past the limit")
 	require.NoError(t, srv1.Close())
