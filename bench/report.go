@@ -1,6 +1,6 @@
 package main
 
-// The results: the markdown table, results/latest.json and the sweep's
+// The results: the markdown table, latest.json and the sweep's
 // SVG (hand-written, no dependencies).
 
 import (

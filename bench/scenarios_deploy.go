@@ -48,7 +48,7 @@ type deployFailure struct {
 	How    string  `json:"how"`
 }
 
-// deployResult is one deploy in results/latest.json.
+// deployResult is one deploy in latest.json.
 type deployResult struct {
 	Failed      int             `json:"failed"`
 	Failures    []deployFailure `json:"failures,omitempty"`
