@@ -1,9 +1,12 @@
 # The two commands of the README.
-#   make bench  runs the close-behaviour benchmark and prints its table.
+#   make bench  runs the close-behaviour benchmark and prints its table; its
+#               files go to bench/results/latest/, which git ignores.
 #   make test   runs every test (the library's, lingerprom's, then the bench
 #               module's).
+# make bench-publish runs the default benchmark and the restart scenario and
+# refreshes the tracked copy in bench/results/ that the README quotes.
 
-.PHONY: test bench bench-quick vet
+.PHONY: test bench bench-quick bench-publish vet
 
 test: vet
 	go test -race -count=1 -shuffle=on ./...
@@ -24,3 +27,7 @@ bench:
 bench-quick:
 	bench/run -quick -check
 	bench/run -quick -check -only restart
+
+bench-publish:
+	bench/run -publish
+	bench/run -publish -only restart

@@ -44,7 +44,7 @@ func TestCloseUnblocksReadAndWrite(t *testing.T) {
 	assert.ErrorIs(t, <-readErr, net.ErrClosed)
 	assert.ErrorIs(t, <-writeErr, net.ErrClosed)
 	client.Close()
-	s.next(t)
+	s.Next(t)
 }
 
 func TestSecondCloseReturnsErrClosed(t *testing.T) {
@@ -124,7 +124,7 @@ func TestReadFromAndWriteToCarryData(t *testing.T) {
 	assert.EqualValues(t, len(data), n)
 	assert.Equal(t, data, out.Bytes())
 	require.NoError(t, srv.Close())
-	assert.Equal(t, linger.Clean, s.next(t).Outcome, "WriteTo saw the peer's FIN")
+	assert.Equal(t, linger.Clean, s.Next(t).Outcome, "WriteTo saw the peer's FIN")
 }
 
 // pipeListener hands out net.Pipe conns: no half-close, no socket.
@@ -239,7 +239,7 @@ func TestReadParkedAtCloseNeverGetsLaterBytes(t *testing.T) {
 		assert.ErrorIs(t, <-got, net.ErrClosed, "the owner's Read never returns bytes after Close")
 		// Crossed, with the bytes counted wherever they were taken; in a
 		// rare preemption the racing Read's bytes go uncounted (drain.go).
-		if ci := s.next(t); ci.Outcome == linger.Crossed {
+		if ci := s.Next(t); ci.Outcome == linger.Crossed {
 			assert.EqualValues(t, len(late), ci.Discarded)
 			crossed++
 		} else {

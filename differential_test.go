@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -132,7 +133,7 @@ func runDifferential(b *backend, in []byte) (diffOutcome, error) {
 	switch {
 	case err == nil:
 		out.end = "EOF"
-	case isReset(err):
+	case testnet.IsReset(err):
 		out.end = "reset"
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return out, fmt.Errorf("the connection did not end within %v; read %q", differentialTimeout, clip(got))

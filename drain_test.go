@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -38,10 +39,10 @@ func TestCloseWithUnreadBytesSendsFINNotRST(t *testing.T) {
 	const n = 1000
 	t.Run("raw", func(t *testing.T) {
 		// Control: the kernel resets a socket closed with unread data.
-		ln := rawListen(t)
+		ln := testnet.Listen(t)
 		resets := 0
 		for range 50 {
-			if isReset(closeWithUnread(t, ln)) {
+			if testnet.IsReset(closeWithUnread(t, ln)) {
 				resets++
 			}
 		}
@@ -51,7 +52,7 @@ func TestCloseWithUnreadBytesSendsFINNotRST(t *testing.T) {
 		s := listen(t, linger.Config{})
 		for i := range n {
 			require.NoError(t, closeWithUnread(t, s), "close %d: client must read EOF", i)
-			ci := s.next(t)
+			ci := s.Next(t)
 			assert.Equal(t, linger.Pending, ci.Outcome)
 			assert.Equal(t, 100, ci.Unread)
 			assert.EqualValues(t, 100, ci.Discarded)
@@ -81,15 +82,15 @@ func writeAfterClose(t *testing.T, ln net.Listener) error {
 
 func TestWriteAfterCloseIsDiscardedNotReset(t *testing.T) {
 	t.Run("raw", func(t *testing.T) {
-		ln := rawListen(t)
+		ln := testnet.Listen(t)
 		err := writeAfterClose(t, ln)
-		assert.True(t, isReset(err), "raw: the client's second write fails with a reset, got %v", err)
+		assert.True(t, testnet.IsReset(err), "raw: the client's second write fails with a reset, got %v", err)
 	})
 	t.Run("linger", func(t *testing.T) {
 		s := listen(t, linger.Config{})
 		for range 100 {
 			require.NoError(t, writeAfterClose(t, s))
-			ci := s.next(t)
+			ci := s.Next(t)
 			assert.Equal(t, linger.Crossed, ci.Outcome)
 			assert.Equal(t, 0, ci.Unread)
 			assert.EqualValues(t, 54, ci.Discarded)
@@ -189,7 +190,7 @@ func TestPeerThatNeverSendsFINIsBoundedByLingerTimeout(t *testing.T) {
 	s := listen(t, linger.Config{LingerTimeout: 50 * time.Millisecond})
 	client, srv := pair(t, s)
 	require.NoError(t, srv.Close())
-	ci := s.next(t)
+	ci := s.Next(t)
 	assert.Equal(t, linger.Timeout, ci.Outcome)
 	assert.GreaterOrEqual(t, ci.Linger, 50*time.Millisecond)
 	_, err := client.Read(make([]byte, 1))
@@ -212,7 +213,7 @@ func TestPeerThatStreamsIsBoundedByLingerBytes(t *testing.T) {
 		writerDone <- nil
 	}()
 	require.NoError(t, srv.Close())
-	ci := s.next(t)
+	ci := s.Next(t)
 	assert.Equal(t, linger.Overflow, ci.Outcome)
 	assert.Greater(t, ci.Discarded, int64(limit))
 	assert.Less(t, ci.Linger, time.Minute/2, "overflow ends the linger, not the timeout")
@@ -228,7 +229,7 @@ func TestPeerResetMidLinger(t *testing.T) {
 	require.ErrorIs(t, err, io.EOF, "the linger has half-closed")
 	require.NoError(t, client.SetLinger(0))
 	require.NoError(t, client.Close())
-	ci := s.next(t)
+	ci := s.Next(t)
 	assert.Equal(t, linger.Reset, ci.Outcome)
 	assert.Less(t, ci.Linger, time.Minute/2)
 }
@@ -241,14 +242,14 @@ func TestMaxLingeringShedsBeyondTheBound(t *testing.T) {
 	_, err := c1.Read(make([]byte, 1))
 	require.ErrorIs(t, err, io.EOF, "first close is lingering")
 	require.NoError(t, s2.Close())
-	ci := s.next(t)
+	ci := s.Next(t)
 	assert.Equal(t, linger.Shed, ci.Outcome)
 	assert.Equal(t, c2.LocalAddr().String(), ci.RemoteAddr.String())
 	st := s.Stats()
 	assert.EqualValues(t, 1, st.Lingering)
 	assert.EqualValues(t, 1, st.Count(linger.Shed))
 	c1.Close()
-	assert.Equal(t, linger.Clean, s.next(t).Outcome)
+	assert.Equal(t, linger.Clean, s.Next(t).Outcome)
 }
 
 func TestAbortiveClose(t *testing.T) {
@@ -268,8 +269,8 @@ func TestAbortiveClose(t *testing.T) {
 			}
 			require.NoError(t, srv.Close())
 			_, err := client.Read(make([]byte, 1))
-			assert.True(t, isReset(err), "the user asked for a RST, got %v", err)
-			assert.Equal(t, linger.Aborted, s.next(t).Outcome)
+			assert.True(t, testnet.IsReset(err), "the user asked for a RST, got %v", err)
+			assert.Equal(t, linger.Aborted, s.Next(t).Outcome)
 		})
 	}
 }
@@ -281,7 +282,7 @@ func TestPeerClosedFirstClosesWithoutLinger(t *testing.T) {
 	_, err := srv.Read(make([]byte, 1))
 	require.ErrorIs(t, err, io.EOF)
 	require.NoError(t, srv.Close())
-	ci := s.next(t)
+	ci := s.Next(t)
 	assert.Equal(t, linger.Clean, ci.Outcome)
 	assert.EqualValues(t, 0, s.Stats().Lingering)
 }
@@ -315,7 +316,7 @@ func TestDrainHoldsNoBufferPerConnection(t *testing.T) {
 	_, err = client.Write(bytes.Repeat([]byte{'y'}, 3<<20))
 	require.NoError(t, err)
 	client.Close()
-	ci := s.next(t)
+	ci := s.Next(t)
 	assert.Equal(t, linger.Crossed, ci.Outcome)
 	assert.EqualValues(t, 3<<20, ci.Discarded)
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -208,7 +209,7 @@ func (l *noSocket) Close() error { l.closed = true; return nil }
 
 func TestHandoffIsRejected(t *testing.T) {
 	t.Run("not a socket", func(t *testing.T) {
-		inner := &noSocket{Listener: rawListen(t)}
+		inner := &noSocket{Listener: testnet.Listen(t)}
 		ln := linger.Wrap(inner, linger.Config{})
 		err := ln.Handoff()
 		require.Error(t, err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -36,7 +37,7 @@ func TestInvalidConfigIsRejectedByName(t *testing.T) {
 			assert.Nil(t, ln)
 			assert.Contains(t, err.Error(), "linger: Config."+tc.field+" ")
 
-			raw := rawListen(t)
+			raw := testnet.Listen(t)
 			assert.PanicsWithValue(t, err.Error(), func() { linger.Wrap(raw, tc.cfg) })
 		})
 	}
@@ -72,7 +73,7 @@ func (tempErr) Temporary() bool { return true }
 
 func TestAcceptErrorsPassThroughUnchanged(t *testing.T) {
 	want := tempErr{}
-	ln := linger.Wrap(&errListener{Listener: rawListen(t), errs: []error{want}}, linger.Config{})
+	ln := linger.Wrap(&errListener{Listener: testnet.Listen(t), errs: []error{want}}, linger.Config{})
 	c, err := ln.Accept()
 	assert.Nil(t, c)
 	assert.Equal(t, error(want), err, "net/http backs off on the same error value")
@@ -119,7 +120,7 @@ func TestShutdownWaitsForOwnersAndLingers(t *testing.T) {
 	default:
 	}
 	require.NoError(t, c2.Close())
-	assert.Equal(t, linger.Clean, s.next(t).Outcome)
+	assert.Equal(t, linger.Clean, s.Next(t).Outcome)
 	select {
 	case err := <-done:
 		t.Fatalf("Shutdown returned %v with a connection open", err)
@@ -153,7 +154,7 @@ func TestShutdownReturnsAtContextDeadline(t *testing.T) {
 	// Both connections were closed; the open one's owner sees ErrClosed.
 	_, err = open.Read(make([]byte, 1))
 	assert.ErrorIs(t, err, net.ErrClosed)
-	outcomes := []linger.Outcome{s.next(t).Outcome, s.next(t).Outcome}
+	outcomes := []linger.Outcome{s.Next(t).Outcome, s.Next(t).Outcome}
 	assert.Equal(t, []linger.Outcome{linger.Aborted, linger.Aborted}, outcomes)
 	assert.EqualValues(t, 0, s.Stats().Lingering)
 }
@@ -171,7 +172,7 @@ func TestStatsCountAcceptedOpenAndLingering(t *testing.T) {
 	assert.EqualValues(t, 1, st.Lingering)
 	assert.EqualValues(t, 0, st.Closed())
 	c1.Close()
-	s.next(t)
+	s.Next(t)
 	assert.EqualValues(t, 1, s.Stats().Count(linger.Clean))
 	assert.EqualValues(t, 1, s.Stats().Count(linger.Clean))
 }
@@ -204,7 +205,7 @@ func TestTLSListenerUnderLingerIsReportedOnce(t *testing.T) {
 		var logged bytes.Buffer
 		cfg := linger.Config{ErrorLog: log.New(&logged, "", 0), LingerTimeout: 100 * time.Millisecond}
 		tlsCfg := &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}
-		raw := rawListen(t)
+		raw := testnet.Listen(t)
 		var ln, lingerLn net.Listener
 		if wrongOrder {
 			lingerLn = linger.Wrap(tls.NewListener(raw, tlsCfg), cfg)
@@ -266,12 +267,12 @@ func TestCloseHandsTheAcceptQueueToTheServer(t *testing.T) {
 		return clients
 	}
 	t.Run("raw", func(t *testing.T) {
-		ln := rawListen(t)
+		ln := testnet.Listen(t)
 		clients := queue(t, ln)
 		require.NoError(t, ln.Close())
 		resets := 0
 		for _, c := range clients {
-			if _, err := readEnd(c); isReset(err) {
+			if _, err := readEnd(c); testnet.IsReset(err) {
 				resets++
 			}
 		}
@@ -352,7 +353,7 @@ func TestShutdownDoesNotWaitForDetachedConnections(t *testing.T) {
 	assert.NoError(t, err, "a FIN")
 	assert.Equal(t, "still served", string(got))
 	client.Close()
-	assert.Equal(t, linger.Clean, s.next(t).Outcome, "its close lingered")
+	assert.Equal(t, linger.Clean, s.Next(t).Outcome, "its close lingered")
 }
 
 // A detached connection that is already closing when Shutdown is called is

@@ -25,7 +25,6 @@ package linger_test
 // port; the kernel's count says the capture missed none.
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -33,12 +32,12 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/linger-go/linger/internal/netns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -57,8 +56,8 @@ const (
 
 var netnsSeq atomic.Int64
 
-// netns is the namespace a test body runs in, as the body sees it.
-type netns struct {
+// testNetns is the namespace a test body runs in, as the body sees it.
+type testNetns struct {
 	name    string
 	before  map[string]int64 // Tcp and TcpExt counters when the body began
 	capture int              // AF_PACKET socket receiving the RSTs on lo
@@ -68,9 +67,7 @@ type netns struct {
 // resetCounts is what a body provoked: the namespace's counters, and who
 // sent each RST.
 type resetCounts struct {
-	OutRsts      int64 // /proc/net/snmp Tcp: OutRsts, segments sent with RST
-	AbortOnClose int64 // /proc/net/netstat TcpExt: TCPAbortOnClose, closes with unread data
-	AbortOnData  int64 // /proc/net/netstat TcpExt: TCPAbortOnData, data arriving after close
+	netns.Counters
 
 	// BySource counts the captured RSTs by source port.
 	BySource map[int]int
@@ -104,11 +101,11 @@ func (r resetCounts) String() string {
 // test binary inside it with -test.run selecting exactly the calling test
 // (t.Name()), fails t if that child fails, and deletes the namespace at
 // cleanup. In the child it checks that it really runs in the namespace,
-// starts capturing RSTs, and runs body, which asserts; see [netns.resets].
+// starts capturing RSTs, and runs body, which asserts; see [testNetns.resets].
 //
 // It skips t where a namespace cannot be made: not root, no ip
 // (iproute2), or a kernel or container that refuses `ip netns add`.
-func inNetns(t *testing.T, body func(t *testing.T, ns *netns)) {
+func inNetns(t *testing.T, body func(t *testing.T, ns *testNetns)) {
 	t.Helper()
 	if name := os.Getenv(netnsChildEnv); name != "" {
 		if name != t.Name() {
@@ -128,23 +125,21 @@ func inNetns(t *testing.T, body func(t *testing.T, ns *netns)) {
 	require.NoError(t, err)
 
 	ns := fmt.Sprintf("linger-test-%d-%d", os.Getpid(), netnsSeq.Add(1))
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Skipf("cannot create a network namespace: ip netns add %s: %v: %s", ns, err, out)
+	if err := netns.Add(ns); err != nil {
+		t.Skipf("cannot create a network namespace: %v", err)
 	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", ns, err, out)
+		if err := netns.Delete(ns); err != nil {
+			t.Error(err)
 		}
 	})
-	out, err := exec.Command("ip", "-n", ns, "link", "set", "lo", "up").CombinedOutput()
-	require.NoError(t, err, "ip -n %s link set lo up: %s", ns, out)
 
 	timeout := netnsChildTimeout(t)
-	cmd := exec.Command("ip", "netns", "exec", ns, self,
+	cmd := netns.Command(ns, self,
 		"-test.run="+exactRunPattern(t.Name()), "-test.count=1", "-test.v=true", "-test.shuffle=off",
 		"-test.timeout="+timeout.String())
 	cmd.Env = append(os.Environ(), netnsChildEnv+"="+t.Name(), netnsNameEnv+"="+ns)
-	out, err = cmd.CombinedOutput()
+	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), netnsDoneMark+" "+t.Name()+"\n") {
 		t.Fatalf("the test failed in network namespace %s (child: %v):\n%s", ns, err, out)
 	}
@@ -153,14 +148,12 @@ func inNetns(t *testing.T, body func(t *testing.T, ns *netns)) {
 	}
 }
 
-func runNetnsChild(t *testing.T, name string, body func(t *testing.T, ns *netns)) {
-	self, err := os.Stat("/proc/self/ns/net")
+func runNetnsChild(t *testing.T, name string, body func(t *testing.T, ns *testNetns)) {
+	in, err := netns.Entered(name)
 	require.NoError(t, err)
-	want, err := os.Stat("/run/netns/" + name)
-	require.NoError(t, err)
-	require.True(t, os.SameFile(self, want), "the child of %s is not in network namespace %s", t.Name(), name)
+	require.True(t, in, "the child of %s is not in network namespace %s", t.Name(), name)
 
-	ns := &netns{name: name, rsts: make(map[int]int)}
+	ns := &testNetns{name: name, rsts: make(map[int]int)}
 	ns.capture, err = captureResets()
 	require.NoError(t, err, "capturing RSTs on lo")
 	t.Cleanup(func() { unix.Close(ns.capture) })
@@ -195,7 +188,7 @@ func exactRunPattern(name string) string {
 // counters moved since it began, and the RSTs captured by source port. It
 // first waits, up to 5 s, until the capture has seen as many RSTs as the
 // kernel has sent.
-func (ns *netns) resets(t *testing.T) resetCounts {
+func (ns *testNetns) resets(t *testing.T) resetCounts {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -220,7 +213,7 @@ func (ns *netns) resets(t *testing.T) resetCounts {
 }
 
 // drainCapture reads every RST the capture socket holds.
-func (ns *netns) drainCapture(t *testing.T) {
+func (ns *testNetns) drainCapture(t *testing.T) {
 	t.Helper()
 	buf := make([]byte, 256)
 	for {
@@ -304,16 +297,8 @@ func rstSourcePort(frame []byte) (int, bool) {
 // readTCPCounters reads this namespace's Tcp and TcpExt counters.
 func readTCPCounters(t *testing.T) map[string]int64 {
 	t.Helper()
-	m := make(map[string]int64)
-	for _, f := range []string{"/proc/net/snmp", "/proc/net/netstat"} {
-		b, err := os.ReadFile(f)
-		require.NoError(t, err)
-		c, err := parseSNMP(string(b))
-		require.NoError(t, err, "parsing %s", f)
-		for k, v := range c {
-			m[k] = v
-		}
-	}
+	m, err := netns.ReadSNMP()
+	require.NoError(t, err)
 	return m
 }
 
@@ -326,70 +311,19 @@ func tcpDelta(t *testing.T, before, after map[string]int64) resetCounts {
 			d.Moved[k] = v - before[k]
 		}
 	}
-	for key, dst := range map[string]*int64{
-		"Tcp:OutRsts":            &d.OutRsts,
-		"TcpExt:TCPAbortOnClose": &d.AbortOnClose,
-		"TcpExt:TCPAbortOnData":  &d.AbortOnData,
-	} {
-		_, ok := after[key]
-		require.True(t, ok, "no counter %s in /proc/net/snmp or /proc/net/netstat", key)
-		*dst = d.Moved[key]
-	}
-	return d
-}
-
-// parseSNMP parses the format of /proc/net/snmp and /proc/net/netstat: for
-// each group a line of names and then a line of values, both starting with
-// the group's name ("Tcp:"). Keys are "Group:Name".
-func parseSNMP(text string) (map[string]int64, error) {
-	m := make(map[string]int64)
-	names := make(map[string][]string) // a group's names, waiting for its values
-	sc := bufio.NewScanner(strings.NewReader(text))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 0 {
-			continue
-		}
-		group := f[0]
-		hdr, ok := names[group]
-		if !ok {
-			names[group] = f[1:]
-			continue
-		}
-		delete(names, group)
-		if len(hdr) != len(f)-1 {
-			return nil, fmt.Errorf("group %s has %d names and %d values", group, len(hdr), len(f)-1)
-		}
-		for i, v := range f[1:] {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("%s%s: %w", group, hdr[i], err)
-			}
-			m[group+hdr[i]] = n
-		}
-	}
-	return m, sc.Err()
-}
-
-func TestParseSNMP(t *testing.T) {
-	m, err := parseSNMP("Tcp: RtoAlgorithm MaxConn OutRsts\nTcp: 1 -1 42\nUdp: InDatagrams\nUdp: 7\n" +
-		"TcpExt: SyncookiesSent TCPAbortOnData TCPAbortOnClose\nTcpExt: 0 3 5\n")
+	b, err := netns.CountersOf(before)
 	require.NoError(t, err)
-	assert.Equal(t, map[string]int64{
-		"Tcp:RtoAlgorithm": 1, "Tcp:MaxConn": -1, "Tcp:OutRsts": 42,
-		"Udp:InDatagrams":       7,
-		"TcpExt:SyncookiesSent": 0, "TcpExt:TCPAbortOnData": 3, "TcpExt:TCPAbortOnClose": 5,
-	}, m)
-
-	_, err = parseSNMP("Tcp: A B\nTcp: 1\n")
-	assert.Error(t, err, "fewer values than names")
+	a, err := netns.CountersOf(after)
+	require.NoError(t, err)
+	d.Counters = a.Sub(b)
+	return d
 }
 
 // TestNetnsCountsResets checks the instrument: in a namespace, a connection
 // closed with unread data is counted once by the kernel and once by the
 // capture, from the closing side's port.
 func TestNetnsCountsResets(t *testing.T) {
-	inNetns(t, func(t *testing.T, ns *netns) {
+	inNetns(t, func(t *testing.T, ns *testNetns) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
 		t.Cleanup(func() { ln.Close() })

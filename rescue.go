@@ -1,13 +1,13 @@
 package linger
 
-// Rescue: serve the request that was already waiting when an idle
-// connection was closed.
+// Rescue: serve the request that was already waiting when an idle connection
+// was closed.
 //
 // A keep-alive server closes an idle connection at the instant the balancer
 // sends its next request on it. When the request's bytes are already in our
 // receive queue, nothing on the wire is lost yet: the owner's goroutine,
-// waiting in Read for exactly such a request, can be given it instead of
-// the close.
+// waiting in Read for exactly such a request, can be given it instead of the
+// close.
 //
 // Handing bytes back to a server that closed a connection is an attack
 // surface: servers close on purpose after a rejected request, an unread
@@ -30,16 +30,16 @@ package linger
 // The connection never comes out of Accept again: listeners wrapped above
 // linger (TLS, PROXY protocol) and the server see each connection once.
 
-// rescuePeek is how many queued bytes the guard sees at most: enough for
-// the request line of any request nginx would forward by default
+// rescuePeek is how many queued bytes the guard sees at most: enough for the
+// request line of any request nginx would forward by default
 // (large_client_header_buffers 8k).
 const rescuePeek = 8 << 10
 
-// HTTP1Request is the [Config.Rescue] guard for HTTP/1.x servers: it
-// reports whether head begins with a complete HTTP/1.x request line,
-// method SP request-target SP "HTTP/1." (RFC 9112 §3). TLS records, the
-// HTTP/2 connection preface ("PRI * HTTP/2.0") and anything cut mid-line
-// do not qualify.
+// HTTP1Request is the [Config.Rescue] guard for HTTP/1.x servers: it reports
+// whether head begins with a complete HTTP/1.x request line, method SP
+// request-target SP "HTTP/1." (RFC 9112 §3). TLS records, the HTTP/2
+// connection preface ("PRI * HTTP/2.0") and anything cut mid-line do not
+// qualify.
 func HTTP1Request(head []byte) bool {
 	i := 0
 	for i < len(head) && isTokenChar(head[i]) {
@@ -74,13 +74,13 @@ func isTokenChar(b byte) bool {
 	return false
 }
 
-// SetIdle records the owner's statement that the connection is idle:
-// every message it has read is answered, it holds none of the peer's bytes
-// in its own buffers, and its next Read waits for a new message. Call
+// SetIdle records the owner's statement that the connection is idle: every
+// message it has read is answered, it holds none of the peer's bytes in its
+// own buffers, and its next Read waits for a new message. Call
 // SetIdle(false) as soon as that stops being true. Only [Conn.CloseIdle]
-// uses it. net/http says so with its ConnState hook: StateNew and
-// StateIdle are idle (it sets StateIdle only after a response that leaves
-// the connection reusable), every other state is not:
+// uses it. net/http says so with its ConnState hook: StateNew and StateIdle
+// are idle (it sets StateIdle only after a response that leaves the
+// connection reusable), every other state is not:
 //
 //	srv.ConnState = func(c net.Conn, st http.ConnState) {
 //		if lc := linger.ConnOf(c); lc != nil {
@@ -101,19 +101,19 @@ func (c *Conn) SetIdle(idle bool) {
 // ([Conn.SetIdle]) and reports whether it had; a connection in use is left
 // alone. It is for a server that closes idle connections from another
 // goroutine while it goes on serving, as package lingerhttp's idle sweeper
-// does; a server that is shutting down should use Close, or a request it
-// is handed would be read and dropped.
+// does; a server that is shutting down should use Close, or a request it is
+// handed would be read and dropped.
 //
-// If the next request is already waiting, it is handed to the owner
-// instead and the connection stays open (outcome [Rescued]), when all of
-// these hold: [Config.Rescue] is set; a Read the owner began after its
-// idle mark is waiting, and no Read begun before it; the owner has not
-// shut its write side nor set SO_LINGER 0; the peer has not closed;
-// Listener.Shutdown's context has not ended; and the queued bytes, seen
-// without being consumed, pass Config.Rescue. The waiting Read returns
-// them. The mark is spent: another rescue needs the owner to mark the
-// connection idle again. Rescue needs the receive queue's length and
-// MSG_PEEK: it works on Linux and never triggers elsewhere.
+// If the next request is already waiting, it is handed to the owner instead
+// and the connection stays open (outcome [Rescued]), when all of these hold:
+// [Config.Rescue] is set; a Read the owner began after its idle mark is
+// waiting, and no Read begun before it; the owner has not shut its write
+// side nor set SO_LINGER 0; the peer has not closed; Listener.Shutdown's
+// context has not ended; and the queued bytes, seen without being consumed,
+// pass Config.Rescue. The waiting Read returns them. The mark is spent:
+// another rescue needs the owner to mark the connection idle again. Rescue
+// needs the receive queue's length and MSG_PEEK: it works on Linux and never
+// triggers elsewhere.
 //
 // A Close that comes while CloseIdle decides makes the decision a close.
 func (c *Conn) CloseIdle() bool {
@@ -140,9 +140,9 @@ func (c *Conn) rescue(p pendingClose) bool {
 		head := peekBytes(p.rc, min(p.info.Unread, rescuePeek))
 		ok = len(head) > 0 && l.cfg.Rescue(head)
 	}
-	// The waiting Read may have taken the bytes while we decided: the
-	// owner holds the start of its next message now, in its own stream,
-	// and a close would lose a request it is already reading.
+	// The waiting Read may have taken the bytes while we decided: the owner
+	// holds the start of its next message now, in its own stream, and a
+	// close would lose a request it is already reading.
 	ok = ok || c.load().has(flagTook)
 	if !ok || !c.handBack() {
 		return false

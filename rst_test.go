@@ -20,11 +20,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -207,13 +207,13 @@ func TestRSTRejectedUpload(t *testing.T) {
 func testRST(t *testing.T, k rstKind) {
 	for _, wrap := range []bool{false, true} {
 		t.Run(map[bool]string{false: "raw", true: "linger"}[wrap], func(t *testing.T) {
-			inNetns(t, func(t *testing.T, ns *netns) { runRSTKind(t, ns, k, wrap) })
+			inNetns(t, func(t *testing.T, ns *testNetns) { runRSTKind(t, ns, k, wrap) })
 		})
 	}
 }
 
 // runRSTKind runs in the namespace: k.runs connections, then the checks.
-func runRSTKind(t *testing.T, ns *netns, k rstKind, wrap bool) {
+func runRSTKind(t *testing.T, ns *testNetns, k rstKind, wrap bool) {
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { raw.Close() })
@@ -367,7 +367,7 @@ func runClients(addr string, runs, concurrency int, client func(c *net.TCPConn) 
 				switch {
 				case err == nil:
 					res.ok.Add(1)
-				case isConnReset(err):
+				case testnet.IsReset(err):
 					res.firstReset.set(err)
 					res.resets.Add(1)
 				default:
@@ -407,12 +407,6 @@ func expectReply(c net.Conn, want string) error {
 		return fmt.Errorf("read %q, want %q then EOF", got, want)
 	}
 	return nil
-}
-
-// isConnReset reports whether err is what a RST leaves a client: ECONNRESET
-// on a read or write, or EPIPE on a write after it.
-func isConnReset(err error) bool {
-	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 var uploadRequest = fmt.Sprintf("POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n", uploadSize)

@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	"github.com/linger-go/linger/lingerhttp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -523,7 +524,7 @@ func (c *client) finish() exchange {
 			break
 		}
 	}
-	if ex.end != io.EOF && !isReset(ex.end) && !errors.Is(ex.end, os.ErrDeadlineExceeded) {
+	if ex.end != io.EOF && !testnet.IsReset(ex.end) && !errors.Is(ex.end, os.ErrDeadlineExceeded) {
 		// A response that did not parse (cut short, or followed by
 		// garbage): read what is left.
 		c.halfClose()

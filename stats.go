@@ -10,13 +10,13 @@ import (
 // Outcome says how a connection's close ended. The first outcome that
 // applies, in this order, is reported: [Rescued], [Aborted], [Plain] and
 // [Shed] (decided when the owner closes), then how a lingering close ended
-// ([Reset], [Overflow], [Timeout]), then what it saw before the peer's
-// FIN ([Pending], [Crossed]), else [Clean].
+// ([Reset], [Overflow], [Timeout]), then what it saw before the peer's FIN
+// ([Pending], [Crossed]), else [Clean].
 type Outcome uint8
 
 const (
-	// Clean: the peer's FIN came and nothing was discarded, or the peer
-	// had already closed and nothing was unread, so no linger was needed.
+	// Clean: the peer's FIN came and nothing was discarded, or the peer had
+	// already closed and nothing was unread, so no linger was needed.
 	Clean Outcome = iota
 	// Pending: unread bytes were already waiting in the receive queue when
 	// the owner closed: a request that had arrived, or a body left unread.
@@ -39,21 +39,20 @@ const (
 	// Aborted: an abortive close was asked for ([Config.AbortiveClose] or
 	// [Conn.SetLinger](0)), or [Listener.Shutdown]'s context ended first.
 	Aborted
-	// Rescued: the idle close did not happen ([Conn.CloseIdle]). The
-	// request already waiting in the receive queue was handed to the
-	// owner's waiting Read. The connection's final close is reported
-	// later, on its own.
+	// Rescued: the idle close did not happen ([Conn.CloseIdle]). The request
+	// already waiting in the receive queue was handed to the owner's waiting
+	// Read. The connection's final close is reported later, on its own.
 	Rescued
 	// Plain: the connection cannot half-close, so it was closed at once,
-	// without lingering: it is not TCP-like (a pipe), or a listener
-	// wrapped below linger returns connections that hide CloseWrite
+	// without lingering: it is not TCP-like (a pipe), or a listener wrapped
+	// below linger returns connections that hide CloseWrite
 	// (x/net/netutil.LimitListener, go-proxyproto). The kernel may still
 	// reset such a close; Accept logs the wrapper's type once. Put linger
 	// innermost, directly on the TCP listener.
 	Plain
 
-	// NumOutcomes is the number of outcomes, the length of
-	// [Stats.Outcomes]: range over it to visit every outcome.
+	// NumOutcomes is the number of outcomes, the length of [Stats.Outcomes]:
+	// range over it to visit every outcome.
 	NumOutcomes
 )
 
@@ -81,8 +80,8 @@ type CloseInfo struct {
 	// Linger is how long the close took, from the owner's Close until the
 	// socket was closed.
 	Linger time.Duration
-	// Unread is how many bytes were waiting unread in the receive queue
-	// when the owner closed, or -1 where the platform cannot tell.
+	// Unread is how many bytes were waiting unread in the receive queue when
+	// the owner closed, or -1 where the platform cannot tell.
 	Unread int
 	// Discarded is how many bytes the lingering close read and dropped.
 	Discarded int64
@@ -146,9 +145,11 @@ func (s Stats) Add(t Stats) Stats {
 //	{"Accepted": 2, "Open": 1, "Lingering": 0, "Discarded": 14,
 //	 "Outcomes": {"clean": 1, "pending": 0, "crossed": 0, ...}}
 //
-// For several listeners, Set one StatsVar per listener into an
-// [expvar.Map], or publish their total:
-// linger.StatsVar(func() linger.Stats { return a.Stats().Add(b.Stats()) }).
+// For several listeners, Set one StatsVar per listener into an [expvar.Map],
+// or publish their total:
+//
+//	linger.StatsVar(func() linger.Stats { return a.Stats().Add(b.Stats()) })
+//
 // For a lingerhttp server, whose listener exists once Serve has begun,
 // return the zero Stats while its Listener is nil.
 //

@@ -57,7 +57,7 @@ func TestStatsVarInDebugVars(t *testing.T) {
 			require.NoError(t, err)
 		}
 		client.Close()
-		s.next(t)
+		s.Next(t)
 	}
 	pair(t, s)
 

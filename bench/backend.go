@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/netns"
 )
 
 type request struct {
@@ -40,7 +41,7 @@ type request struct {
 type response struct {
 	Err      string          `json:"err,omitempty"`
 	Addrs    []string        `json:"addrs,omitempty"`
-	Counters *tcpCounters    `json:"counters,omitempty"` // movement during the run, if counted
+	Counters *netns.Counters `json:"counters,omitempty"` // movement during the run, if counted
 	Stats    *linger.Stats   `json:"stats,omitempty"`    // summed over the run's listeners, if they count
 	Value    float64         `json:"value,omitempty"`    // an event's result
 	GRPC     *grpcResult     `json:"grpc,omitempty"`     // the grpc scenario's server, on stop
@@ -79,12 +80,12 @@ type backendRun struct {
 	srvs    []*http.Server  // nil entries for raw TCP servers
 	conns   sync.WaitGroup  // raw TCP accept loops and handlers
 	grpc    *grpcServer     // the grpc scenario's server, if that is the run
-	smuggle *smuggleBackend // the smuggle scenario's handler, if that is the run
+	smuggle *smuggleHandler // the smuggle scenario's handler, if that is the run
 	restart *restartRun     // the restart scenario's generations, if that is the run
 	preStop time.Duration   // the shutdown event sleeps this long first
 	deploy  *deployScraper  // the shutdown scenario's scrape of the deployed server; nil for raw
 	probe   *connProbe      // follows the deployed server's connections
-	before  tcpCounters
+	before  netns.Counters
 	counted bool
 	memBase uint64
 }
@@ -136,9 +137,9 @@ func runBackend(host string, countRSTs bool) int {
 				err = errors.New("no run, or not counting")
 				break
 			}
-			var c tcpCounters
-			if c, err = readCounters(); err == nil {
-				d := c.sub(cur.before)
+			var c netns.Counters
+			if c, err = netns.ReadCounters(); err == nil {
+				d := c.Sub(cur.before)
 				resp.Counters = &d
 			}
 		case "stop":
@@ -165,19 +166,23 @@ func runBackend(host string, countRSTs bool) int {
 }
 
 func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
-	v, ok := variantNamed(req.Variant)
+	b, ok := backendNamed(req.Scenario)
 	if !ok {
-		return nil, fmt.Errorf("unknown variant %q", req.Variant)
+		return nil, fmt.Errorf("unknown scenario %q", req.Scenario)
+	}
+	v, ok := variantNamed(req.Variant)
+	if !ok || !b.runs(v.name) {
+		return nil, fmt.Errorf("variant %q does not serve %s", req.Variant, b.name)
 	}
 	r := &backendRun{preStop: v.preStop}
-	if req.Scenario == "restart" {
+	if b.restart {
 		// Its servers are processes of their own: see restart.go.
 		var err error
 		if r.restart, err = startRestart(host, v.name); err != nil {
 			return nil, err
 		}
 		if countRSTs {
-			if r.before, err = readCounters(); err != nil {
+			if r.before, err = netns.ReadCounters(); err != nil {
 				r.stop()
 				return nil, err
 			}
@@ -186,7 +191,7 @@ func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
 		return r, nil
 	}
 	servers := 1
-	if isDeploy(req.Scenario) {
+	if b.deploy {
 		servers = 2 // a rolling deploy: one of two backends goes away
 	}
 	// Plain TCP for every variant, as the README tells users: this module
@@ -200,24 +205,23 @@ func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
 			r.stop()
 			return nil, err
 		}
-		srv := httpServer(req.Scenario)
-		if srv != nil {
-			if h, ok := srv.Handler.(*smuggleBackend); ok {
+		var srv *http.Server
+		if b.server != nil {
+			srv = b.server()
+			if h, ok := srv.Handler.(*smuggleHandler); ok {
 				r.smuggle = h
 			}
-			if isDeploy(req.Scenario) && i == 0 {
+			if b.deploy && i == 0 {
 				r.probe = &connProbe{}
 				r.probe.hook(srv)
 			}
 		}
 		var ln net.Listener
-		if req.Scenario == "memory" {
-			// Memory per lingering connection: every close lingers until
-			// the driver lets go, so nothing may time out or be shed.
+		if b.lingerAll {
 			ln = linger.Wrap(inner, linger.Config{LingerTimeout: time.Minute, MaxLingering: 1 << 20})
 		} else if v.serve != nil && srv != nil {
 			var drain time.Duration
-			if isDeploy(req.Scenario) && i == 0 {
+			if b.deploy && i == 0 {
 				drain = deployDrainDelay // the one the deploy takes away
 			}
 			r.lns = append(r.lns, v.serve(srv, inner, drain))
@@ -228,43 +232,38 @@ func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
 		} else {
 			inner.Close()
 			r.stop()
-			return nil, fmt.Errorf("variant %s does not run %s", v.name, req.Scenario)
+			return nil, fmt.Errorf("variant %s does not run %s", v.name, b.name)
 		}
 		r.lns = append(r.lns, ln)
 		r.srvs = append(r.srvs, srv)
-		if req.Scenario == "grpc" {
-			// compat.ServeGRPC serves it; the driver runs the clients.
+		switch {
+		case b.grpc:
+			// grpcload.Serve serves it; the driver runs the clients.
 			if r.grpc, err = startGRPC(ln, req); err != nil {
 				ln.Close()
 				r.stop()
 				return nil, err
 			}
-			continue
-		}
-		if srv != nil && srv.TLSConfig != nil {
+		case srv != nil && srv.TLSConfig != nil:
 			go srv.ServeTLS(ln, "", "") // TLS on top of the variant's listener
-			continue
-		}
-		if srv != nil {
+		case srv != nil:
 			go srv.Serve(ln)
-			continue
-		}
-		handle := tcpHandler(req.Scenario)
-		if handle == nil {
+		case b.handle != nil:
+			r.conns.Add(1)
+			go r.acceptLoop(ln, b.handle)
+		default:
 			r.stop()
-			return nil, fmt.Errorf("unknown scenario %q", req.Scenario)
+			return nil, fmt.Errorf("backend %s serves nothing", b.name)
 		}
-		r.conns.Add(1)
-		go r.acceptLoop(ln, handle)
 	}
-	if req.Scenario == "memory" {
+	if b.lingerAll {
 		r.memBase = heapAndStacks()
 	}
-	if req.Scenario == "shutdown" {
+	if b.scrape {
 		r.deploy = newDeployScraper(r.lns[0])
 	}
 	if countRSTs {
-		c, err := readCounters()
+		c, err := netns.ReadCounters()
 		if err != nil {
 			r.stop()
 			return nil, err
@@ -291,13 +290,6 @@ func (r *backendRun) acceptLoop(ln net.Listener, handle func(net.Conn)) {
 			handle(c)
 		}()
 	}
-}
-
-// isDeploy reports whether the backend scenario is a rolling deploy: two
-// servers, the first of which the shutdown event takes away. shutdown
-// tells nginx at the same moment; apache-deploy tells Apache nothing.
-func isDeploy(scenario string) bool {
-	return scenario == "shutdown" || scenario == "apache-deploy"
 }
 
 func (r *backendRun) event(req request) (float64, error) {
@@ -441,8 +433,8 @@ func (r *backendRun) stop() response {
 		// arrives; everything has closed by now, and nothing more arrives
 		// once the driver's clients are done.
 		time.Sleep(20 * time.Millisecond)
-		if c, err := readCounters(); err == nil {
-			d := c.sub(r.before)
+		if c, err := netns.ReadCounters(); err == nil {
+			d := c.Sub(r.before)
 			resp.Counters = &d
 		}
 	}
@@ -455,39 +447,6 @@ func heapAndStacks() uint64 {
 	runtime.GC()
 	runtime.ReadMemStats(&m)
 	return m.HeapInuse + m.StackInuse
-}
-
-// httpServer returns the net/http server of an HTTP scenario, or nil for
-// the raw TCP ones.
-func httpServer(scenario string) *http.Server {
-	quiet := log.New(io.Discard, "", 0)
-	switch scenario {
-	case "idle-race":
-		return &http.Server{Handler: http.HandlerFunc(echoHandler(2)), IdleTimeout: idleRaceTimeout, ErrorLog: quiet}
-	case "tls-idle-race":
-		return &http.Server{Handler: http.HandlerFunc(echoHandler(2)), IdleTimeout: idleRaceTimeout, ErrorLog: quiet, TLSConfig: backendTLS()}
-	case "proxy-idle":
-		return &http.Server{Handler: http.HandlerFunc(echoHandler(proxyReplySize)), IdleTimeout: proxyIdleTimeout, ErrorLog: quiet}
-	case "proxy-idle-tls":
-		return &http.Server{Handler: http.HandlerFunc(echoHandler(proxyReplySize)), IdleTimeout: proxyIdleTimeout, ErrorLog: quiet, TLSConfig: backendTLS()}
-	case "shutdown", "apache-deploy":
-		h := echoHandler(proxyReplySize)
-		slow := func(w http.ResponseWriter, r *http.Request) {
-			time.Sleep(2 * time.Millisecond) // some work, so a deploy finds requests in flight
-			h(w, r)
-		}
-		return &http.Server{Handler: http.HandlerFunc(slow), IdleTimeout: 30 * time.Second, ErrorLog: quiet}
-	case "early-response":
-		return &http.Server{Handler: http.HandlerFunc(earlyHandler), ErrorLog: quiet}
-	case "smuggle":
-		// Bounded reads, so no connection nginx left half-sent keeps
-		// Shutdown waiting.
-		return &http.Server{Handler: &smuggleBackend{}, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 5 * time.Second, ErrorLog: quiet}
-	case "overhead", "shutdown-idle":
-		hello := []byte("hello, world\n")
-		return &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(hello) }), ErrorLog: quiet}
-	}
-	return nil
 }
 
 // echoHandler reads the request body and answers size bytes.
@@ -515,19 +474,6 @@ func earlyHandler(w http.ResponseWriter, r *http.Request) {
 	}
 	io.Copy(io.Discard, r.Body)
 	w.Write([]byte("ok\n"))
-}
-
-// tcpHandler returns the handler of a raw TCP scenario.
-func tcpHandler(scenario string) func(net.Conn) {
-	switch scenario {
-	case "unread-close":
-		return unreadCloseHandler
-	case "sweep":
-		return sweepHandler
-	case "memory":
-		return func(c net.Conn) { c.Close() }
-	}
-	return nil
 }
 
 const unreadCloseReply = "HTTP/1.1 400 Bad Request\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbye\n"

@@ -11,8 +11,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/linger-go/linger/internal/testnet"
 )
 
 var dialer = &net.Dialer{Timeout: 5 * time.Second}
@@ -30,7 +31,7 @@ func classify(err error) string {
 	switch {
 	case err == nil:
 		return outOK
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+	case testnet.IsReset(err):
 		return outReset
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		strings.Contains(err.Error(), "server closed idle connection"),
@@ -40,7 +41,8 @@ func classify(err error) string {
 	return outOther
 }
 
-// tally counts outcomes from many goroutines.
+// tally counts outcomes from many goroutines: "requests", the outcomes
+// (outOK, ...) and "502", and what else a scenario notes.
 type tally struct {
 	mu sync.Mutex
 	n  map[string]int

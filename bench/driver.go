@@ -19,90 +19,8 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/netns"
 )
-
-// A scenario is one user-visible story; run runs all of its rounds.
-type scenario struct {
-	name  string
-	proxy string // the proxy it needs ("nginx", "haproxy", "apache2"), if any
-	run   func(d *driver) error
-	rows  []string // the rows it makes, in order, if not one named after it
-	// optIn: it runs only when -only names it (its many runs do not fit
-	// the default run's budget).
-	optIn bool
-}
-
-var scenarios = []scenario{
-	{name: "unread-close", run: (*driver).unreadClose},
-	{name: "idle-race", run: (*driver).idleRace},
-	{name: "tls-idle-race", run: (*driver).tlsIdleRace},
-	{name: "sweep", run: (*driver).sweep},
-	{name: "early-response", run: (*driver).earlyResponse},
-	{name: "nginx-idle", proxy: "nginx", run: func(d *driver) error {
-		return d.proxyIdle("nginx-idle", "nginx", d.sz.proxyRounds, d.sz.proxyBursts)
-	}},
-	{name: "haproxy-idle", proxy: "haproxy", run: func(d *driver) error {
-		return d.proxyIdle("haproxy-idle", "haproxy", d.sz.proxyRounds, d.sz.proxyBursts)
-	}},
-	{name: "apache-idle", proxy: "apache2", run: func(d *driver) error {
-		return d.proxyIdle("apache-idle", "apache2", d.sz.apacheRounds, d.sz.apacheBursts)
-	}},
-	{name: "nginx-tls-idle", proxy: "nginx", run: func(d *driver) error {
-		return d.proxyIdle("nginx-tls-idle", "nginx", d.sz.proxyRounds, d.sz.proxyBursts)
-	}, optIn: true},
-	{name: "shutdown", proxy: "nginx", run: (*driver).shutdown},
-	{name: "apache-deploy", proxy: "apache2", run: (*driver).apacheDeploy, optIn: true},
-	{name: "smuggle", proxy: "nginx", run: (*driver).smuggle, rows: smuggleRowNames()},
-	{name: "grpc", run: (*driver).grpc, rows: grpcRowNames()},
-	{name: "overhead", run: (*driver).overhead},
-	{name: "restart", proxy: "nginx", run: (*driver).restart, rows: restartRowNames(), optIn: true},
-}
-
-// checkedScenarios are the scenarios, and the rows of the grpc scenario,
-// where -check fails on any backend RST of a variant other than raw (or,
-// uncounted, on any reset its clients saw).
-var checkedScenarios = append([]string{"unread-close", "idle-race", "tls-idle-race", "nginx-idle", "haproxy-idle", "apache-idle", "nginx-tls-idle", "early-response"}, grpcRowNames()...)
-
-// losslessRows are the rows where -check also fails on any failed request
-// or backend RST: lingerhttp's promise, behind the proxies, through a
-// deploy the balancer is told about, and through restarts in place with
-// the socket passed on (where a refused connect fails too).
-var losslessRows = []string{"idle-race/lingerhttp", "tls-idle-race/lingerhttp", "nginx-idle/lingerhttp", "haproxy-idle/lingerhttp", "apache-idle/lingerhttp", "nginx-tls-idle/lingerhttp", "shutdown/lingerhttp",
-	"restart-nginx/lingerhttp+tableflip", "restart-haproxy/lingerhttp+tableflip"}
-
-func (s scenario) rowNames() []string {
-	if s.rows != nil {
-		return s.rows
-	}
-	return []string{s.name}
-}
-
-func scenarioNames() []string {
-	var names []string
-	for _, s := range scenarios {
-		names = append(names, s.name)
-	}
-	return names
-}
-
-func optInScenarios() []string {
-	var names []string
-	for _, s := range scenarios {
-		if s.optIn {
-			names = append(names, s.name)
-		}
-	}
-	return names
-}
-
-func knownScenario(name string) bool {
-	for _, s := range scenarios {
-		if s.name == name {
-			return true
-		}
-	}
-	return false
-}
 
 // sizes are a mode's counts. Every client loop is bounded by a count and
 // by a time.
@@ -259,7 +177,7 @@ func runDriver(o options, backendNS, noNetns string) int {
 			continue
 		}
 		t0 := time.Now()
-		err := s.run(d)
+		err := s.run(d, s)
 		if ctx.Err() != nil {
 			fmt.Fprintln(os.Stderr, "lingerbench: interrupted; stopping")
 			return 130
@@ -293,6 +211,16 @@ func runDriver(o options, backendNS, noNetns string) int {
 			failed = true
 		}
 	}
+	if o.publish {
+		if failed {
+			fmt.Fprintln(os.Stderr, "lingerbench: not publishing a run that failed")
+		} else if err := publish(o); err != nil {
+			fmt.Fprintln(os.Stderr, "lingerbench: publishing results:", err)
+			failed = true
+		} else {
+			fmt.Fprintf(os.Stderr, "lingerbench: published %s to %s/\n", strings.Join(publishedFiles(o), ", "), publishDir)
+		}
+	}
 	if o.check {
 		if bad := d.res.checkFailures(); len(bad) > 0 {
 			for _, b := range bad {
@@ -308,7 +236,7 @@ func runDriver(o options, backendNS, noNetns string) int {
 	return 0
 }
 
-func (d *driver) selected(s scenario) bool {
+func (d *driver) selected(s *scenario) bool {
 	return d.o.only[s.name] || len(d.o.only) == 0 && !s.optIn
 }
 
@@ -325,21 +253,23 @@ func (d *driver) row(scn, v string) *row {
 	if r == nil {
 		r = &row{Scenario: scn, Variant: v, Extra: make(map[string]float64)}
 		if d.counted {
-			r.Counters = &tcpCounters{}
+			r.Counters = &netns.Counters{}
 		}
 		d.rows[key] = r
 	}
 	return r
 }
 
-// alternate runs fn for every variant, rounds times, reversing the order
-// every other round so drift and warm-up hit all variants alike.
-func (d *driver) alternate(rounds int, fn func(v variant) error) error {
+// alternate runs fn for every variant that serves b, rounds times,
+// reversing the order every other round so drift and warm-up hit all
+// variants alike.
+func (d *driver) alternate(rounds int, b *backend, fn func(v variant) error) error {
+	vs := b.variantList()
 	for r := range rounds {
-		for i := range variants {
-			v := variants[i]
+		for i := range vs {
+			v := vs[i]
 			if r%2 == 1 {
-				v = variants[len(variants)-1-i]
+				v = vs[len(vs)-1-i]
 			}
 			if err := d.ctx.Err(); err != nil {
 				return err
@@ -352,21 +282,18 @@ func (d *driver) alternate(rounds int, fn func(v variant) error) error {
 	return nil
 }
 
-// run starts the backend of scenario backendScn for variant v, runs body
-// against its addresses and stops it, adding the backend's counters and
-// listener stats to the row of scn.
-func (d *driver) run(scn, backendScn string, v variant, body func(addrs []string) error) error {
-	_, err := d.runReq(scn, request{Scenario: backendScn}, v, body)
+// run starts backend b for variant v, runs body against its addresses and
+// stops it, adding the backend's counters and listener stats to the row
+// of scn.
+func (d *driver) run(scn string, b *backend, v variant, body func(addrs []string) error) error {
+	_, err := d.runReq(scn, b, request{}, v, body)
 	return err
 }
 
-// runReq is run with more said in the start request (req's Scenario and
-// GRPC); it returns the backend's answer to stop.
-func (d *driver) runReq(scn string, req request, v variant, body func(addrs []string) error) (response, error) {
-	if !v.applies(req.Scenario) {
-		return response{}, nil
-	}
-	req.Op, req.Variant = "start", v.name
+// runReq is run with more said in the start request (req's GRPC); it
+// returns the backend's answer to stop.
+func (d *driver) runReq(scn string, b *backend, req request, v variant, body func(addrs []string) error) (response, error) {
+	req.Op, req.Scenario, req.Variant = "start", b.name, v.name
 	resp, err := d.backend.call(req)
 	if err != nil {
 		return response{}, err
@@ -379,7 +306,7 @@ func (d *driver) runReq(scn string, req request, v variant, body func(addrs []st
 	r := d.row(scn, v.name)
 	r.Runs++
 	if stop.Counters != nil && r.Counters != nil {
-		*r.Counters = r.Counters.add(*stop.Counters)
+		*r.Counters = r.Counters.Add(*stop.Counters)
 	}
 	if stop.Stats != nil {
 		if r.Stats == nil {

@@ -1,8 +1,10 @@
 // Command lingerbench is linger's close-behaviour benchmark: it runs every
 // scenario on the raw listener and on linger, alternating, counts the
 // backend's resets with the kernel's own counters, and prints a table
-// (also written to results/latest.json, with the sweep drawn in
-// results/sweep.svg). Run it as bench/run from the repository root.
+// (also written to results/latest/latest.json, with the sweep drawn in
+// results/latest/sweep.svg; results/latest is not tracked). -publish copies
+// a default run's files to results/, the copy the README quotes and git
+// tracks. Run it as bench/run from the repository root.
 //
 // The process started by bench/run is the top: as root it creates two
 // network namespaces joined by a veth pair and re-runs itself in the
@@ -31,7 +33,8 @@ import (
 type options struct {
 	quick, check bool
 	only         map[string]bool // scenarios to run; empty: all
-	out          string          // results directory
+	out          string          // this run's results directory
+	publish      bool            // also copy the run's results to publishDir
 	verbose      bool
 	keep         bool          // keep the proxies' configs and logs
 	deploys      int           // apache-deploy's deploys per variant; 0: the mode's
@@ -51,13 +54,15 @@ func main() {
 		genAddr   string
 	)
 	flag.BoolVar(&o.quick, "quick", false, "small counts, for CI (under 90 s)")
-	flag.BoolVar(&o.check, "check", false, "exit 1 if linger lets the backend send a RST in "+strings.Join(checkedScenarios, ", ")+
-		", or a request fails or a RST is sent in "+strings.Join(losslessRows, ", ")+
+	noRSTs, lossless := checkedRows()
+	flag.BoolVar(&o.check, "check", false, "exit 1 if linger lets the backend send a RST in "+strings.Join(noRSTs, ", ")+
+		", or a request fails or a RST is sent in "+strings.Join(lossless, ", ")+
 		", or the backend's /admin runs in smuggle")
 	flag.StringVar(&only, "only", "", "comma-separated scenarios to run (default all but the opt-in "+strings.Join(optInScenarios(), ", ")+")")
-	flag.StringVar(&o.out, "out", "results", "directory for latest.json, sweep.svg and the proxies' files")
+	flag.StringVar(&o.out, "out", "results/latest", "directory for this run's latest.json, sweep.svg, tables and the proxies' files (untracked)")
+	flag.BoolVar(&o.publish, "publish", false, "also copy the results to "+publishDir+"/, the copy the README quotes: the full default run's table, latest.json and sweep.svg, or -only restart's table")
 	flag.BoolVar(&o.verbose, "v", false, "log each run")
-	flag.BoolVar(&o.keep, "keep", false, "keep the proxies' configs and logs in results/tmp")
+	flag.BoolVar(&o.keep, "keep", false, "keep the proxies' configs and logs in the -out directory's tmp/")
 	flag.IntVar(&o.deploys, "deploys", 0, "apache-deploy (which runs only when -only names it): deploys per variant (default 10, -quick 2)")
 	flag.DurationVar(&o.deployThink, "deploy-think", 0, "apache-deploy: each client pauses a random 0 to this long between its requests (default 0: back to back)")
 	flag.IntVar(&o.apacheRounds, "apache-idle-rounds", 0, "apache-idle: rounds of 3 bursts per variant (default 1; nginx-idle's count is 2 rounds of 10)")
@@ -78,15 +83,14 @@ func main() {
 		fmt.Fprintf(os.Stderr, "lingerbench: -deploy-think %v: want 0 to 10s\n", o.deployThink)
 		os.Exit(2)
 	}
-	if only != "" {
-		o.only = make(map[string]bool)
-		for _, s := range strings.Split(only, ",") {
-			if !knownScenario(s) {
-				fmt.Fprintf(os.Stderr, "lingerbench: unknown scenario %q; known: %s\n", s, strings.Join(scenarioNames(), ", "))
-				os.Exit(2)
-			}
-			o.only[s] = true
-		}
+	var err error
+	if o.only, err = parseOnly(only); err != nil {
+		fmt.Fprintf(os.Stderr, "lingerbench: -only: %v\n", err)
+		os.Exit(2)
+	}
+	if err := checkPublish(o); err != nil {
+		fmt.Fprintf(os.Stderr, "lingerbench: -publish: %v\n", err)
+		os.Exit(2)
 	}
 	switch role {
 	case "backend":
@@ -113,7 +117,7 @@ func runTop(o options) int {
 		return runDriver(o, "", "ip (iproute2) is missing")
 	}
 	removeStaleNamespaces()
-	ns, err := newNetns()
+	ns, err := newNamespaces()
 	if err != nil {
 		return runDriver(o, "", fmt.Sprintf("cannot create network namespaces: %v", err))
 	}

@@ -23,13 +23,7 @@ func TestShutdownDeadlineSnapshot(t *testing.T) {
 		close(entered)
 		<-release
 	})}
-	p := &connProbe{}
-	p.hook(srv)
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ln := serveLingerHTTP(srv, inner, 0)
-	r := &backendRun{lns: []net.Listener{ln}, srvs: []*http.Server{srv}, probe: p}
-	t.Cleanup(func() { r.stop() })
+	r, inner := probedLingerHTTP(t, srv)
 
 	c, err := net.Dial("tcp", inner.Addr().String())
 	require.NoError(t, err)
@@ -68,13 +62,7 @@ func TestShutdownDeadlineSnapshot(t *testing.T) {
 // A Shutdown that finishes in time reports no deadline and no snapshot.
 func TestShutdownInTime(t *testing.T) {
 	srv := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})}
-	p := &connProbe{}
-	p.hook(srv)
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ln := serveLingerHTTP(srv, inner, 0)
-	r := &backendRun{lns: []net.Listener{ln}, srvs: []*http.Server{srv}, probe: p}
-	t.Cleanup(func() { r.stop() })
+	r, inner := probedLingerHTTP(t, srv)
 	// Served once, so Serve has started: a Shutdown that comes before
 	// lingerhttp's Serve has started its sweeper can wait for it forever
 	// (lingerhttp's sweep reads its stop channel late).
@@ -91,4 +79,19 @@ func TestShutdownInTime(t *testing.T) {
 	// The idle keep-alive connection closes once quiet (1 s, checked
 	// every second).
 	assert.Less(t, rep.Ms, 2500.0)
+}
+
+// probedLingerHTTP serves srv with lingerhttp on loopback, as the deploy's
+// backend run does with a probe on its connections, and stops it when the
+// test ends. inner is the listener lingerhttp serves.
+func probedLingerHTTP(t *testing.T, srv *http.Server) (r *backendRun, inner net.Listener) {
+	t.Helper()
+	p := &connProbe{}
+	p.hook(srv)
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ln := serveLingerHTTP(srv, inner, 0)
+	r = &backendRun{lns: []net.Listener{ln}, srvs: []*http.Server{srv}, probe: p}
+	t.Cleanup(func() { r.stop() })
+	return r, inner
 }

@@ -10,21 +10,24 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The deploy's nginx reload marks exactly the deployed upstream down.
-func TestNginxConfDown(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "nginx.conf")
-	cfg := proxyConfig{Dir: "/d", Port: 8080, Upstreams: []string{"10.0.0.1:1", "10.0.0.1:2"}}
-	require.NoError(t, writeProxyConf("nginx", path, cfg))
+// proxyConf is the configuration writeProxyConf writes for a proxy of kind.
+func proxyConf(t *testing.T, kind string, cfg proxyConfig) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), kind+".conf")
+	require.NoError(t, writeProxyConf(kind, path, cfg))
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
-	assert.NotContains(t, string(b), " down;")
+	return string(b)
+}
+
+// The deploy's nginx reload marks exactly the deployed upstream down.
+func TestNginxConfDown(t *testing.T) {
+	cfg := proxyConfig{Dir: "/d", Port: 8080, Upstreams: []string{"10.0.0.1:1", "10.0.0.1:2"}}
+	assert.NotContains(t, proxyConf(t, "nginx", cfg), " down;")
 
 	cfg.Down = map[string]bool{"10.0.0.1:1": true}
-	require.NoError(t, writeProxyConf("nginx", path, cfg))
-	b, err = os.ReadFile(path)
-	require.NoError(t, err)
 	var servers []string
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(proxyConf(t, "nginx", cfg), "\n") {
 		if strings.HasPrefix(strings.TrimSpace(line), "server 10.") {
 			servers = append(servers, strings.TrimSpace(line))
 		}
@@ -35,39 +38,37 @@ func TestNginxConfDown(t *testing.T) {
 	}, servers)
 }
 
-// The smuggle scenario's two nginx configurations: both deny /admin
-// themselves; the default upstream mode has no keep-alive pool and no
-// HTTP/1.1, the keep-alive mode has both, as the other scenarios do.
-func TestNginxConfSmuggle(t *testing.T) {
-	conf := func(cfg proxyConfig) string {
-		path := filepath.Join(t.TempDir(), "nginx.conf")
-		require.NoError(t, writeProxyConf("nginx", path, cfg))
-		b, err := os.ReadFile(path)
-		require.NoError(t, err)
-		return string(b)
-	}
+// nginx's configurations: the smuggle scenario's two both deny /admin
+// themselves; its default upstream mode has no keep-alive pool and no
+// HTTP/1.1, its keep-alive mode has both, as the other scenarios do.
+// nginx-tls-idle's proxies to a backend that terminates TLS, with the
+// keep-alive pool the other scenarios use; the others speak plain HTTP.
+func TestNginxConf(t *testing.T) {
 	base := proxyConfig{Dir: "/d", Port: 8080, Upstreams: []string{"10.0.0.1:1"}}
-	plain := conf(base)
-	assert.NotContains(t, plain, "location /admin")
-	assert.Contains(t, plain, "keepalive 32;")
-	assert.Contains(t, plain, "proxy_http_version 1.1;")
-
-	keepAlive := base
-	keepAlive.DenyAdmin = true
-	ka := conf(keepAlive)
-	assert.Contains(t, ka, "location /admin { return 403; }")
-	assert.Contains(t, ka, "keepalive 32;")
-	assert.Contains(t, ka, "proxy_http_version 1.1;")
-	assert.Contains(t, ka, `proxy_set_header Connection "";`)
-
-	http10 := keepAlive
+	denyAdmin := base
+	denyAdmin.DenyAdmin = true
+	http10 := denyAdmin
 	http10.HTTP10 = true
-	h := conf(http10)
-	assert.Contains(t, h, "location /admin { return 403; }")
-	assert.Contains(t, h, "proxy_pass http://backend;")
-	assert.NotContains(t, h, "keepalive 32;")
-	assert.NotContains(t, h, "proxy_http_version")
-	assert.NotContains(t, h, "proxy_set_header")
+	tlsUpstream := base
+	tlsUpstream.TLS = true
+	for _, tc := range []struct {
+		name        string
+		cfg         proxyConfig
+		has, hasNot []string
+	}{
+		{"keep-alive", base, []string{"keepalive 32;", "proxy_http_version 1.1;", "proxy_pass http://backend;"}, []string{"location /admin"}},
+		{"smuggle keep-alive", denyAdmin, []string{"location /admin { return 403; }", "keepalive 32;", "proxy_http_version 1.1;", `proxy_set_header Connection "";`}, nil},
+		{"smuggle HTTP/1.0", http10, []string{"location /admin { return 403; }", "proxy_pass http://backend;"}, []string{"keepalive 32;", "proxy_http_version", "proxy_set_header"}},
+		{"TLS upstream", tlsUpstream, []string{"proxy_pass https://backend;", "keepalive 32;"}, nil},
+	} {
+		conf := proxyConf(t, "nginx", tc.cfg)
+		for _, want := range tc.has {
+			assert.Contains(t, conf, want, tc.name)
+		}
+		for _, not := range tc.hasNot {
+			assert.NotContains(t, conf, not, tc.name)
+		}
+	}
 }
 
 // nginx's error-log lines count by kind: addresses and file paths, which
@@ -88,56 +89,16 @@ func TestNginxErrorKinds(t *testing.T) {
 	}, p.errorKinds())
 }
 
-// nginx-tls-idle's nginx proxies to a backend that terminates TLS, with
-// the keep-alive pool the other scenarios use; the others speak plain
-// HTTP.
-func TestNginxConfTLSUpstream(t *testing.T) {
-	conf := func(cfg proxyConfig) string {
-		path := filepath.Join(t.TempDir(), "nginx.conf")
-		require.NoError(t, writeProxyConf("nginx", path, cfg))
-		b, err := os.ReadFile(path)
-		require.NoError(t, err)
-		return string(b)
-	}
-	base := proxyConfig{Dir: "/d", Port: 8080, Upstreams: []string{"10.0.0.1:1"}}
-	assert.Contains(t, conf(base), "proxy_pass http://backend;")
-	base.TLS = true
-	tls := conf(base)
-	assert.Contains(t, tls, "proxy_pass https://backend;")
-	assert.Contains(t, tls, "keepalive 32;")
-}
-
-// Opt-in scenarios run only when -only names them; the default run skips
-// them, for its time budget.
-func TestOptInScenarios(t *testing.T) {
-	optIn := scenario{name: "nginx-tls-idle", optIn: true}
-	always := scenario{name: "tls-idle-race"}
-	all := &driver{o: options{}}
-	assert.False(t, all.selected(optIn))
-	assert.True(t, all.selected(always))
-	named := &driver{o: options{only: map[string]bool{"nginx-tls-idle": true}}}
-	assert.True(t, named.selected(optIn))
-	assert.False(t, named.selected(always))
-	assert.Equal(t, []string{"nginx-tls-idle", "apache-deploy", "restart"}, optInScenarios())
-}
-
 // Apache runs on its own configuration: every path it writes is under the
 // run's directory, it loads the event MPM and the balancer's modules from
 // Debian's directory, and every upstream is a pooled balancer member kept
 // 60 s; as root, its children run as the given user.
 func TestApacheConf(t *testing.T) {
-	conf := func(cfg proxyConfig) string {
-		path := filepath.Join(t.TempDir(), "apache2.conf")
-		require.NoError(t, writeProxyConf("apache2", path, cfg))
-		b, err := os.ReadFile(path)
-		require.NoError(t, err)
-		return string(b)
-	}
 	cfg := proxyConfig{Dir: "/d", Port: 8080, Upstreams: []string{"10.0.0.1:1", "10.0.0.1:2"}}
 	for _, m := range apacheModuleFiles {
 		cfg.Modules = append(cfg.Modules, apacheModule{m.name, filepath.Join(apacheModules, m.file)})
 	}
-	c := conf(cfg)
+	c := proxyConf(t, "apache2", cfg)
 
 	var members, loads, paths []string
 	for _, line := range strings.Split(c, "\n") {
@@ -174,7 +135,7 @@ func TestApacheConf(t *testing.T) {
 
 	cfg.User, cfg.Group = "www-data", "www-data"
 	cfg.Upstreams = cfg.Upstreams[:1]
-	c = conf(cfg)
+	c = proxyConf(t, "apache2", cfg)
 	assert.Contains(t, c, "User www-data\nGroup www-data\n")
 	assert.Equal(t, 1, strings.Count(c, "BalancerMember"))
 }

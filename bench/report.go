@@ -1,10 +1,11 @@
 package main
 
-// The results: the markdown table, results/latest.json and the sweep's
+// The results: the markdown table, latest.json and the sweep's
 // SVG (hand-written, no dependencies).
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/netns"
 )
 
 // row is what one scenario × variant saw over all its runs. OK, 502, EOF,
@@ -31,7 +33,7 @@ type row struct {
 	EOF       int                `json:"eof"`
 	Reset     int                `json:"econnreset"`
 	Other     int                `json:"other"`
-	Counters  *tcpCounters       `json:"backendCounters,omitempty"` // nil: not counted (not root)
+	Counters  *netns.Counters    `json:"backendCounters,omitempty"` // nil: not counted (not root)
 	Stats     *linger.Stats      `json:"lingerStats,omitempty"`     // nil: the listener does not count
 	Extra     map[string]float64 `json:"extra,omitempty"`
 	Smuggle   *smuggleCounts     `json:"smuggle,omitempty"` // the smuggle rows' own columns
@@ -43,6 +45,26 @@ type row struct {
 	// Deadlines: the deploys whose Shutdown ran into its deadline, and
 	// what was still open just before (apache-deploy).
 	Deadlines []string `json:"shutdownDeadlines,omitempty"`
+}
+
+// resetColumns are the backend's RSTs and its close aborts (on close /
+// on data) as the tables show them: "n/a" where they were not counted.
+func (row *row) resetColumns() (rsts, aborts string) {
+	c := row.Counters
+	if c == nil {
+		return "n/a", "n/a"
+	}
+	return strconv.FormatInt(c.OutRsts, 10), fmt.Sprintf("%d / %d", c.AbortOnClose, c.AbortOnData)
+}
+
+// addOutcomes adds a tally's requests and how they ended to the row.
+func (row *row) addOutcomes(t *tally) {
+	row.Requests += t.get("requests")
+	row.OK += t.get(outOK)
+	row.Status502 += t.get("502")
+	row.EOF += t.get(outEOF)
+	row.Reset += t.get(outReset)
+	row.Other += t.get(outOther)
 }
 
 type sweepPoint struct {
@@ -199,7 +221,7 @@ func (r *results) markdown() string {
 const legend = `OK is: unread-close, the whole answer read; idle-race, tls-idle-race, nginx-idle, haproxy-idle, apache-idle, nginx-tls-idle, shutdown, apache-deploy, overhead, a 200; sweep, served; early-response, the whole 413 read; grpc-*, an RPC that succeeded.
 EOF / ECONNRESET: how failed requests ended (unread-close: how every connection ended). rescued: requests the listener handed back instead of closing (Stats.Outcomes[linger.Rescued]).
 tls-idle-race: idle-race with the backend terminating TLS (raw: http.Server.ServeTLS; lingerhttp: its ServeTLS) and Go's HTTP/2 client; the POSTs are replayable, as for browsers and proxies, and client retries counts those Go's client resent after a GOAWAY refused them. nginx-tls-idle (opt-in, -only): nginx-idle with proxy_pass https:// to a backend serving TLS (nginx speaks HTTP/1.1 to it).
-grpc-*: grpc-go clients and server (bench/compat), the server closing by MaxConnectionIdle (idle), MaxConnectionAge (age), GracefulStop in a hot restart (gracefulstop), MaxConnectionAge with a grace shorter than the streams (agegrace). requests: RPCs; ECONNRESET: RPCs failed with "connection reset by peer"; other: the rest of the failed; the notes give failures by status code. The clients run in the driver's namespace, as every scenario's clients do, so these rows' RSTs and aborts are the server's.
+grpc-*: grpc-go clients and server (bench/internal/grpcload), the server closing by MaxConnectionIdle (idle), MaxConnectionAge (age), GracefulStop in a hot restart (gracefulstop), MaxConnectionAge with a grace shorter than the streams (agegrace). requests: RPCs; ECONNRESET: RPCs failed with "connection reset by peer"; other: the rest of the failed; the notes give failures by status code. The clients run in the driver's namespace, as every scenario's clients do, so these rows' RSTs and aborts are the server's.
 shutdown: a rolling deploy. At the same moment nginx is reloaded with the backend marked down and the backend is told to stop, as Kubernetes does; raw and linger call http.Server.Shutdown at once, lingerhttp's Shutdown serves on for DrainDelay (1 s) first, and raw+prestop (raw listener) sleeps as long before http.Server.Shutdown, as a Kubernetes preStop hook does. client-leg retries: POSTs that Go's transport resent (Idempotency-Key) after nginx's reload closed their client connection, not the backend's doing. The linger variants' deployed backend is exported by lingerprom through a Prometheus registry, scraped before and after the deploy; its scraped linger_closes_total must equal that listener's Stats (-check fails otherwise).
 apache-idle: nginx-idle's bursts through Apache httpd 2.4 (event MPM, mod_proxy_balancer, one member with keepalive=On ttl=60: pooled upstream connections kept 60 s). apache-deploy (only with -only apache-deploy; -deploys N per variant): the rolling deploy of one of two members behind Apache, which nobody tells (no reload, no health check): 16 clients POST steadily (not replayable, so every loss shows; -deploy-think paces them), the backend is told to stop with a 10 s Shutdown context, the load goes on until just after Shutdown returned; the note gives each deploy's failed requests, when they were sent, close-abort RSTs (abort on close + data) and Shutdown time; other statuses (503) are counted under other and named in the notes. Apache answers a request lost on a reused upstream connection by closing the client's connection without an answer (EOF) if the client's connection had served a request before, else with 502.
 smuggle-*: an attack through nginx, which answers /admin with 403 itself: a POST whose body, as nginx forwards it, is a request with a method of 6000 X, then a DELETE of /admin/users; the backend answers the POST 401 without reading the body. Three shapes take turns: long (a padding request after the DELETE takes the body past 256 KiB, net/http's post-handler discard limit), short (6 KiB), chunked (short, sent chunked; nginx forwards it with a Content-Length). http1.0: nginx's default upstream (HTTP/1.0, Connection: close); keepalive: HTTP/1.1 with an upstream keep-alive pool. reached backend: attacks the backend's handler answered; backend /admin runs: DELETEs that got past nginx (-check fails on any); admin answers seen: the /admin handler's answers that reached the attacker; direct /admin: requests for /admin sent to nginx, and how many it answered 403.
@@ -256,48 +278,47 @@ func (row *row) notes() string {
 	return strings.ReplaceAll(strings.Join(parts, "; "), "|", "/")
 }
 
-// mainTable renders the rows of every scenario but smuggle.
-func mainTable(rows []*row, rsts string) string {
+// table renders rows as a markdown table: a blank line, header, the
+// alignment line align, then one line a row.
+func table(header, align string, rows []*row, line func(*row) string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n| scenario | variant | requests | OK | 502 | EOF | ECONNRESET | other | %s | abort on close / data | rescued | notes |\n", rsts)
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	b.WriteString("\n" + header + "\n" + align + "\n")
 	for _, row := range rows {
-		rst, aborts := "n/a", "n/a"
-		if c := row.Counters; c != nil {
-			rst = strconv.FormatInt(c.OutRsts, 10)
-			aborts = fmt.Sprintf("%d / %d", c.AbortOnClose, c.AbortOnData)
-		}
-		rescued := ""
-		if row.Stats != nil {
-			rescued = strconv.FormatInt(row.Stats.Count(linger.Rescued), 10)
-		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %s | %s | %s | %s |\n",
-			row.Scenario, row.Variant, row.Requests, row.OK, row.Status502, row.EOF, row.Reset, row.Other,
-			rst, aborts, rescued, row.notes())
+		b.WriteString(line(row) + "\n")
 	}
 	return b.String()
 }
 
+// mainTable renders the rows of every scenario but smuggle.
+func mainTable(rows []*row, rsts string) string {
+	return table("| scenario | variant | requests | OK | 502 | EOF | ECONNRESET | other | "+rsts+" | abort on close / data | rescued | notes |",
+		"|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|", rows, func(row *row) string {
+			rst, aborts := row.resetColumns()
+			return fmt.Sprintf("| %s | %s | %d | %d | %d | %d | %d | %d | %s | %s | %s | %s |",
+				row.Scenario, row.Variant, row.Requests, row.OK, row.Status502, row.EOF, row.Reset, row.Other,
+				rst, aborts, row.rescuedColumn(), row.notes())
+		})
+}
+
 // smuggleTable renders the smuggle rows, which have columns of their own.
 func smuggleTable(rows []*row, rsts string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "\n| scenario | variant | attempts | reached backend | backend /admin runs | admin answers seen | direct /admin: nginx 403 | %s | rescued | notes |\n", rsts)
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|---|\n")
-	for _, row := range rows {
-		s := row.Smuggle
-		rst := "n/a"
-		if c := row.Counters; c != nil {
-			rst = strconv.FormatInt(c.OutRsts, 10)
-		}
-		rescued := ""
-		if row.Stats != nil {
-			rescued = strconv.FormatInt(row.Stats.Count(linger.Rescued), 10)
-		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d / %d | %s | %s | %s |\n",
-			row.Scenario, row.Variant, s.Attempts, s.Reached, s.AdminRuns, s.AdminSeen, s.Direct403, s.Direct,
-			rst, rescued, row.notes())
+	return table("| scenario | variant | attempts | reached backend | backend /admin runs | admin answers seen | direct /admin: nginx 403 | "+rsts+" | rescued | notes |",
+		"|---|---|--:|--:|--:|--:|--:|--:|--:|---|", rows, func(row *row) string {
+			s := row.Smuggle
+			rst, _ := row.resetColumns()
+			return fmt.Sprintf("| %s | %s | %d | %d | %d | %d | %d / %d | %s | %s | %s |",
+				row.Scenario, row.Variant, s.Attempts, s.Reached, s.AdminRuns, s.AdminSeen, s.Direct403, s.Direct,
+				rst, row.rescuedColumn(), row.notes())
+		})
+}
+
+// rescuedColumn is the listener's rescued count, empty where the listener
+// does not count (raw).
+func (row *row) rescuedColumn() string {
+	if row.Stats == nil {
+		return ""
 	}
-	return b.String()
+	return strconv.FormatInt(row.Stats.Count(linger.Rescued), 10)
 }
 
 // checkFailures lists the checked scenarios where a variant other than raw
@@ -330,14 +351,15 @@ func (r *results) checkFailures() []string {
 		if row.Variant == variants[0].name {
 			continue
 		}
-		lossless := slices.Contains(losslessRows, row.Scenario+"/"+row.Variant)
+		scn := scenarioOfRow(row.Scenario)
+		lossless := scn != nil && slices.Contains(scn.lossless, row.Variant)
 		if failed := row.Requests - row.OK; lossless && failed > 0 {
 			bad = append(bad, fmt.Sprintf("%s/%s: %d of %d requests failed", row.Scenario, row.Variant, failed, row.Requests))
 		}
 		if rs := row.Restart; lossless && rs != nil && rs.Refused > 0 {
 			bad = append(bad, fmt.Sprintf("%s/%s: the backend refused %d of the proxy's connects", row.Scenario, row.Variant, rs.Refused))
 		}
-		if !lossless && !slices.Contains(checkedScenarios, row.Scenario) {
+		if !lossless && (scn == nil || !scn.noRSTs) {
 			continue
 		}
 		if c := row.Counters; c != nil {
@@ -380,7 +402,7 @@ func (r *results) write(dir string) error {
 func (r *results) writeReadmeTable(dir string) error {
 	var b strings.Builder
 	b.WriteString("# linger benchmark: a default run\n\n")
-	b.WriteString("Made by `bench/run` (all scenarios, default counts); regenerated by every full default run.\n\n")
+	b.WriteString("Made by `bench/run -publish` (all scenarios, default counts; `make bench-publish`).\n\n")
 	fmt.Fprintf(&b, "- date: %s\n- `uname -r`: %s\n- `nginx -v`: %s\n- `haproxy -v`: %s\n- `apache2 -v`: %s\n- `nproc`: %d\n- Go: %s\n- wall time: %.0f s\n",
 		r.Date, r.Kernel, orNone(r.Nginx, "not installed"), orNone(r.HAProxy, "not installed"), orNone(r.Apache, "not installed"), r.NProc, r.Go, r.WallSeconds)
 	b.WriteString(r.markdown())
@@ -464,4 +486,51 @@ func (r *results) sweepSVG() string {
 	}
 	b.WriteString("</svg>\n")
 	return b.String()
+}
+
+// publishDir is where -publish copies a run's results: the copy the README
+// quotes and git tracks, relative to bench/ (bench/run's directory). A run
+// without -publish writes only to its -out directory, untracked, so that
+// running the benchmark leaves the checkout as it was.
+const publishDir = "results"
+
+// publishedFiles are the files -publish copies: a full default run's
+// table, JSON and sweep, or the restart scenario's table.
+func publishedFiles(o options) []string {
+	if o.only["restart"] {
+		return []string{"restart-table.md"}
+	}
+	return []string{"README-table.md", "latest.json", "sweep.svg"}
+}
+
+// checkPublish refuses -publish for a run whose results the README does
+// not quote: quick counts, or a part of the default run.
+func checkPublish(o options) error {
+	switch {
+	case !o.publish:
+		return nil
+	case o.quick:
+		return errors.New("a -quick run's counts are not the ones the README quotes")
+	case len(o.only) == 0 || len(o.only) == 1 && o.only["restart"]:
+		return nil
+	}
+	return errors.New("it publishes the full default run (no -only) or -only restart")
+}
+
+// publish copies the run's published files from its -out directory to
+// publishDir.
+func publish(o options) error {
+	if err := os.MkdirAll(publishDir, 0o755); err != nil {
+		return err
+	}
+	for _, f := range publishedFiles(o) {
+		b, err := os.ReadFile(filepath.Join(o.out, f))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(publishDir, f), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }

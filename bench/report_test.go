@@ -1,53 +1,45 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/linger-go/linger/internal/netns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-func TestParseSNMP(t *testing.T) {
-	m, err := parseSNMP("Tcp: RtoAlgorithm OutRsts\nTcp: 1 42\nTcpExt: TCPAbortOnClose TCPAbortOnData\nTcpExt: 3 4\n")
-	require.NoError(t, err)
-	assert.Equal(t, int64(42), m["Tcp:OutRsts"])
-	assert.Equal(t, int64(3), m["TcpExt:TCPAbortOnClose"])
-	assert.Equal(t, int64(4), m["TcpExt:TCPAbortOnData"])
-
-	_, err = parseSNMP("Tcp: A B\nTcp: 1\n")
-	assert.Error(t, err, "names and values must pair up")
-}
-
 func TestCheckFailures(t *testing.T) {
 	r := &results{Rows: []*row{
-		{Scenario: "unread-close", Variant: "raw", Counters: &tcpCounters{OutRsts: 9}},
-		{Scenario: "unread-close", Variant: "linger", Counters: &tcpCounters{}},
-		{Scenario: "shutdown", Variant: "linger", Counters: &tcpCounters{OutRsts: 2}}, // not checked
-		{Scenario: "idle-race", Variant: "linger", Counters: &tcpCounters{AbortOnData: 1}},
+		{Scenario: "unread-close", Variant: "raw", Counters: &netns.Counters{OutRsts: 9}},
+		{Scenario: "unread-close", Variant: "linger", Counters: &netns.Counters{}},
+		{Scenario: "shutdown", Variant: "linger", Counters: &netns.Counters{OutRsts: 2}}, // not checked
+		{Scenario: "idle-race", Variant: "linger", Counters: &netns.Counters{AbortOnData: 1}},
 		{Scenario: "early-response", Variant: "linger", Reset: 1}, // uncounted: clients' resets
-		{Scenario: "grpc-age", Variant: "raw", Counters: &tcpCounters{OutRsts: 5, AbortOnData: 5}},
-		{Scenario: "grpc-age", Variant: "linger", Counters: &tcpCounters{AbortOnClose: 1}},
-		{Scenario: "grpc-idle", Variant: "linger", Counters: &tcpCounters{}},
+		{Scenario: "grpc-age", Variant: "raw", Counters: &netns.Counters{OutRsts: 5, AbortOnData: 5}},
+		{Scenario: "grpc-age", Variant: "linger", Counters: &netns.Counters{AbortOnClose: 1}},
+		{Scenario: "grpc-idle", Variant: "linger", Counters: &netns.Counters{}},
 		{Scenario: "grpc-agegrace", Variant: "linger", Reset: 1}, // uncounted: the RPCs' resets
-		{Scenario: "shutdown", Variant: "raw", Requests: 10, OK: 8, Counters: &tcpCounters{OutRsts: 3}},
-		{Scenario: "shutdown", Variant: "lingerhttp", Requests: 10, OK: 9, Counters: &tcpCounters{}},
-		{Scenario: "nginx-idle", Variant: "lingerhttp", Requests: 10, OK: 10, Counters: &tcpCounters{OutRsts: 1}},
-		{Scenario: "haproxy-idle", Variant: "lingerhttp", Requests: 10, OK: 10, Counters: &tcpCounters{}},
-		{Scenario: "apache-idle", Variant: "linger", Requests: 10, OK: 9, Counters: &tcpCounters{AbortOnClose: 1}},
-		{Scenario: "apache-idle", Variant: "lingerhttp", Requests: 10, OK: 9, Counters: &tcpCounters{}},
-		{Scenario: "apache-deploy", Variant: "lingerhttp", Requests: 10, OK: 9, Counters: &tcpCounters{OutRsts: 1}}, // not checked
+		{Scenario: "shutdown", Variant: "raw", Requests: 10, OK: 8, Counters: &netns.Counters{OutRsts: 3}},
+		{Scenario: "shutdown", Variant: "lingerhttp", Requests: 10, OK: 9, Counters: &netns.Counters{}},
+		{Scenario: "nginx-idle", Variant: "lingerhttp", Requests: 10, OK: 10, Counters: &netns.Counters{OutRsts: 1}},
+		{Scenario: "haproxy-idle", Variant: "lingerhttp", Requests: 10, OK: 10, Counters: &netns.Counters{}},
+		{Scenario: "apache-idle", Variant: "linger", Requests: 10, OK: 9, Counters: &netns.Counters{AbortOnClose: 1}},
+		{Scenario: "apache-idle", Variant: "lingerhttp", Requests: 10, OK: 9, Counters: &netns.Counters{}},
+		{Scenario: "apache-deploy", Variant: "lingerhttp", Requests: 10, OK: 9, Counters: &netns.Counters{OutRsts: 1}}, // not checked
 	}}
-	bad := r.checkFailures()
-	require.Len(t, bad, 8, "%q", bad)
-	assert.Contains(t, bad[0], "idle-race/linger")
-	assert.Contains(t, bad[1], "early-response/linger")
-	assert.Contains(t, bad[2], "grpc-age/linger")
-	assert.Contains(t, bad[3], "grpc-agegrace/linger")
-	assert.Contains(t, bad[4], "shutdown/lingerhttp: 1 of 10 requests failed")
-	assert.Contains(t, bad[5], "nginx-idle/lingerhttp: backend sent RSTs")
-	assert.Contains(t, bad[6], "apache-idle/linger: backend sent RSTs")
-	assert.Contains(t, bad[7], "apache-idle/lingerhttp: 1 of 10 requests failed")
+	assertFailures(t, r.checkFailures(),
+		"idle-race/linger",
+		"early-response/linger",
+		"grpc-age/linger",
+		"grpc-agegrace/linger",
+		"shutdown/lingerhttp: 1 of 10 requests failed",
+		"nginx-idle/lingerhttp: backend sent RSTs",
+		"apache-idle/linger: backend sent RSTs",
+		"apache-idle/lingerhttp: 1 of 10 requests failed",
+	)
 }
 
 func TestGRPCNotes(t *testing.T) {
@@ -62,7 +54,7 @@ func TestNotesNumbers(t *testing.T) {
 
 func TestMarkdownAndSVG(t *testing.T) {
 	rsts := int64(3)
-	r := &results{RSTSource: "kernel counters", Rows: []*row{{Scenario: "sweep", Variant: "raw", Requests: 3, Counters: &tcpCounters{OutRsts: 3}}},
+	r := &results{RSTSource: "kernel counters", Rows: []*row{{Scenario: "sweep", Variant: "raw", Requests: 3, Counters: &netns.Counters{OutRsts: 3}}},
 		Sweep: []*sweepPoint{{Variant: "raw", OffsetMs: 0, Tries: 3, EOF: 3, RSTs: &rsts}}}
 	assert.Contains(t, r.markdown(), "| sweep | raw | 3 | 0 | 0 | 0 | 0 | 0 | 3 | 0 / 0 |")
 	svg := r.sweepSVG()
@@ -81,25 +73,25 @@ func TestCheckFailuresSmuggle(t *testing.T) {
 		return &s
 	}
 	r := &results{Rows: []*row{
-		{Scenario: "smuggle-http1.0", Variant: "raw", Smuggle: with(func(s *smuggleCounts) { s.AdminRuns = 1 }), Counters: &tcpCounters{OutRsts: 7}},
+		{Scenario: "smuggle-http1.0", Variant: "raw", Smuggle: with(func(s *smuggleCounts) { s.AdminRuns = 1 }), Counters: &netns.Counters{OutRsts: 7}},
 		{Scenario: "smuggle-http1.0", Variant: "linger", Smuggle: with(func(*smuggleCounts) {})},
 		{Scenario: "smuggle-http1.0", Variant: "rescue", Smuggle: with(func(s *smuggleCounts) { s.AdminRuns = 10 })},
 		{Scenario: "smuggle-keepalive", Variant: "linger", Smuggle: with(func(s *smuggleCounts) { s.Direct403 = 2 })},
 		{Scenario: "smuggle-keepalive", Variant: "rescue", Smuggle: with(func(s *smuggleCounts) { s.Reached = 9 })},
 	}}
-	bad := r.checkFailures()
-	require.Len(t, bad, 4, "%q", bad)
-	assert.Contains(t, bad[0], "smuggle-http1.0/raw: the backend's /admin ran 1 times in 10 attacks")
-	assert.Contains(t, bad[1], "smuggle-http1.0/rescue: the backend's /admin ran 10 times")
-	assert.Contains(t, bad[2], "smuggle-keepalive/linger: nginx answered 2 of 3 direct /admin requests with 403")
-	assert.Contains(t, bad[3], "smuggle-keepalive/rescue: 9 of 10 attacks reached the backend")
+	assertFailures(t, r.checkFailures(),
+		"smuggle-http1.0/raw: the backend's /admin ran 1 times in 10 attacks",
+		"smuggle-http1.0/rescue: the backend's /admin ran 10 times",
+		"smuggle-keepalive/linger: nginx answered 2 of 3 direct /admin requests with 403",
+		"smuggle-keepalive/rescue: 9 of 10 attacks reached the backend",
+	)
 }
 
 // Smuggle rows get a table of their own; with nothing else run, the main
 // table is left out.
 func TestMarkdownSmuggle(t *testing.T) {
 	r := &results{RSTSource: "kernel counters", Rows: []*row{{
-		Scenario: "smuggle-http1.0", Variant: "rescue", Counters: &tcpCounters{OutRsts: 2},
+		Scenario: "smuggle-http1.0", Variant: "rescue", Counters: &netns.Counters{OutRsts: 2},
 		Smuggle: &smuggleCounts{Attempts: 20, Reached: 20, AdminRuns: 20, Direct: 6, Direct403: 6},
 		Extra:   map[string]float64{"backend /admin runs, long": 7},
 	}}}
@@ -112,4 +104,51 @@ func TestMarkdownSmuggle(t *testing.T) {
 	assert.Contains(t, md, "| requests |")
 	assert.Contains(t, md, "| sweep | raw | 3 |")
 	assert.Less(t, strings.Index(md, "| sweep | raw"), strings.Index(md, "| smuggle-http1.0 | rescue"))
+}
+
+// -publish copies a default run's files, and only those, from the run's
+// untracked directory to the tracked one; a quick run or a part of the
+// default run is refused before it starts.
+func TestPublish(t *testing.T) {
+	only := func(names ...string) map[string]bool {
+		m := make(map[string]bool)
+		for _, n := range names {
+			m[n] = true
+		}
+		return m
+	}
+	assert.NoError(t, checkPublish(options{}))
+	assert.NoError(t, checkPublish(options{publish: true}))
+	assert.NoError(t, checkPublish(options{publish: true, only: only("restart")}))
+	assert.Error(t, checkPublish(options{publish: true, quick: true}))
+	assert.Error(t, checkPublish(options{publish: true, only: only("sweep")}))
+	assert.Error(t, checkPublish(options{publish: true, only: only("restart", "sweep")}))
+
+	t.Chdir(t.TempDir())
+	o := options{out: "results/latest", publish: true}
+	require.NoError(t, os.MkdirAll(o.out, 0o755))
+	for _, f := range []string{"README-table.md", "latest.json", "sweep.svg", "restart-table.md"} {
+		require.NoError(t, os.WriteFile(filepath.Join(o.out, f), []byte(f), 0o644))
+	}
+	require.NoError(t, publish(o))
+	for _, f := range []string{"README-table.md", "latest.json", "sweep.svg"} {
+		b, err := os.ReadFile(filepath.Join(publishDir, f))
+		require.NoError(t, err)
+		assert.Equal(t, f, string(b))
+	}
+	assert.NoFileExists(t, filepath.Join(publishDir, "restart-table.md"), "not a restart run")
+
+	o.only = only("restart")
+	require.NoError(t, publish(o))
+	assert.FileExists(t, filepath.Join(publishDir, "restart-table.md"))
+}
+
+// assertFailures checks that bad holds one failure a want, in order, each
+// containing its want.
+func assertFailures(t *testing.T, bad []string, wants ...string) {
+	t.Helper()
+	require.Len(t, bad, len(wants), "%q", bad)
+	for i, want := range wants {
+		assert.Contains(t, bad[i], want)
+	}
 }

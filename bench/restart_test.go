@@ -1,18 +1,14 @@
 package main
 
 import (
-	"bytes"
-	"errors"
-	"io"
 	"net/http"
 	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/linger-go/linger/bench/internal/postload"
+	"github.com/linger-go/linger/internal/netns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -47,37 +43,7 @@ func TestRestartGenerations(t *testing.T) {
 			tr := &http.Transport{MaxIdleConnsPerHost: 4}
 			cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 			t.Cleanup(tr.CloseIdleConnections)
-			var ok, refused atomic.Int64
-			var other sync.Map // error text → struct{}
-			done := make(chan struct{})
-			var wg sync.WaitGroup
-			for range 4 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for n := 0; n < 20_000; n++ {
-						select {
-						case <-done:
-							return
-						default:
-						}
-						resp, err := cl.Post("http://"+rr.addr+"/", "text/plain", bytes.NewReader(postBody))
-						if err == nil {
-							_, err = io.Copy(io.Discard, resp.Body)
-							resp.Body.Close()
-							if err == nil && resp.StatusCode == 200 {
-								ok.Add(1)
-								continue
-							}
-						}
-						if errors.Is(err, syscall.ECONNREFUSED) {
-							refused.Add(1)
-						} else {
-							other.Store(err.Error(), struct{}{})
-						}
-					}
-				}()
-			}
+			load := postload.Start(cl, "http://"+rr.addr+"/", 4, 20_000, postBody, nil)
 			var gaps []float64
 			for range 3 {
 				time.Sleep(200 * time.Millisecond) // pacing: load between restarts
@@ -86,31 +52,25 @@ func TestRestartGenerations(t *testing.T) {
 				gaps = append(gaps, gap)
 			}
 			time.Sleep(200 * time.Millisecond) // pacing: load after the last restart
-			close(done)
-			wg.Wait()
+			refused, failures := load.Stop()
 			tr.CloseIdleConnections()
 			res, stats := rr.stop()
 			stopped = true
 
 			assert.Empty(t, res.Errors)
 			assert.Equal(t, 3, res.Restarts)
-			assert.Positive(t, ok.Load())
-			var failures []string
-			other.Range(func(k, _ any) bool {
-				failures = append(failures, k.(string))
-				return true
-			})
-			t.Logf("%s: %d ok, %d refused, other failures %q; gaps %v ms; drains %v ms; stats %+v",
-				variant, ok.Load(), refused.Load(), failures, gaps, res.DrainMs, stats)
+			assert.Positive(t, load.OK())
+			t.Logf("%s: %d ok, %d refused, failures %q; gaps %v ms; drains %v ms; stats %+v",
+				variant, load.OK(), refused, failures, gaps, res.DrainMs, stats)
 			if variant == "raw" {
 				for _, g := range gaps {
 					assert.Positive(t, g, "control: no process listens for a while")
 				}
-				assert.Positive(t, refused.Load(), "control: connects are refused meanwhile")
+				assert.Positive(t, refused, "control: connects are refused meanwhile")
 				return
 			}
 			assert.Empty(t, failures, "failed requests")
-			assert.Zero(t, refused.Load(), "the socket never closes")
+			assert.Zero(t, refused, "the socket never closes")
 			for _, g := range gaps {
 				assert.Negative(t, g, "the new generation serves before the old one stops")
 			}
@@ -122,18 +82,18 @@ func TestRestartGenerations(t *testing.T) {
 
 func TestRestartTableAndCheck(t *testing.T) {
 	r := &results{Rows: []*row{
-		{Scenario: "restart-nginx", Variant: "raw", Requests: 10, OK: 8, Status502: 2, Counters: &tcpCounters{OutRsts: 2},
+		{Scenario: "restart-nginx", Variant: "raw", Requests: 10, OK: 8, Status502: 2, Counters: &netns.Counters{OutRsts: 2},
 			Restart: &restartCounts{Restarts: 2, Refused: 2, GapMaxMs: 12.5, Overlap: -1}, Extra: map[string]float64{}},
-		{Scenario: "restart-nginx", Variant: "lingerhttp+tableflip", Requests: 10, OK: 10, Counters: &tcpCounters{},
+		{Scenario: "restart-nginx", Variant: "lingerhttp+tableflip", Requests: 10, OK: 10, Counters: &netns.Counters{},
 			Restart: &restartCounts{Restarts: 2, GapMaxMs: 0, Overlap: 0.05}, Extra: map[string]float64{}},
-		{Scenario: "restart-haproxy", Variant: "lingerhttp+tableflip", Requests: 10, OK: 10, Counters: &tcpCounters{},
+		{Scenario: "restart-haproxy", Variant: "lingerhttp+tableflip", Requests: 10, OK: 10, Counters: &netns.Counters{},
 			Restart: &restartCounts{Restarts: 2, Refused: 1, Overlap: 0.05}, Extra: map[string]float64{}},
 	}}
 	md := r.markdown()
 	assert.Contains(t, md, "| restart-nginx | raw | 2 | 10 | 8 | 2 | 0 | 0 | 0 | 2 | 12.5 | 2 | 0 / 0 |")
 	assert.Contains(t, md, "| restart-nginx | lingerhttp+tableflip | 2 | 10 | 10 | 0 | 0 | 0 | 0 | 0 | 0 (overlap ≥ 0.05) | 0 |")
 	assert.NotContains(t, md, "| scenario | variant | requests | OK |", "no empty main table")
-	bad := r.checkFailures()
-	require.Len(t, bad, 1, "%q", bad)
-	assert.Contains(t, bad[0], "restart-haproxy/lingerhttp+tableflip: the backend refused 1")
+	assertFailures(t, r.checkFailures(),
+		"restart-haproxy/lingerhttp+tableflip: the backend refused 1",
+	)
 }

@@ -10,7 +10,6 @@ package main
 import (
 	"cmp"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/netns"
 )
 
 const (
@@ -36,7 +36,7 @@ type deployRun struct {
 	failed   int // requests that did not get a 200
 	failures []deployFailure
 	shutdown *shutdownReport
-	counters *tcpCounters // the backend namespace's, over the run
+	counters *netns.Counters // the backend namespace's, over the run
 	rescued  int64
 }
 
@@ -48,7 +48,7 @@ type deployFailure struct {
 	How    string  `json:"how"`
 }
 
-// deployResult is one deploy in results/latest.json.
+// deployResult is one deploy in latest.json.
 type deployResult struct {
 	Failed      int             `json:"failed"`
 	Failures    []deployFailure `json:"failures,omitempty"`
@@ -70,17 +70,14 @@ type deployResult struct {
 // tells the drain's phases apart (lingerhttp closes its listener at
 // +1000 ms). Each variant is deployed d.sz.deploys times (-deploys),
 // alternating.
-func (d *driver) apacheDeploy() error {
-	const scn = "apache-deploy"
+func (d *driver) apacheDeploy(s *scenario) error {
+	scn := s.name
 	runs := make(map[string][]deployRun)
-	err := d.alternate(d.sz.deploys, func(v variant) error {
-		if !v.applies(scn) {
-			return nil
-		}
+	err := d.alternate(d.sz.deploys, s.backend, func(v variant) error {
 		var dr deployRun
 		var t tally
 		var kinds map[string]int
-		stop, err := d.runReq(scn, request{Scenario: scn}, v, func(addrs []string) error {
+		stop, err := d.runReq(scn, s.backend, request{}, v, func(addrs []string) error {
 			p, err := startProxy("apache2", filepath.Join(d.tmp, scn+"-"+v.name), addrs)
 			if err != nil {
 				return err
@@ -125,7 +122,7 @@ func (d *driver) apacheDeploy() error {
 					}
 					t.add("requests", 1)
 					sent := time.Now()
-					out := doStatusRequest(cl, proxyRequest(d.ctx, "POST", p.addr))
+					out := doRequestWith(cl, proxyRequest(d.ctx, "POST", p.addr), readStatus)
 					t.add(out, 1)
 					if out != outOK {
 						mu.Lock()
@@ -150,16 +147,11 @@ func (d *driver) apacheDeploy() error {
 		if stop.Stats != nil {
 			dr.rescued = stop.Stats.Count(linger.Rescued)
 		}
-		if !v.applies(scn) || d.ctx.Err() != nil {
+		if d.ctx.Err() != nil {
 			return err
 		}
 		r := d.row(scn, v.name)
-		r.Requests += t.get("requests")
-		r.OK += t.get(outOK)
-		r.Status502 += t.get("502")
-		r.EOF += t.get(outEOF)
-		r.Reset += t.get(outReset)
-		r.Other += t.get(outOther)
+		r.addOutcomes(&t)
 		dr.failed = t.get("requests") - t.get(outOK)
 		for code := 100; code < 600; code++ {
 			if n := t.get(strconv.Itoa(code)); n > 0 && code != 502 {
@@ -188,25 +180,6 @@ func (d *driver) apacheDeploy() error {
 		summarizeDeploys(d.row(scn, name), rs)
 	}
 	return err
-}
-
-// doStatusRequest does req and reads the whole answer; it returns outOK
-// for a 200, the status code for another answer, else how the exchange
-// failed.
-func doStatusRequest(cl *http.Client, req *http.Request) string {
-	resp, err := cl.Do(req)
-	if err != nil {
-		return classify(err)
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	switch {
-	case err != nil:
-		return classify(err)
-	case resp.StatusCode == http.StatusOK:
-		return outOK
-	}
-	return strconv.Itoa(resp.StatusCode)
 }
 
 func (s *shutdownReport) describe() string {

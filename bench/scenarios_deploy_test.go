@@ -3,6 +3,7 @@ package main
 import (
 	"testing"
 
+	"github.com/linger-go/linger/internal/netns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -13,9 +14,9 @@ import (
 func TestSummarizeDeploys(t *testing.T) {
 	r := &row{Extra: map[string]float64{}}
 	summarizeDeploys(r, []deployRun{
-		{shutdown: &shutdownReport{Ms: 1001}, counters: &tcpCounters{OutRsts: 2}},
-		{failed: 2, failures: []deployFailure{{1000.4, "eof"}, {-0.2, "502"}}, shutdown: &shutdownReport{Ms: 3950}, counters: &tcpCounters{OutRsts: 3, AbortOnData: 1}},
-		{shutdown: &shutdownReport{Ms: 10100, DeadlineHit: true}, counters: &tcpCounters{AbortOnClose: 1}, rescued: 1},
+		{shutdown: &shutdownReport{Ms: 1001}, counters: &netns.Counters{OutRsts: 2}},
+		{failed: 2, failures: []deployFailure{{1000.4, "eof"}, {-0.2, "502"}}, shutdown: &shutdownReport{Ms: 3950}, counters: &netns.Counters{OutRsts: 3, AbortOnData: 1}},
+		{shutdown: &shutdownReport{Ms: 10100, DeadlineHit: true}, counters: &netns.Counters{AbortOnClose: 1}, rescued: 1},
 	})
 	assert.Equal(t, "3 deploys, 1 lost requests: failed per deploy 0,2,0; sent at ms -0 502, +1000 eof from the moment the backend was told to stop; "+
 		"close-abort RSTs per deploy 0,1,1; Shutdown s 1.0,4.0,10.1 (1 hit the 10 s deadline)", r.Note)

@@ -2,8 +2,8 @@ package main
 
 // The gRPC scenario: grpc-go servers closing connections by each of the
 // ways gRPC closes them, with real grpc-go clients. The backend runs the
-// server half (compat.ServeGRPC) on its address, as it runs the other
-// scenarios' servers; the driver runs the client half (compat.DriveGRPC)
+// server half (grpcload.Serve) on its address, as it runs the other
+// scenarios' servers; the driver runs the client half (grpcload.Drive)
 // from the clients' namespace. The backend's namespace's counters then
 // count the server's RSTs alone.
 
@@ -15,11 +15,11 @@ import (
 	"slices"
 	"time"
 
-	"github.com/linger-go/linger/bench/compat"
+	"github.com/linger-go/linger/bench/internal/grpcload"
 )
 
 // grpcPaths are the close paths run, each its own row: grpc-<path>.
-var grpcPaths = []compat.ClosePath{compat.PathIdle, compat.PathAge, compat.PathGracefulStop, compat.PathAgeGrace}
+var grpcPaths = []grpcload.ClosePath{grpcload.PathIdle, grpcload.PathAge, grpcload.PathGracefulStop, grpcload.PathAgeGrace}
 
 func grpcRowNames() []string {
 	var names []string
@@ -35,7 +35,7 @@ type grpcRequest struct {
 }
 
 // grpcResult is the server's side of a run, as the backend sends it on
-// stop: a compat.ServeResult.
+// stop: a grpcload.ServeResult.
 type grpcResult struct {
 	ServerConns int64
 	Restarts    int64
@@ -44,20 +44,20 @@ type grpcResult struct {
 // grpc runs every close path, alternating the variants. OK: the RPC
 // succeeded; ECONNRESET: it failed with "connection reset by peer" in its
 // error; other: it failed otherwise (the codes are in the notes).
-func (d *driver) grpc() error {
+func (d *driver) grpc(s *scenario) error {
 	for _, path := range grpcPaths {
 		scn := "grpc-" + string(path)
-		err := d.alternate(d.sz.grpcRounds, func(v variant) error {
-			var p compat.PathResult
-			req := request{Scenario: "grpc", GRPC: &grpcRequest{Path: string(path)}}
-			stop, err := d.runReq(scn, req, v, func(addrs []string) error {
+		err := d.alternate(d.sz.grpcRounds, s.backend, func(v variant) error {
+			var p grpcload.PathResult
+			req := request{GRPC: &grpcRequest{Path: string(path)}}
+			stop, err := d.runReq(scn, s.backend, req, v, func(addrs []string) error {
 				if len(addrs) != 1 {
 					return fmt.Errorf("backend sent %d addresses", len(addrs))
 				}
-				p = compat.DriveGRPC(d.ctx, addrs[0], path, compat.GRPCOptions{Duration: d.sz.grpcFor})
+				p = grpcload.Drive(d.ctx, addrs[0], path, grpcload.Options{Duration: d.sz.grpcFor})
 				return p.Err
 			})
-			if err != nil || !v.applies("grpc") {
+			if err != nil {
 				return err
 			}
 			g := stop.GRPC
@@ -92,11 +92,11 @@ func (d *driver) grpc() error {
 	return nil
 }
 
-// grpcServer is the backend's side of a grpc run: compat.ServeGRPC on
+// grpcServer is the backend's side of a grpc run: grpcload.Serve on
 // the run's listener until stop.
 type grpcServer struct {
 	cancel context.CancelFunc
-	done   chan compat.ServeResult
+	done   chan grpcload.ServeResult
 }
 
 // startGRPC serves one close path on ln (already wrapped by the variant).
@@ -104,13 +104,13 @@ func startGRPC(ln net.Listener, req request) (*grpcServer, error) {
 	if req.GRPC == nil {
 		return nil, errors.New("grpc: no path")
 	}
-	path := compat.ClosePath(req.GRPC.Path)
-	if !slices.Contains(compat.ClosePaths, path) {
+	path := grpcload.ClosePath(req.GRPC.Path)
+	if !slices.Contains(grpcload.ClosePaths, path) {
 		return nil, fmt.Errorf("grpc: unknown close path %q", path)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	g := &grpcServer{cancel: cancel, done: make(chan compat.ServeResult, 1)}
-	go func() { g.done <- compat.ServeGRPC(ctx, ln, path, compat.GRPCOptions{}) }()
+	g := &grpcServer{cancel: cancel, done: make(chan grpcload.ServeResult, 1)}
+	go func() { g.done <- grpcload.Serve(ctx, ln, path, grpcload.Options{}) }()
 	return g, nil
 }
 

@@ -5,12 +5,14 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -24,17 +26,49 @@ const idleRaceJitter = 2 * time.Millisecond
 // request at the server's idle deadline ± jitter. The requests are POSTs
 // without GetBody, so the Transport does not retry them and every lost
 // request shows.
-func (d *driver) idleRace() error {
-	const scn = "idle-race"
-	return d.alternate(d.sz.idleRounds, func(v variant) error {
-		return d.run(scn, scn, v, func(addrs []string) error {
+func (d *driver) idleRace(s *scenario) error {
+	return d.idleRaceClients(s, idleRaceLoad{
+		scheme: "http",
+		dur:    d.sz.idleFor,
+		transport: func(dial dialFunc) *http.Transport {
+			return &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1, DisableCompression: true}
+		},
+		send: func(cl *http.Client, url string, t *tally) {
+			req, _ := http.NewRequestWithContext(d.ctx, "POST", url, strings.NewReader("ping"))
+			req.GetBody = nil // not replayable: no silent retry
+			t.add(doRequest(cl, req), 1)
+		},
+	})
+}
+
+// idleRaceLoad is what differs between the idle races over HTTP/1.1 and
+// over TLS: the scheme, how long the clients go on, their transport, how
+// one request is sent and tallied, and the tally's counts the row notes.
+type idleRaceLoad struct {
+	scheme    string
+	dur       time.Duration
+	transport func(dial dialFunc) *http.Transport
+	send      func(cl *http.Client, url string, t *tally)
+	notes     []string
+}
+
+type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// idleRaceClients runs the idle race's clients against each variant:
+// d.sz.idleClients of them, one connection each, each sending its next
+// request at the server's idle timeout ± idleRaceJitter.
+func (d *driver) idleRaceClients(s *scenario, load idleRaceLoad) error {
+	return d.alternate(d.sz.idleRounds, s.backend, func(v variant) error {
+		return d.run(s.name, s.backend, v, func(addrs []string) error {
 			var t tally
 			var dials countingDialer
-			url := "http://" + addrs[0] + "/"
-			deadline := time.Now().Add(d.sz.idleFor)
-			maxPerClient := int(d.sz.idleFor/idleRaceTimeout) + 1
+			url := load.scheme + "://" + addrs[0] + "/"
+			deadline := time.Now().Add(load.dur)
+			maxPerClient := int(load.dur/idleRaceTimeout) + 1
 			parallel(d.ctx, d.sz.idleClients, d.sz.idleClients, func(int) {
-				tr := &http.Transport{DialContext: dials.DialContext, MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1, DisableCompression: true}
+				tr := load.transport(dials.DialContext)
+				// The client closes first, so the backend's counters
+				// see the scenario's closes, not the run's end.
 				defer tr.CloseIdleConnections()
 				cl := &http.Client{Transport: tr, Timeout: 5 * time.Second}
 				for i := 0; i < maxPerClient && time.Now().Before(deadline) && d.ctx.Err() == nil; i++ {
@@ -42,19 +76,18 @@ func (d *driver) idleRace() error {
 						jitter := time.Duration(rand.Int64N(int64(2*idleRaceJitter))) - idleRaceJitter
 						sleepCtx(d.ctx, idleRaceTimeout+jitter)
 					}
-					req, _ := http.NewRequestWithContext(d.ctx, "POST", url, strings.NewReader("ping"))
-					req.GetBody = nil // not replayable: no silent retry
 					t.add("requests", 1)
-					t.add(doRequest(cl, req), 1)
+					load.send(cl, url, &t)
 				}
 			})
-			r := d.row(scn, v.name)
-			r.Requests += t.get("requests")
-			r.OK += t.get(outOK)
-			r.EOF += t.get(outEOF)
-			r.Reset += t.get(outReset)
-			r.Other += t.get(outOther) + t.get("502")
+			r := d.row(s.name, v.name)
+			r.addOutcomes(&t)
 			r.Extra["dials"] += float64(dials.n.Load())
+			for _, k := range load.notes {
+				if n := t.get(k); n > 0 {
+					r.Extra[k] += float64(n)
+				}
+			}
 			return nil
 		})
 	})
@@ -63,15 +96,31 @@ func (d *driver) idleRace() error {
 // doRequest does req and reads the whole answer; it returns outOK for a
 // 200, "502" for a 502, else how the exchange failed.
 func doRequest(cl *http.Client, req *http.Request) string {
+	return doRequestWith(cl, req, readResponse)
+}
+
+// doRequestWith does req and reads the whole answer with read, which says
+// how it ended; if req fails, classify does.
+func doRequestWith(cl *http.Client, req *http.Request, read func(*http.Response) string) string {
 	resp, err := cl.Do(req)
 	if err != nil {
 		return classify(err)
 	}
-	return readResponse(resp)
+	return read(resp)
 }
 
 // readResponse reads the whole answer and says how it ended, as doRequest.
 func readResponse(resp *http.Response) string {
+	out := readStatus(resp)
+	if out == strconv.Itoa(resp.StatusCode) && resp.StatusCode != http.StatusBadGateway {
+		return outOther // an answer whose status the rows do not count apart
+	}
+	return out
+}
+
+// readStatus reads the whole answer and says how it ended: outOK for a
+// 200, the status code for another answer, else how the read failed.
+func readStatus(resp *http.Response) string {
 	_, err := io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	switch {
@@ -79,10 +128,8 @@ func readResponse(resp *http.Response) string {
 		return classify(err)
 	case resp.StatusCode == http.StatusOK:
 		return outOK
-	case resp.StatusCode == http.StatusBadGateway:
-		return "502"
 	}
-	return outOther
+	return strconv.Itoa(resp.StatusCode)
 }
 
 // earlyReplySizes are the 413's body lengths, taken in turn: a small
@@ -94,11 +141,11 @@ var earlyReplySizes = []int{8 << 10, 256 << 10}
 // reading it. The client writes the whole body, then reads the answer, as
 // simple clients do. OK: the whole 413 arrived; EOF: the answer was
 // truncated; ECONNRESET: a reset came first.
-func (d *driver) earlyResponse() error {
-	const scn = "early-response"
+func (d *driver) earlyResponse(s *scenario) error {
+	scn := s.name
 	zeros := make([]byte, 64<<10)
-	return d.alternate(d.sz.earlyRounds, func(v variant) error {
-		return d.run(scn, scn, v, func(addrs []string) error {
+	return d.alternate(d.sz.earlyRounds, s.backend, func(v variant) error {
+		return d.run(scn, s.backend, v, func(addrs []string) error {
 			var t tally
 			parallel(d.ctx, d.sz.earlyUploads, 4, func(i int) {
 				t.add("requests", 1)
@@ -138,11 +185,7 @@ func (d *driver) earlyResponse() error {
 				t.add(classify(rerr), 1)
 			})
 			r := d.row(scn, v.name)
-			r.Requests += t.get("requests")
-			r.OK += t.get(outOK)
-			r.EOF += t.get(outEOF)
-			r.Reset += t.get(outReset)
-			r.Other += t.get(outOther)
+			r.addOutcomes(&t)
 			r.Extra["body sent whole"] += float64(t.get("body sent whole"))
 			for _, n := range earlyReplySizes {
 				k := fmt.Sprintf("whole %d KiB 413", n>>10)
@@ -156,12 +199,12 @@ func (d *driver) earlyResponse() error {
 // overhead: keep-alive hello-world throughput and latency, alternating
 // pairs; then the memory of lingering connections and the time Shutdown
 // takes for many idle ones.
-func (d *driver) overhead() error {
-	const scn = "overhead"
+func (d *driver) overhead(s *scenario) error {
+	scn := s.name
 	lat := make(map[string][]time.Duration)
 	secs := make(map[string]float64)
-	err := d.alternate(d.sz.overheadPairs, func(v variant) error {
-		return d.run(scn, "overhead", v, func(addrs []string) error {
+	err := d.alternate(d.sz.overheadPairs, s.backend, func(v variant) error {
+		return d.run(scn, s.backend, v, func(addrs []string) error {
 			n, l := d.helloLoad(addrs[0], 16, d.sz.overheadFor)
 			r := d.row(scn, v.name)
 			r.Requests += n
@@ -176,10 +219,7 @@ func (d *driver) overhead() error {
 		return err
 	}
 	oh := &overheadResult{Pairs: d.sz.overheadPairs, Seconds: d.sz.overheadFor.Seconds(), Conns: 16, Idle: d.sz.overheadConns, ShutdownMs: make(map[string]float64)}
-	for _, v := range variants {
-		if !v.applies("overhead") {
-			continue
-		}
+	for _, v := range s.backend.variantList() {
 		l := lat[v.name]
 		slices.Sort(l)
 		st := latencyStats{RPS: float64(len(l)) / secs[v.name], P50Ms: quantileMs(l, 0.50), P99Ms: quantileMs(l, 0.99)}
@@ -194,7 +234,7 @@ func (d *driver) overhead() error {
 	// Memory per lingering connection: the backend closes every
 	// connection at once; ours never answer its FIN until we let go.
 	n := d.sz.overheadConns
-	err = d.run("memory", "memory", variants[0], func(addrs []string) error {
+	err = d.run(memoryBackend.name, memoryBackend, variants[0], func(addrs []string) error {
 		conns := d.dialMany(addrs[0], n, nil)
 		defer func() {
 			for _, c := range conns {
@@ -208,15 +248,15 @@ func (d *driver) overhead() error {
 		oh.BytesPerLingering = b
 		return err
 	})
-	delete(d.rows, "memory/"+variants[0].name)
+	delete(d.rows, memoryBackend.name+"/"+variants[0].name)
 	if err != nil {
 		return err
 	}
 
 	// Shutdown of many idle keep-alive connections.
-	return d.alternate(1, func(v variant) error {
-		defer delete(d.rows, "shutdown-idle/"+v.name)
-		return d.run("shutdown-idle", "shutdown-idle", v, func(addrs []string) error {
+	return d.alternate(1, shutdownIdleBackend, func(v variant) error {
+		defer delete(d.rows, shutdownIdleBackend.name+"/"+v.name)
+		return d.run(shutdownIdleBackend.name, shutdownIdleBackend, v, func(addrs []string) error {
 			var wg sync.WaitGroup
 			conns := d.dialMany(addrs[0], n, func(c net.Conn) bool {
 				c.SetDeadline(time.Now().Add(60 * time.Second))

@@ -32,14 +32,11 @@ var postBody = bytes.Repeat([]byte("b"), 2<<10)
 // backend terminates TLS (http.Server.ServeTLS over the variant's
 // listener, lingerhttp's ServeTLS) and nginx proxies to it with
 // proxy_pass https://.
-func (d *driver) proxyIdle(scn, kind string, rounds, bursts int) error {
-	backendScn, tls := "proxy-idle", scn == "nginx-tls-idle"
-	if tls {
-		backendScn = "proxy-idle-tls"
-	}
-	return d.alternate(rounds, func(v variant) error {
-		return d.run(scn, backendScn, v, func(addrs []string) error {
-			p, err := startProxyConfig(kind, filepath.Join(d.tmp, scn+"-"+v.name), proxyConfig{Upstreams: addrs[:1], TLS: tls})
+func (d *driver) proxyIdle(s *scenario, rounds, bursts int) error {
+	scn, tls := s.name, s.backend == proxyIdleTLSBackend
+	return d.alternate(rounds, s.backend, func(v variant) error {
+		return d.run(scn, s.backend, v, func(addrs []string) error {
+			p, err := startProxyConfig(s.proxy, filepath.Join(d.tmp, scn+"-"+v.name), proxyConfig{Upstreams: addrs[:1], TLS: tls})
 			if err != nil {
 				return err
 			}
@@ -112,12 +109,7 @@ func deployRequest(ctx context.Context, addr string) (req *http.Request, retried
 }
 
 func addProxyTally(r *row, t *tally, p *proxy) {
-	r.Requests += t.get("requests")
-	r.OK += t.get(outOK)
-	r.Status502 += t.get("502")
-	r.EOF += t.get(outEOF)
-	r.Reset += t.get(outReset)
-	r.Other += t.get(outOther)
+	r.addOutcomes(t)
 	for _, m := range []string{"POST", "GET"} {
 		if n := t.get("502 " + m); n > 0 {
 			r.Extra["502 "+m] += float64(n)
@@ -135,10 +127,10 @@ func addProxyTally(r *row, t *tally, p *proxy) {
 // server is told to stop (http.Server.Shutdown, then the listener's
 // Shutdown where it has one; lingerhttp's Shutdown, which keeps serving
 // for its DrainDelay first).
-func (d *driver) shutdown() error {
-	const scn = "shutdown"
-	return d.alternate(d.sz.shutdownRounds, func(v variant) error {
-		return d.run(scn, scn, v, func(addrs []string) error {
+func (d *driver) shutdown(s *scenario) error {
+	scn := s.name
+	return d.alternate(d.sz.shutdownRounds, s.backend, func(v variant) error {
+		return d.run(scn, s.backend, v, func(addrs []string) error {
 			p, err := startProxy("nginx", filepath.Join(d.tmp, scn+"-"+v.name), addrs)
 			if err != nil {
 				return err

@@ -68,7 +68,7 @@ func TestSmuggleRequestFraming(t *testing.T) {
 // The backend's handler counts /admin runs by shape and answers
 // everything else 401 without reading the body.
 func TestSmuggleBackend(t *testing.T) {
-	b := &smuggleBackend{}
+	b := &smuggleHandler{}
 	do := func(method, target string, body io.Reader) *httptest.ResponseRecorder {
 		w := httptest.NewRecorder()
 		b.ServeHTTP(w, httptest.NewRequest(method, target, body))

@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"time"
+
+	"github.com/linger-go/linger/internal/netns"
 )
 
 // unreadRequest is a request line followed by 64 KiB of headers: the
@@ -18,10 +20,10 @@ var unreadRequest = []byte("GET /unread HTTP/1.1\r\nHost: backend\r\n" +
 // unreadClose: the server reads a request line, answers and closes with
 // request bytes unread. OK: the whole answer was read; EOF / ECONNRESET:
 // how the connection ended.
-func (d *driver) unreadClose() error {
-	const scn = "unread-close"
-	return d.alternate(d.sz.unreadRounds, func(v variant) error {
-		return d.run(scn, scn, v, func(addrs []string) error {
+func (d *driver) unreadClose(s *scenario) error {
+	scn := s.name
+	return d.alternate(d.sz.unreadRounds, s.backend, func(v variant) error {
+		return d.run(scn, s.backend, v, func(addrs []string) error {
 			var t tally
 			n := d.sz.unreadConns
 			parallel(d.ctx, n, 16, func(int) {
@@ -47,11 +49,7 @@ func (d *driver) unreadClose() error {
 				t.add(end, 1)
 			})
 			r := d.row(scn, v.name)
-			r.Requests += t.get("requests")
-			r.OK += t.get(outOK)
-			r.EOF += t.get(outEOF)
-			r.Reset += t.get(outReset)
-			r.Other += t.get(outOther)
+			r.addOutcomes(&t)
 			return nil
 		})
 	})
@@ -78,14 +76,14 @@ func sweepOffsets() []time.Duration {
 // OK: served; EOF: the connection ended with a FIN, request lost; reset.
 // The offsets go in batches, in random order, so the backend's RSTs can be
 // counted per offset.
-func (d *driver) sweep() error {
-	const scn = "sweep"
-	return d.alternate(d.sz.sweepRounds, func(v variant) error {
-		return d.run(scn, scn, v, func(addrs []string) error {
+func (d *driver) sweep(s *scenario) error {
+	scn := s.name
+	return d.alternate(d.sz.sweepRounds, s.backend, func(v variant) error {
+		return d.run(scn, s.backend, v, func(addrs []string) error {
 			offs := sweepOffsets()
 			rand.Shuffle(len(offs), func(i, j int) { offs[i], offs[j] = offs[j], offs[i] })
 			r := d.row(scn, v.name)
-			var seen tcpCounters
+			var seen netns.Counters
 			for _, off := range offs {
 				outs := make([]string, d.sz.sweepTries)
 				parallel(d.ctx, len(outs), 4, func(i int) {

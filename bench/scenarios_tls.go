@@ -6,39 +6,24 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	cryptorand "crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"math/big"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptrace"
 	"sync"
-	"time"
+
+	"github.com/linger-go/linger/internal/testnet"
 )
 
 // backendTLS is the backends' TLS configuration: a self-signed
 // certificate, made once per process. Clients skip verification; what is
 // measured is how connections end, not who the backend is.
 var backendTLS = sync.OnceValue(func() *tls.Config {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), cryptorand.Reader)
+	cert, _, err := testnet.Certificate("lingerbench backend", net.ParseIP(backendIP))
 	if err != nil {
 		panic(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.ParseIP(backendIP)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(cryptorand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		panic(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	return &tls.Config{Certificates: []tls.Certificate{cert}}
 })
 
 // tlsIdleRace is idle-race over TLS with Go's HTTP/2 client: one
@@ -48,60 +33,33 @@ var backendTLS = sync.OnceValue(func() *tls.Config {
 // new connection (RFC 9113 §6.8): the requests are POSTs Go's client can
 // replay (GetBody set), as browsers and proxies replay them. The row
 // counts those retries, and the backend's RSTs.
-func (d *driver) tlsIdleRace() error {
-	const scn = "tls-idle-race"
+func (d *driver) tlsIdleRace(s *scenario) error {
 	body := bytes.Repeat([]byte("p"), 64)
-	return d.alternate(d.sz.idleRounds, func(v variant) error {
-		return d.run(scn, scn, v, func(addrs []string) error {
-			var t tally
-			var dials countingDialer
-			url := "https://" + addrs[0] + "/"
-			deadline := time.Now().Add(d.sz.tlsIdleFor)
-			maxPerClient := int(d.sz.tlsIdleFor/idleRaceTimeout) + 1
-			parallel(d.ctx, d.sz.idleClients, d.sz.idleClients, func(int) {
-				tr := &http.Transport{
-					DialContext:       dials.DialContext,
-					TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
-					ForceAttemptHTTP2: true,
-					MaxConnsPerHost:   1,
-				}
-				// The client closes first, so the backend's counters
-				// see the scenario's closes, not the run's end.
-				defer tr.CloseIdleConnections()
-				cl := &http.Client{Transport: tr, Timeout: 5 * time.Second}
-				for i := 0; i < maxPerClient && time.Now().Before(deadline) && d.ctx.Err() == nil; i++ {
-					if i > 0 {
-						jitter := time.Duration(rand.Int64N(int64(2*idleRaceJitter))) - idleRaceJitter
-						sleepCtx(d.ctx, idleRaceTimeout+jitter)
-					}
-					conns := 0
-					ctx := httptrace.WithClientTrace(d.ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { conns++ }})
-					req, _ := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
-					t.add("requests", 1)
-					out, proto := doRequestProto(cl, req)
-					t.add(out, 1)
-					if out == outOK && proto != 2 {
-						t.add("not HTTP/2", 1)
-					}
-					if conns > 1 {
-						t.add("client retries", 1)
-					}
-				}
-			})
-			r := d.row(scn, v.name)
-			r.Requests += t.get("requests")
-			r.OK += t.get(outOK)
-			r.EOF += t.get(outEOF)
-			r.Reset += t.get(outReset)
-			r.Other += t.get(outOther) + t.get("502")
-			r.Extra["dials"] += float64(dials.n.Load())
-			for _, k := range []string{"client retries", "not HTTP/2"} {
-				if n := t.get(k); n > 0 {
-					r.Extra[k] += float64(n)
-				}
+	return d.idleRaceClients(s, idleRaceLoad{
+		scheme: "https",
+		dur:    d.sz.tlsIdleFor,
+		transport: func(dial dialFunc) *http.Transport {
+			return &http.Transport{
+				DialContext:       dial,
+				TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
+				ForceAttemptHTTP2: true,
+				MaxConnsPerHost:   1,
 			}
-			return nil
-		})
+		},
+		send: func(cl *http.Client, url string, t *tally) {
+			conns := 0
+			ctx := httptrace.WithClientTrace(d.ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { conns++ }})
+			req, _ := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
+			out, proto := doRequestProto(cl, req)
+			t.add(out, 1)
+			if out == outOK && proto != 2 {
+				t.add("not HTTP/2", 1)
+			}
+			if conns > 1 {
+				t.add("client retries", 1)
+			}
+		},
+		notes: []string{"client retries", "not HTTP/2"},
 	})
 }
 

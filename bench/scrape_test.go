@@ -53,7 +53,7 @@ func TestDeployScrapeReadsStats(t *testing.T) {
 	assert.Empty(t, r.checkFailures())
 	sum.Mismatch = []string{"after the deploy: clean scraped 1, Stats 2"}
 	assert.Contains(t, sum.note(), "NOT its Stats")
-	bad := r.checkFailures()
-	require.Len(t, bad, 1)
-	assert.Contains(t, bad[0], "shutdown/linger: the deploy's Prometheus scrape was not the listener's Stats")
+	assertFailures(t, r.checkFailures(),
+		"shutdown/linger: the deploy's Prometheus scrape was not the listener's Stats",
+	)
 }

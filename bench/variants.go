@@ -4,26 +4,24 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	"github.com/linger-go/linger/lingerhttp"
 )
 
 // A variant is one way of serving: it turns the backend's listener (and the
 // http.Server that will serve it, nil for the raw TCP scenarios) into the
-// listener that is served. Every scenario runs every variant, alternating.
-// To add one, append a line here; a listener with Stats and Shutdown methods
-// (as *linger.Listener has) gets its outcomes reported and its Shutdown
-// called when the backend stops.
+// listener that is served. Every scenario runs the variants its backend
+// names (scenarios.go), alternating. To add one, append a line here and
+// name it in the backends it serves; a listener with Stats and Shutdown
+// methods (as *linger.Listener has) gets its outcomes reported and its
+// Shutdown called when the backend stops.
 type variant struct {
 	name string
 	wrap func(ln net.Listener, srv *http.Server) net.Listener
-	// only, if set, names the backend scenarios the variant runs in;
-	// skip names those it does not.
-	only, skip []string
 	// serve, if set, serves srv on ln itself (lingerhttp owns Serve and
 	// Shutdown), keeping on serving for drainDelay when told to shut down;
 	// wrap is not used then.
@@ -35,42 +33,22 @@ type variant struct {
 
 var variants = []variant{
 	{name: "raw", wrap: func(ln net.Listener, _ *http.Server) net.Listener { return ln }},
-	{
-		name: "linger",
-		wrap: func(ln net.Listener, _ *http.Server) net.Listener { return linger.Wrap(ln, linger.Config{}) },
-		// The TLS idle race compares http.Server.ServeTLS with
-		// lingerhttp's, in the time the default run has left.
-		skip: []string{"tls-idle-race"},
-	},
-	{
-		name: "rescue",
-		wrap: wrapRescue,
-		only: []string{"idle-race", "proxy-idle", "smuggle"},
-	},
-	{
-		name:  "lingerhttp",
-		serve: serveLingerHTTP,
-		only:  []string{"idle-race", "tls-idle-race", "proxy-idle", "proxy-idle-tls", "shutdown", "apache-deploy", "overhead", "smuggle"},
-	},
+	{name: "linger", wrap: func(ln net.Listener, _ *http.Server) net.Listener { return linger.Wrap(ln, linger.Config{}) }},
+	{name: "rescue", wrap: wrapRescue},
+	{name: "lingerhttp", serve: serveLingerHTTP},
 	{
 		// The control for lingerhttp's deploy drain: the raw listener and
 		// plain http.Server.Shutdown after a sleep as long as DrainDelay.
 		name:    "raw+prestop",
 		wrap:    func(ln net.Listener, _ *http.Server) net.Listener { return ln },
-		only:    []string{"shutdown", "apache-deploy"},
 		preStop: deployDrainDelay,
 	},
 	// The restart scenario's in-place restarts with tableflip: each
 	// generation of the backend is a process that re-executes itself
 	// with the listening socket inherited (restart.go serves them).
-	{name: "raw+tableflip", only: []string{"restart"}},
-	{name: "linger+tableflip", only: []string{"restart"}},
-	{name: "lingerhttp+tableflip", only: []string{"restart"}},
-}
-
-// applies reports whether v runs in the backend scenario scn.
-func (v variant) applies(scn string) bool {
-	return (v.only == nil || slices.Contains(v.only, scn)) && !slices.Contains(v.skip, scn)
+	{name: "raw+tableflip"},
+	{name: "linger+tableflip"},
+	{name: "lingerhttp+tableflip"},
 }
 
 // rescueListener is rescue the documented way for a plain http.Server:
@@ -81,12 +59,10 @@ func (v variant) applies(scn string) bool {
 // rejected request, Connection: close, Shutdown) never rescue.
 type rescueListener struct {
 	*linger.Listener
-	idle  time.Duration
-	stop  chan struct{}
-	once  sync.Once // closes stop
-	done  chan struct{}
-	mu    sync.Mutex
-	since map[*linger.Conn]time.Time
+	sweeper testnet.IdleSweeper
+	stop    chan struct{}
+	once    sync.Once // closes stop
+	done    chan struct{}
 }
 
 func wrapRescue(ln net.Listener, srv *http.Server) net.Listener {
@@ -94,63 +70,29 @@ func wrapRescue(ln net.Listener, srv *http.Server) net.Listener {
 		Listener: linger.Wrap(ln, linger.Config{Rescue: linger.HTTP1Request}),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
-		since:    make(map[*linger.Conn]time.Time),
 	}
 	if srv == nil || srv.IdleTimeout <= 0 {
 		close(r.done)
 		return r
 	}
-	r.idle, srv.IdleTimeout = srv.IdleTimeout, 1<<63-1
+	idle := srv.IdleTimeout
+	srv.IdleTimeout = 1<<63 - 1
 	user := srv.ConnState
 	srv.ConnState = func(c net.Conn, st http.ConnState) {
-		r.connState(c, st)
+		r.sweeper.ConnState(c, st)
 		if user != nil {
 			user(c, st)
 		}
 	}
-	go r.sweep()
+	go r.sweep(idle)
 	return r
 }
 
-func (r *rescueListener) connState(c net.Conn, st http.ConnState) {
-	lc := linger.ConnOf(c)
-	if lc == nil {
-		return
-	}
-	idle := st == http.StateNew || st == http.StateIdle
-	lc.SetIdle(idle)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if idle {
-		r.since[lc] = time.Now()
-	} else {
-		delete(r.since, lc)
-	}
-}
-
-func (r *rescueListener) sweep() {
+// sweep closes connections idle for idle, checking 20 times as often,
+// until Shutdown.
+func (r *rescueListener) sweep(idle time.Duration) {
 	defer close(r.done)
-	tick := time.NewTicker(max(r.idle/20, time.Millisecond))
-	defer tick.Stop()
-	for {
-		select {
-		case <-r.stop:
-			return
-		case now := <-tick.C:
-			var idle []*linger.Conn
-			r.mu.Lock()
-			for c, t := range r.since {
-				if now.Sub(t) >= r.idle {
-					idle = append(idle, c)
-					delete(r.since, c)
-				}
-			}
-			r.mu.Unlock()
-			for _, c := range idle {
-				c.CloseIdle()
-			}
-		}
-	}
+	r.sweeper.Sweep(idle, max(idle/20, time.Millisecond), r.stop)
 }
 
 // Shutdown stops the sweeper, then shuts the listener down.

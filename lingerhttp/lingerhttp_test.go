@@ -3,17 +3,16 @@ package lingerhttp
 import (
 	"bufio"
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -37,9 +36,6 @@ func (s *Server) open() int64                { return s.Listener().Stats().Open 
 func (s *Server) waitServing(t *testing.T) {
 	t.Helper()
 	require.Eventually(t, func() bool { return s.Listener() != nil }, 5*time.Second, time.Millisecond)
-}
-func isReset(err error) bool {
-	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 func ok(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }
 
@@ -394,7 +390,7 @@ func TestHTTPServerShutdownDegradesSafely(t *testing.T) {
 	for _, c := range clients {
 		_, err := c.br.ReadByte()
 		assert.ErrorIs(t, err, io.EOF)
-		assert.False(t, isReset(err))
+		assert.False(t, testnet.IsReset(err))
 		c.Close()
 	}
 	assert.ErrorIs(t, <-h.serve, http.ErrServerClosed)

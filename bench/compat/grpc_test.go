@@ -7,20 +7,20 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
-	"github.com/linger-go/linger/bench/compat"
+	"github.com/linger-go/linger/bench/internal/grpcload"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 // TestGRPCClosePaths runs real grpc-go clients against a gRPC server that
-// closes connections by each compat.ClosePath, on a raw listener (the
+// closes connections by each grpcload.ClosePath, on a raw listener (the
 // control) and on linger.Wrap, and compares the failed RPCs.
 func TestGRPCClosePaths(t *testing.T) {
-	for _, path := range compat.ClosePaths {
+	for _, path := range grpcload.ClosePaths {
 		t.Run(string(path), func(t *testing.T) {
-			opts := compat.GRPCOptions{Paths: []compat.ClosePath{path}, Duration: 2 * time.Second}
+			opts := grpcload.Options{Paths: []grpcload.ClosePath{path}, Duration: 2 * time.Second}
 
-			raw := compat.RunGRPC(context.Background(), func(ln net.Listener) net.Listener { return ln }, opts).Paths[0]
+			raw := grpcload.Run(context.Background(), func(ln net.Listener) net.Listener { return ln }, opts).Paths[0]
 			require.NoError(t, raw.Err)
 			t.Logf("raw    %v", raw)
 			for _, e := range raw.Errors {
@@ -32,7 +32,7 @@ func TestGRPCClosePaths(t *testing.T) {
 				ll = linger.Wrap(ln, linger.Config{})
 				return ll
 			}
-			lin := compat.RunGRPC(context.Background(), wrap, opts).Paths[0]
+			lin := grpcload.Run(context.Background(), wrap, opts).Paths[0]
 			require.NoError(t, lin.Err)
 			st := ll.Stats()
 			t.Logf("linger %v", lin)
@@ -49,7 +49,7 @@ func TestGRPCClosePaths(t *testing.T) {
 			assert.EqualValues(t, lin.ServerConns, st.Accepted)
 			assert.EqualValues(t, st.Accepted, st.Closed(), "every accepted connection's close finished")
 			assert.Zero(t, st.Count(linger.Reset)+st.Count(linger.Timeout)+st.Count(linger.Overflow)+st.Count(linger.Shed)+st.Count(linger.Aborted), "lingering closes that ended badly")
-			if path == compat.PathAgeGrace {
+			if path == grpcload.PathAgeGrace {
 				// Grace expiry fails the streams in flight with either
 				// listener, so their numbers differ by chance; what
 				// linger changes is that the client's bytes crossing the
@@ -59,7 +59,7 @@ func TestGRPCClosePaths(t *testing.T) {
 
 				// Control: the same load with every close abortive
 				// (SO_LINGER 0) shows that the Resets count sees resets.
-				abortive := compat.RunGRPC(context.Background(), func(ln net.Listener) net.Listener {
+				abortive := grpcload.Run(context.Background(), func(ln net.Listener) net.Listener {
 					return linger.Wrap(ln, linger.Config{AbortiveClose: true})
 				}, opts).Paths[0]
 				require.NoError(t, abortive.Err)

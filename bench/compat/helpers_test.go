@@ -1,64 +1,22 @@
 package compat_test
 
 import (
-	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"errors"
 	"io"
-	"math/big"
 	"net"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	"github.com/stretchr/testify/require"
 )
 
-// lingerServer is a linger.Listener whose finished closes arrive on closes.
-type lingerServer struct {
-	*linger.Listener
-	closes chan linger.CloseInfo
-}
-
 // wrapLinger wraps ln with linger and shuts it down at test end.
-func wrapLinger(t testing.TB, ln net.Listener, cfg linger.Config) *lingerServer {
+func wrapLinger(t testing.TB, ln net.Listener, cfg linger.Config) *testnet.Server {
 	t.Helper()
-	s := &lingerServer{closes: make(chan linger.CloseInfo, 64)}
-	cfg.OnClose = func(ci linger.CloseInfo) { s.closes <- ci }
-	s.Listener = linger.Wrap(ln, cfg)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		require.NoError(t, s.Shutdown(ctx), "Shutdown at test end")
-	})
-	return s
-}
-
-// next waits for the next finished close, failing the test after 10 s.
-func (s *lingerServer) next(t testing.TB) linger.CloseInfo {
-	t.Helper()
-	select {
-	case ci := <-s.closes:
-		return ci
-	case <-time.After(10 * time.Second):
-		t.Fatal("no close finished within 10s")
-		return linger.CloseInfo{}
-	}
-}
-
-// listenTCP is a plain listener on 127.0.0.1:0, closed at test end.
-func listenTCP(t testing.TB) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	return ln
+	return testnet.Serve(t, cfg, func(cfg linger.Config) (*linger.Listener, error) { return linger.Wrap(ln, cfg), nil })
 }
 
 // dial connects to ln and closes the connection at test end.
@@ -77,13 +35,6 @@ func accept(t testing.TB, ln net.Listener) net.Conn {
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-// pair dials ln and accepts, returning the client and server ends.
-func pair(t testing.TB, ln net.Listener) (client, srv net.Conn) {
-	t.Helper()
-	client = dial(t, ln)
-	return client, accept(t, ln)
 }
 
 // request is what a client sends and the server leaves unread: more than
@@ -116,37 +67,8 @@ func readEnd(c net.Conn) error {
 	return err
 }
 
-func isReset(err error) bool {
-	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
-}
-
 // selfSigned returns a certificate for 127.0.0.1, made now, and a pool
 // that trusts it.
 func selfSigned() (tls.Certificate, *x509.CertPool, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "linger compat test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool, nil
+	return testnet.Certificate("linger compat test")
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/netutil"
@@ -34,30 +35,21 @@ func optionalMethods(c net.Conn) map[string]bool {
 // Config.MaxLingering more sockets may exist than the limit.
 func TestLimitListenerOutside(t *testing.T) {
 	const limit = 2
-	ls := wrapLinger(t, listenTCP(t), linger.Config{})
+	ls := wrapLinger(t, testnet.Listen(t), linger.Config{})
 	ln := netutil.LimitListener(ls, limit)
 
-	client0, srv0 := pair(t, ln)
+	client0, srv0 := testnet.Pair(t, ln)
 	assert.Equal(t, map[string]bool{"ReadFrom": false, "WriteTo": false, "CloseWrite": false, "SyscallConn": false, "NetConn": false},
 		optionalMethods(srv0), "LimitListener's conn hides every optional method")
 
 	// The close lingers: the client reads EOF although its request was
 	// left unread.
 	assert.NoError(t, closeUnread(t, client0, srv0, nil), "client must read EOF, not a reset")
-	assert.Equal(t, linger.Pending, ls.next(t).Outcome)
+	assert.Equal(t, linger.Pending, ls.Next(t).Outcome)
 
-	// The limit holds: with two connections held, the third waits in
-	// Accept until one is closed.
-	_, srv1 := pair(t, ln)
-	pair(t, ln)
-	dial(t, ln)
-	third := acceptAsync(t, ln)
-	assert.Never(t, func() bool { return len(third) > 0 }, 200*time.Millisecond, 10*time.Millisecond,
-		"a third connection accepted past the limit")
-	require.NoError(t, srv1.Close()) // the client has not sent FIN: srv1 lingers
-	r := waitAccept(t, third)
-	require.NoError(t, r.err)
-	t.Cleanup(func() { r.c.Close() })
+	// The limit holds; the conn the server closed lingers, since its
+	// client has not sent FIN.
+	assertLimitHolds(t, ln)
 	assert.EqualValues(t, 1, ls.Stats().Lingering, "the slot was released while the socket lingers")
 }
 
@@ -70,9 +62,9 @@ func TestLimitListenerOutside(t *testing.T) {
 // TCP_USER_TIMEOUT are not set. The limit itself holds.
 func TestLimitListenerInside(t *testing.T) {
 	const limit = 2
-	ls := wrapLinger(t, netutil.LimitListener(listenTCP(t), limit), linger.Config{})
+	ls := wrapLinger(t, netutil.LimitListener(testnet.Listen(t), limit), linger.Config{})
 
-	client0, srv0 := pair(t, ls)
+	client0, srv0 := testnet.Pair(t, ls)
 	assert.Equal(t, map[string]bool{"ReadFrom": true, "WriteTo": true, "CloseWrite": true, "SyscallConn": true, "NetConn": true},
 		optionalMethods(srv0), "*linger.Conn keeps its methods")
 	lc := srv0.(*linger.Conn)
@@ -86,15 +78,23 @@ func TestLimitListenerInside(t *testing.T) {
 	require.NoError(t, err)
 
 	err = closeUnread(t, client0, srv0, nil)
-	assert.True(t, isReset(err), "linger cannot linger through LimitListener's conn: the client is reset, got %v", err)
-	ci := ls.next(t)
+	assert.True(t, testnet.IsReset(err), "linger cannot linger through LimitListener's conn: the client is reset, got %v", err)
+	ci := ls.Next(t)
 	assert.Equal(t, linger.Plain, ci.Outcome, "reported as a plain close")
 	assert.Equal(t, -1, ci.Unread, "linger cannot see the receive queue")
 
-	_, srv1 := pair(t, ls)
-	pair(t, ls)
-	dial(t, ls)
-	third := acceptAsync(t, ls)
+	assertLimitHolds(t, ls)
+}
+
+// assertLimitHolds checks a limit of two on ln, which holds no connection
+// yet: with two held, a third waits in Accept until the server closes one
+// of them (its client sends no FIN).
+func assertLimitHolds(t *testing.T, ln net.Listener) {
+	t.Helper()
+	_, srv1 := testnet.Pair(t, ln)
+	testnet.Pair(t, ln)
+	dial(t, ln)
+	third := acceptAsync(t, ln)
 	assert.Never(t, func() bool { return len(third) > 0 }, 200*time.Millisecond, 10*time.Millisecond,
 		"a third connection accepted past the limit")
 	require.NoError(t, srv1.Close())

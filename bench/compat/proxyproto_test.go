@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	proxyproto "github.com/pires/go-proxyproto"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -33,10 +34,10 @@ import (
 var proxyHeader = []byte("PROXY TCP4 127.1.2.3 127.0.0.1 4321 443\r\n")
 
 func TestProxyProtoOutside(t *testing.T) {
-	ls := wrapLinger(t, listenTCP(t), linger.Config{})
+	ls := wrapLinger(t, testnet.Listen(t), linger.Config{})
 	ln := &proxyproto.Listener{Listener: ls}
 
-	client, srv := pair(t, ln)
+	client, srv := testnet.Pair(t, ln)
 	pc, ok := srv.(*proxyproto.Conn)
 	require.True(t, ok, "accepted %T", srv)
 	lc, ok := pc.Raw().(*linger.Conn)
@@ -50,16 +51,16 @@ func TestProxyProtoOutside(t *testing.T) {
 	assert.Equal(t, "127.1.2.3:4321", srv.RemoteAddr().String(), "RemoteAddr is the proxied client")
 
 	assert.NoError(t, closeUnread(t, client, srv, nil), "client must read EOF, not a reset")
-	ci := ls.next(t)
+	ci := ls.Next(t)
 	assert.Equal(t, linger.Pending, ci.Outcome)
 	assert.Positive(t, ci.Discarded)
 	assert.Equal(t, client.LocalAddr().String(), ci.RemoteAddr.String(), "linger sees the proxy's address")
 }
 
 func TestProxyProtoInside(t *testing.T) {
-	ls := wrapLinger(t, &proxyproto.Listener{Listener: listenTCP(t)}, linger.Config{})
+	ls := wrapLinger(t, &proxyproto.Listener{Listener: testnet.Listen(t)}, linger.Config{})
 
-	client, srv := pair(t, ls)
+	client, srv := testnet.Pair(t, ls)
 	lc := srv.(*linger.Conn)
 	assert.IsType(t, (*proxyproto.Conn)(nil), lc.NetConn())
 
@@ -68,8 +69,8 @@ func TestProxyProtoInside(t *testing.T) {
 	assert.Equal(t, "127.1.2.3:4321", srv.RemoteAddr().String(), "RemoteAddr is the proxied client")
 
 	err = closeUnread(t, client, srv, nil)
-	assert.True(t, isReset(err), "linger cannot half-close a *proxyproto.Conn: the client is reset, got %v", err)
-	ci := ls.next(t)
+	assert.True(t, testnet.IsReset(err), "linger cannot half-close a *proxyproto.Conn: the client is reset, got %v", err)
+	ci := ls.Next(t)
 	assert.Equal(t, linger.Plain, ci.Outcome, "reported as a plain close")
 	assert.Equal(t, -1, ci.Unread)
 }

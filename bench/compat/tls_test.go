@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -68,18 +69,18 @@ func TestTLSCloseNotify(t *testing.T) {
 	}
 
 	t.Run("raw/unread", func(t *testing.T) {
-		tlsErr, tcpErr := run(t, listenTCP(t), true)
+		tlsErr, tcpErr := run(t, testnet.Listen(t), true)
 		assert.NoError(t, tlsErr, "close_notify arrived before the reset")
-		assert.True(t, isReset(tcpErr), "control: the raw close resets, got %v", tcpErr)
+		assert.True(t, testnet.IsReset(tcpErr), "control: the raw close resets, got %v", tcpErr)
 	})
 	for _, unread := range []bool{false, true} {
 		name := map[bool]string{false: "linger/idle", true: "linger/unread"}[unread]
 		t.Run(name, func(t *testing.T) {
-			ls := wrapLinger(t, listenTCP(t), linger.Config{})
+			ls := wrapLinger(t, testnet.Listen(t), linger.Config{})
 			tlsErr, tcpErr := run(t, ls, unread)
 			assert.NoError(t, tlsErr, "client must read close_notify, not a reset or bare FIN")
 			assert.NoError(t, tcpErr, "then the TCP stream ends in a FIN, not a reset")
-			ci := ls.next(t)
+			ci := ls.Next(t)
 			if unread {
 				assert.Equal(t, linger.Pending, ci.Outcome)
 				assert.Positive(t, ci.Discarded)
@@ -95,7 +96,7 @@ func TestTLSCloseNotify(t *testing.T) {
 // socket under TLS (for SyscallConn, or net/http's CloseWrite) finds it.
 func TestTLSNetConnChain(t *testing.T) {
 	srvCfg, _ := tlsConfigs(t)
-	ln := tls.NewListener(wrapLinger(t, listenTCP(t), linger.Config{}), srvCfg)
+	ln := tls.NewListener(wrapLinger(t, testnet.Listen(t), linger.Config{}), srvCfg)
 	dial(t, ln)
 	srv := accept(t, ln).(*tls.Conn)
 	lc, ok := srv.NetConn().(*linger.Conn)
@@ -126,13 +127,13 @@ func TestTLSFailedHandshakeGarbage(t *testing.T) {
 		return err
 	}
 	t.Run("raw", func(t *testing.T) {
-		err := run(t, listenTCP(t))
-		assert.True(t, isReset(err), "control: the raw close resets, got %v", err)
+		err := run(t, testnet.Listen(t))
+		assert.True(t, testnet.IsReset(err), "control: the raw close resets, got %v", err)
 	})
 	t.Run("linger", func(t *testing.T) {
-		ls := wrapLinger(t, listenTCP(t), linger.Config{})
+		ls := wrapLinger(t, testnet.Listen(t), linger.Config{})
 		assert.NoError(t, run(t, ls), "client must read EOF, not a reset")
-		ci := ls.next(t)
+		ci := ls.Next(t)
 		assert.Equal(t, linger.Pending, ci.Outcome)
 		assert.Positive(t, ci.Unread)
 	})
@@ -150,7 +151,7 @@ func TestTLSClientCertRejected(t *testing.T) {
 	srvCfg.ClientCAs = cliCfg.RootCAs
 	srvCfg.MinVersion = tls.VersionTLS13
 
-	ls := wrapLinger(t, listenTCP(t), linger.Config{})
+	ls := wrapLinger(t, testnet.Listen(t), linger.Config{})
 	ln := tls.NewListener(ls, srvCfg)
 	rawClient := dial(t, ln)
 	client := tls.Client(rawClient, cliCfg)
@@ -169,11 +170,11 @@ func TestTLSClientCertRejected(t *testing.T) {
 	_, err = client.Read(make([]byte, 1))
 	require.Error(t, err)
 	assert.ErrorContains(t, err, "remote error: tls: certificate required", "client reads the server's alert")
-	assert.False(t, isReset(err))
+	assert.False(t, testnet.IsReset(err))
 	assert.NoError(t, readEnd(rawClient), "then the stream ends in a FIN, not a reset")
 	rawClient.Close()
 
-	ci := ls.next(t)
+	ci := ls.Next(t)
 	assert.Contains(t, []linger.Outcome{linger.Pending, linger.Crossed}, ci.Outcome, "the request met the close")
 	assert.Positive(t, ci.Discarded)
 }
@@ -202,7 +203,7 @@ func TestTLSLayering(t *testing.T) {
 			TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}},
 			ErrorLog:  log.New(io.Discard, "", 0),
 		}
-		raw := listenTCP(t)
+		raw := testnet.Listen(t)
 		done := make(chan struct{})
 		if wrongOrder {
 			ls := wrapLinger(t, tls.NewListener(raw, srv.TLSConfig), linger.Config{ErrorLog: errLog})

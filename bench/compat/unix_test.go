@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -34,17 +35,17 @@ func listenUnix(t *testing.T) net.Listener {
 func TestUnixListener(t *testing.T) {
 	t.Run("raw/unread", func(t *testing.T) {
 		ln := listenUnix(t)
-		client, srv := pair(t, ln)
+		client, srv := testnet.Pair(t, ln)
 		err := closeUnread(t, client, srv, nil)
-		assert.True(t, isReset(err), "control: a unix close with unread data resets the peer, got %v", err)
+		assert.True(t, testnet.IsReset(err), "control: a unix close with unread data resets the peer, got %v", err)
 	})
 	t.Run("linger/unread", func(t *testing.T) {
 		var logged bytes.Buffer
 		ls := wrapLinger(t, listenUnix(t), linger.Config{ErrorLog: log.New(&logged, "", 0)})
-		client, srv := pair(t, ls)
+		client, srv := testnet.Pair(t, ls)
 		assert.IsType(t, (*net.UnixConn)(nil), srv.(*linger.Conn).NetConn())
 		assert.NoError(t, closeUnread(t, client, srv, nil), "client must read EOF")
-		ci := ls.next(t)
+		ci := ls.Next(t)
 		assert.Equal(t, linger.Pending, ci.Outcome)
 		assert.Positive(t, ci.Unread, "SIOCINQ works on unix sockets too")
 		assert.EqualValues(t, len(request)-1, ci.Discarded)
@@ -52,7 +53,7 @@ func TestUnixListener(t *testing.T) {
 	})
 	t.Run("linger/closewrite", func(t *testing.T) {
 		ls := wrapLinger(t, listenUnix(t), linger.Config{})
-		client, srv := pair(t, ls)
+		client, srv := testnet.Pair(t, ls)
 		_, err := srv.Write([]byte("bye"))
 		require.NoError(t, err)
 		require.NoError(t, srv.(*linger.Conn).CloseWrite(), "UnixConn.CloseWrite passes through")
@@ -62,7 +63,7 @@ func TestUnixListener(t *testing.T) {
 		assert.NoError(t, readEnd(client), "EOF after the owner's CloseWrite")
 		require.NoError(t, srv.Close())
 		require.NoError(t, client.Close())
-		assert.Equal(t, linger.Clean, ls.next(t).Outcome)
+		assert.Equal(t, linger.Clean, ls.Next(t).Outcome)
 	})
 }
 
@@ -72,7 +73,7 @@ func TestUnixListener(t *testing.T) {
 // *net.TCPConn, so linger works in full: lingering close, keep-alive and
 // TCP_USER_TIMEOUT.
 func TestInheritedListener(t *testing.T) {
-	orig := listenTCP(t).(*net.TCPListener)
+	orig := testnet.Listen(t).(*net.TCPListener)
 	f, err := orig.File()
 	require.NoError(t, err)
 	inherited, err := net.FileListener(f)
@@ -82,7 +83,7 @@ func TestInheritedListener(t *testing.T) {
 	t.Cleanup(func() { inherited.Close() })
 
 	ls := wrapLinger(t, inherited, linger.Config{})
-	client, srv := pair(t, ls)
+	client, srv := testnet.Pair(t, ls)
 	lc := srv.(*linger.Conn)
 	require.IsType(t, (*net.TCPConn)(nil), lc.NetConn())
 
@@ -100,5 +101,5 @@ func TestInheritedListener(t *testing.T) {
 	assert.Equal(t, 150000, userTimeout, "TCP_USER_TIMEOUT = 15s + 15s×9, in ms")
 
 	assert.NoError(t, closeUnread(t, client, srv, nil), "client must read EOF, not a reset")
-	assert.Equal(t, linger.Pending, ls.next(t).Outcome)
+	assert.Equal(t, linger.Pending, ls.Next(t).Outcome)
 }

@@ -1,10 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"errors"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -12,12 +8,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/linger-go/linger/bench/internal/postload"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -77,47 +72,14 @@ func TestRestartInPlace(t *testing.T) {
 	}
 	require.Equal(t, first, waitPID(0))
 
-	var ok, refused atomic.Int64
-	var failures sync.Map
-	done := make(chan struct{})
-	var wg sync.WaitGroup
 	tr := &http.Transport{MaxIdleConnsPerHost: 4}
 	cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := 0; n < 50_000; n++ {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				resp, err := cl.Post("http://"+addr+"/", "text/plain", bytes.NewReader([]byte("ping")))
-				if err == nil {
-					var b []byte
-					b, err = io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if err == nil && string(b) == "hello\n" {
-						ok.Add(1)
-						continue
-					}
-					if err == nil {
-						err = fmt.Errorf("status %d, body %q", resp.StatusCode, b)
-					}
-				}
-				if errors.Is(err, syscall.ECONNREFUSED) {
-					refused.Add(1)
-				}
-				failures.Store(err.Error(), struct{}{})
-			}
-		}()
-	}
+	load := postload.Start(cl, "http://"+addr+"/", 4, 50_000, []byte("ping"), []byte("hello\n"))
 
 	serving := first
 	for range 2 {
-		before := ok.Load()
-		require.Eventually(t, func() bool { return ok.Load() > before+50 }, 10*time.Second, time.Millisecond, "requests are served")
+		before := load.OK()
+		require.Eventually(t, func() bool { return load.OK() > before+50 }, 10*time.Second, time.Millisecond, "requests are served")
 		require.NoError(t, syscall.Kill(serving, syscall.SIGHUP))
 		next := waitPID(serving)
 		pids = append(pids, next)
@@ -133,10 +95,9 @@ func TestRestartInPlace(t *testing.T) {
 		}
 		serving = next
 	}
-	before := ok.Load()
-	require.Eventually(t, func() bool { return ok.Load() > before+50 }, 10*time.Second, time.Millisecond, "requests are served")
-	close(done)
-	wg.Wait()
+	before := load.OK()
+	require.Eventually(t, func() bool { return load.OK() > before+50 }, 10*time.Second, time.Millisecond, "requests are served")
+	refused, failed := load.Stop()
 	tr.CloseIdleConnections()
 
 	require.NoError(t, syscall.Kill(serving, syscall.SIGTERM))
@@ -145,12 +106,7 @@ func TestRestartInPlace(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, ws.Exited() && ws.ExitStatus() == 0, "stopped cleanly: %v", ws)
 
-	var failed []string
-	failures.Range(func(k, _ any) bool {
-		failed = append(failed, k.(string))
-		return true
-	})
-	t.Logf("%d requests answered over 2 restarts", ok.Load())
+	t.Logf("%d requests answered over 2 restarts", load.OK())
 	assert.Empty(t, failed, "failed requests")
-	assert.Zero(t, refused.Load(), "refused connects")
+	assert.Zero(t, refused, "refused connects")
 }

@@ -1,4 +1,4 @@
-package compat
+package grpcload
 
 import (
 	"bytes"
@@ -51,15 +51,15 @@ const (
 	PathGracefulStop ClosePath = "gracefulstop"
 )
 
-// ClosePaths lists every ClosePath, in the order RunGRPC runs them.
+// ClosePaths lists every ClosePath, in the order Run runs them.
 var ClosePaths = []ClosePath{PathIdle, PathAge, PathAgeGrace, PathGracefulStop}
 
-// GRPCOptions configure [RunGRPC], and its halves [ServeGRPC] and
-// [DriveGRPC] (give both the same options). The zero value runs every path
+// Options configure [Run], and its halves [Serve] and
+// [Drive] (give both the same options). The zero value runs every path
 // for 2 s with 8 client connections; each field's comment gives its
 // default.
-type GRPCOptions struct {
-	// Paths to run, in order. Nil means [ClosePaths]. RunGRPC only: its
+type Options struct {
+	// Paths to run, in order. Nil means [ClosePaths]. Run only: its
 	// halves take one path each.
 	Paths []ClosePath
 	// Duration of each path's load. Zero means 2 s.
@@ -110,7 +110,7 @@ type GRPCOptions struct {
 	RPCTimeout time.Duration
 }
 
-func (o GRPCOptions) withDefaults() GRPCOptions {
+func (o Options) withDefaults() Options {
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
 			*d = v
@@ -142,8 +142,8 @@ func (o GRPCOptions) withDefaults() GRPCOptions {
 	return o
 }
 
-// GRPCResult is what [RunGRPC] measured, one PathResult per path run.
-type GRPCResult struct {
+// Result is what [Run] measured, one PathResult per path run.
+type Result struct {
 	Paths []PathResult
 }
 
@@ -187,26 +187,26 @@ func (p PathResult) String() string {
 		p.Path, p.RPCs, p.Unary, p.Streams, p.Failed, strings.Join(codes, " "), p.Resets, p.Unexpected, p.ServerConns, p.Restarts, p.Elapsed.Round(time.Millisecond))
 }
 
-// RunGRPC serves a small echo service (unary Echo and bidirectional
+// Run serves a small echo service (unary Echo and bidirectional
 // Chat, on a bytes codec, so no generated code) on wrap(a listener on
 // 127.0.0.1:0), drives it with opts.Conns real grpc-go client connections,
 // and makes the server close connections by each path in opts.Paths in
-// turn. wrap is called once per path, from RunGRPC's goroutine, before the
+// turn. wrap is called once per path, from Run's goroutine, before the
 // path's load starts; pass the identity for the raw control and, say,
 // func(ln net.Listener) net.Listener { return linger.Wrap(ln, cfg) }. If
 // the wrapped listener has a Shutdown(context.Context) error method, as
-// [*github.com/linger-go/linger.Listener] does, RunGRPC calls it at the end
+// [*github.com/linger-go/linger.Listener] does, Run calls it at the end
 // of each path, so no lingering close outlives the call.
 //
-// Each path is [ServeGRPC] and [DriveGRPC] together: run them apart to put
+// Each path is [Serve] and [Drive] together: run them apart to put
 // the server and the clients on different hosts or network namespaces.
 //
-// RunGRPC stops early, between paths and between RPCs, when ctx ends. It
+// Run stops early, between paths and between RPCs, when ctx ends. It
 // counts failed RPCs by status code; counting RSTs on the wire is left to
 // the caller.
-func RunGRPC(ctx context.Context, wrap func(net.Listener) net.Listener, opts GRPCOptions) GRPCResult {
+func Run(ctx context.Context, wrap func(net.Listener) net.Listener, opts Options) Result {
 	o := opts.withDefaults()
-	var res GRPCResult
+	var res Result
 	for _, p := range o.Paths {
 		if ctx.Err() != nil {
 			break
@@ -218,7 +218,7 @@ func RunGRPC(ctx context.Context, wrap func(net.Listener) net.Listener, opts GRP
 
 // runPath runs one close path: the server half on wrap(a loopback
 // listener), the client half against it, then the server's teardown.
-func runPath(ctx context.Context, wrap func(net.Listener) net.Listener, o GRPCOptions, path ClosePath) PathResult {
+func runPath(ctx context.Context, wrap func(net.Listener) net.Listener, o Options, path ClosePath) PathResult {
 	start := time.Now()
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -228,9 +228,9 @@ func runPath(ctx context.Context, wrap func(net.Listener) net.Listener, o GRPCOp
 	serveCtx, stopServing := context.WithCancel(ctx)
 	defer stopServing()
 	served := make(chan ServeResult, 1)
-	go func() { served <- ServeGRPC(serveCtx, wrapped, path, o) }()
+	go func() { served <- Serve(serveCtx, wrapped, path, o) }()
 
-	res := DriveGRPC(ctx, raw.Addr().String(), path, o)
+	res := Drive(ctx, raw.Addr().String(), path, o)
 	// The clients have closed: now the server's teardown.
 	stopServing()
 	s := <-served
@@ -242,7 +242,7 @@ func runPath(ctx context.Context, wrap func(net.Listener) net.Listener, o GRPCOp
 	return res
 }
 
-// ServeResult is what [ServeGRPC] saw.
+// ServeResult is what [Serve] saw.
 type ServeResult struct {
 	Path ClosePath
 	// ServerConns is how many connections the servers accepted, and
@@ -252,21 +252,21 @@ type ServeResult struct {
 	Err error
 }
 
-// serverStopTimeout bounds ServeGRPC's teardown: a GracefulStop that
+// serverStopTimeout bounds Serve's teardown: a GracefulStop that
 // waits longer for RPCs (clients that never finish) becomes a Stop, and
 // the listener's Shutdown gets as long again.
 const serverStopTimeout = 10 * time.Second
 
-// ServeGRPC is the server half of [RunGRPC]: it serves the echo service on
+// Serve is the server half of [Run]: it serves the echo service on
 // ln, closing connections by path (the gracefulstop path restarts the
 // server every opts.RestartEvery, the next server accepting from ln while
 // the old one drains), until ctx ends. Then it tears down: GracefulStop of
 // the last server, ln closed, and ln's Shutdown(context.Context) error
-// method called if it has one, so when ServeGRPC returns every close is
-// done. End ctx once the clients ([DriveGRPC]) have closed their
+// method called if it has one, so when Serve returns every close is
+// done. End ctx once the clients ([Drive]) have closed their
 // connections, so the server sees their FINs first. ln is served as given:
 // wrap it first.
-func ServeGRPC(ctx context.Context, ln net.Listener, path ClosePath, opts GRPCOptions) ServeResult {
+func Serve(ctx context.Context, ln net.Listener, path ClosePath, opts Options) ServeResult {
 	o := opts.withDefaults()
 	res := ServeResult{Path: path}
 	if !slices.Contains(ClosePaths, path) {
@@ -336,13 +336,13 @@ func gracefulStop(s *grpc.Server) {
 	t.Stop()
 }
 
-// DriveGRPC is the client half of [RunGRPC]: opts.Conns grpc-go client
-// connections to addr (host:port of a [ServeGRPC] of the same path and
+// Drive is the client half of [Run]: opts.Conns grpc-go client
+// connections to addr (host:port of a [Serve] of the same path and
 // options) call it for opts.Duration, or until ctx ends, with the pacing
-// and the mix of unary calls and streams of path; then DriveGRPC closes
+// and the mix of unary calls and streams of path; then Drive closes
 // them and returns the RPCs counted by outcome. The result's ServerConns
 // and Restarts are the server's, so zero here.
-func DriveGRPC(ctx context.Context, addr string, path ClosePath, opts GRPCOptions) PathResult {
+func Drive(ctx context.Context, addr string, path ClosePath, opts Options) PathResult {
 	o := opts.withDefaults()
 	res := PathResult{Path: path}
 	start := time.Now()
@@ -382,7 +382,7 @@ func DriveGRPC(ctx context.Context, addr string, path ClosePath, opts GRPCOption
 	return res
 }
 
-func serverOptions(o GRPCOptions, path ClosePath) []grpc.ServerOption {
+func serverOptions(o Options, path ClosePath) []grpc.ServerOption {
 	switch path {
 	case PathIdle:
 		return []grpc.ServerOption{grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: o.MaxConnectionIdle})}
@@ -404,7 +404,7 @@ func serverOptions(o GRPCOptions, path ClosePath) []grpc.ServerOption {
 const maxCallsPerCaller = 1 << 20
 
 // callLoop issues RPCs on cc until ctx ends.
-func callLoop(ctx context.Context, cc *grpc.ClientConn, o GRPCOptions, path ClosePath, rec *recorder) {
+func callLoop(ctx context.Context, cc *grpc.ClientConn, o Options, path ClosePath, rec *recorder) {
 	payload := bytes.Repeat([]byte{'x'}, o.PayloadBytes)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
