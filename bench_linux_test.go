@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 )
@@ -189,7 +190,7 @@ func BenchmarkSimultaneousCloses(b *testing.B) {
 				var ln net.Listener
 				var lln *linger.Listener
 				if tc.path == "raw" {
-					ln = rawListen(b)
+					ln = testnet.Listen(b)
 				} else {
 					lln = lingerListen(b, tc.path, linger.Config{LingerTimeout: time.Minute, MaxLingering: tc.max})
 					ln = lln

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -77,7 +78,7 @@ func TestCloseWhileClientsConnect(t *testing.T) {
 					got, err := io.ReadAll(c)
 					c.Close()
 					switch {
-					case isReset(err):
+					case testnet.IsReset(err):
 						reset.Add(1)
 					case err != nil || !bytes.Equal(got, []byte("pong\n")):
 						other.Add(1)

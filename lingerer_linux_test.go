@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -30,7 +31,7 @@ var lingerPaths = []struct {
 }
 
 // listenPath is listen for one linger path.
-func listenPath(t *testing.T, shared bool, cfg linger.Config) *server {
+func listenPath(t *testing.T, shared bool, cfg linger.Config) *testnet.Server {
 	t.Helper()
 	s := listen(t, cfg)
 	if !shared {
@@ -41,7 +42,7 @@ func listenPath(t *testing.T, shared bool, cfg linger.Config) *server {
 
 // closeLingering closes srv, checks the client got the FIN, and that the
 // close lingers on the expected path.
-func closeLingering(t *testing.T, s *server, shared bool, client net.Conn, srv net.Conn) {
+func closeLingering(t *testing.T, s *testnet.Server, shared bool, client net.Conn, srv net.Conn) {
 	t.Helper()
 	require.NoError(t, srv.Close())
 	if shared {
@@ -62,7 +63,7 @@ func TestLingerPathsEndAlike(t *testing.T) {
 				s := listenPath(t, p.shared, linger.Config{LingerTimeout: timeout})
 				client, srv := pair(t, s)
 				closeLingering(t, s, p.shared, client, srv)
-				ci := s.next(t)
+				ci := s.Next(t)
 				assert.Equal(t, linger.Timeout, ci.Outcome)
 				assert.GreaterOrEqual(t, ci.Linger, timeout)
 				assert.Less(t, ci.Linger, timeout+time.Second)
@@ -82,7 +83,7 @@ func TestLingerPathsEndAlike(t *testing.T) {
 						}
 					}
 				}()
-				ci := s.next(t)
+				ci := s.Next(t)
 				assert.Equal(t, linger.Overflow, ci.Outcome)
 				assert.Greater(t, ci.Discarded, int64(limit))
 				assert.Less(t, ci.Linger, 10*time.Second)
@@ -97,7 +98,7 @@ func TestLingerPathsEndAlike(t *testing.T) {
 				require.NoError(t, err)
 				require.NoError(t, client.SetLinger(0))
 				require.NoError(t, client.Close())
-				ci := s.next(t)
+				ci := s.Next(t)
 				assert.Equal(t, linger.Reset, ci.Outcome)
 				assert.LessOrEqual(t, ci.Discarded, int64(1000))
 			})
@@ -108,7 +109,7 @@ func TestLingerPathsEndAlike(t *testing.T) {
 				_, err := client.Write(make([]byte, 3000))
 				require.NoError(t, err)
 				require.NoError(t, client.Close())
-				ci := s.next(t)
+				ci := s.Next(t)
 				assert.Equal(t, linger.Crossed, ci.Outcome)
 				assert.EqualValues(t, 3000, ci.Discarded)
 				assert.Equal(t, client.LocalAddr().String(), ci.RemoteAddr.String())
@@ -120,7 +121,7 @@ func TestLingerPathsEndAlike(t *testing.T) {
 				sendQueued(t, client, srv, "queued")
 				closeLingering(t, s, p.shared, client, srv)
 				require.NoError(t, client.Close())
-				ci := s.next(t)
+				ci := s.Next(t)
 				assert.Equal(t, linger.Pending, ci.Outcome)
 				assert.Equal(t, 6, ci.Unread)
 				assert.EqualValues(t, 6, ci.Discarded)
@@ -143,7 +144,7 @@ func TestLingerPathsEndAlike(t *testing.T) {
 				assert.ErrorIs(t, s.Shutdown(ctx), context.DeadlineExceeded)
 				assert.Less(t, time.Since(start), 5*time.Second, "the cut ended the lingers at once")
 				for range n {
-					assert.Equal(t, linger.Aborted, s.next(t).Outcome)
+					assert.Equal(t, linger.Aborted, s.Next(t).Outcome)
 				}
 				st := s.Stats()
 				assert.EqualValues(t, 0, st.Lingering)
@@ -182,7 +183,7 @@ func TestLingeringClosesShareOneGoroutine(t *testing.T) {
 				c.Close()
 			}
 			for range n {
-				assert.Equal(t, linger.Clean, s.next(t).Outcome)
+				assert.Equal(t, linger.Clean, s.Next(t).Outcome)
 			}
 			// Nothing lingers: the watcher exits without Shutdown.
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -205,7 +206,7 @@ func TestLingerSetComesAndGoes(t *testing.T) {
 		set := linger.LingerSetFile(s.Listener)
 		require.NotNil(t, set, "round %d: no epoll set while a close lingers", round)
 		require.NoError(t, client.Close())
-		assert.Equal(t, linger.Clean, s.next(t).Outcome)
+		assert.Equal(t, linger.Clean, s.Next(t).Outcome)
 		require.True(t, linger.WaitNoLingerGoroutine(ctx, s.Listener), "round %d: the watcher outlived the last linger", round)
 		assert.Nil(t, linger.LingerSetFile(s.Listener), "round %d", round)
 		assert.ErrorIs(t, set.Close(), os.ErrClosed, "round %d: the epoll set's descriptor is closed", round)
@@ -233,11 +234,11 @@ func TestOnCloseMayCloseAnotherConnection(t *testing.T) {
 	mu.Unlock()
 	require.NoError(t, s1.Close())
 	require.NoError(t, c1.Close())
-	assert.Equal(t, linger.Clean, s.next(t).Outcome)
+	assert.Equal(t, linger.Clean, s.Next(t).Outcome)
 	_, err := c2.Read(make([]byte, 1))
 	require.ErrorIs(t, err, io.EOF, "OnClose closed the second connection")
 	require.NoError(t, c2.Close())
-	assert.Equal(t, linger.Clean, s.next(t).Outcome)
+	assert.Equal(t, linger.Clean, s.Next(t).Outcome)
 }
 
 // Closes racing Shutdown's cut: each ends, none is left lingering, and
@@ -267,7 +268,7 @@ func TestClosesRacingShutdownCut(t *testing.T) {
 	wg.Wait()
 	assert.Less(t, took, 5*time.Second)
 	for range n {
-		o := s.next(t).Outcome
+		o := s.Next(t).Outcome
 		assert.Contains(t, []linger.Outcome{linger.Aborted, linger.Clean}, o)
 	}
 	st := s.Stats()
