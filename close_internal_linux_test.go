@@ -73,10 +73,10 @@ func TestShutdownLeavesTheBacklogToARunningAcceptLoop(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- l.Shutdown(ctx) }()
 	// Shutdown has decided about the backlog once it waits for the
-	// connections (a condition, not a duration: wait sets l.changed).
+	// connections (a condition, not a duration).
 	for deadline := time.Now().Add(5 * time.Second); ; runtime.Gosched() {
 		l.mu.Lock()
-		waiting := l.changed != nil
+		waiting := l.changed.Waiting()
 		l.mu.Unlock()
 		if waiting {
 			break

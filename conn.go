@@ -284,52 +284,45 @@ func (c *Conn) SetLinger(sec int) error {
 // SetNoDelay sets TCP_NODELAY as [net.TCPConn.SetNoDelay] does. Accepted
 // connections keep Go's default, on.
 func (c *Conn) SetNoDelay(noDelay bool) error {
-	if s, ok := c.conn.(interface{ SetNoDelay(bool) error }); ok {
-		return s.SetNoDelay(noDelay)
-	}
-	return c.opError("set", errors.ErrUnsupported)
+	return set(c, func(s interface{ SetNoDelay(bool) error }) error { return s.SetNoDelay(noDelay) })
 }
 
 // SetKeepAlive turns TCP keep-alive on or off, as [net.TCPConn.SetKeepAlive].
 func (c *Conn) SetKeepAlive(keepalive bool) error {
-	if s, ok := c.conn.(interface{ SetKeepAlive(bool) error }); ok {
-		return s.SetKeepAlive(keepalive)
-	}
-	return c.opError("set", errors.ErrUnsupported)
+	return set(c, func(s interface{ SetKeepAlive(bool) error }) error { return s.SetKeepAlive(keepalive) })
 }
 
 // SetKeepAlivePeriod sets the keep-alive idle time and interval, as
 // [net.TCPConn.SetKeepAlivePeriod].
 func (c *Conn) SetKeepAlivePeriod(d time.Duration) error {
-	if s, ok := c.conn.(interface{ SetKeepAlivePeriod(time.Duration) error }); ok {
-		return s.SetKeepAlivePeriod(d)
-	}
-	return c.opError("set", errors.ErrUnsupported)
+	return set(c, func(s interface{ SetKeepAlivePeriod(time.Duration) error }) error { return s.SetKeepAlivePeriod(d) })
 }
 
 // SetKeepAliveConfig configures keep-alive, as
 // [net.TCPConn.SetKeepAliveConfig].
 func (c *Conn) SetKeepAliveConfig(cfg net.KeepAliveConfig) error {
-	if s, ok := c.conn.(interface {
+	return set(c, func(s interface {
 		SetKeepAliveConfig(net.KeepAliveConfig) error
-	}); ok {
+	}) error {
 		return s.SetKeepAliveConfig(cfg)
-	}
-	return c.opError("set", errors.ErrUnsupported)
+	})
 }
 
 // SetReadBuffer sets the socket's receive buffer size.
 func (c *Conn) SetReadBuffer(bytes int) error {
-	if s, ok := c.conn.(interface{ SetReadBuffer(int) error }); ok {
-		return s.SetReadBuffer(bytes)
-	}
-	return c.opError("set", errors.ErrUnsupported)
+	return set(c, func(s interface{ SetReadBuffer(int) error }) error { return s.SetReadBuffer(bytes) })
 }
 
 // SetWriteBuffer sets the socket's send buffer size.
 func (c *Conn) SetWriteBuffer(bytes int) error {
-	if s, ok := c.conn.(interface{ SetWriteBuffer(int) error }); ok {
-		return s.SetWriteBuffer(bytes)
+	return set(c, func(s interface{ SetWriteBuffer(int) error }) error { return s.SetWriteBuffer(bytes) })
+}
+
+// set calls f with the wrapped connection if it has the setter f needs
+// (S), as a *net.TCPConn has; otherwise the option is unsupported.
+func set[S any](c *Conn, f func(S) error) error {
+	if s, ok := c.conn.(S); ok {
+		return f(s)
 	}
 	return c.opError("set", errors.ErrUnsupported)
 }

@@ -13,7 +13,7 @@ func Watched(l *Listener) int { return int(l.lingerer.watched.Load()) }
 // no goroutine of l lingers (the epoll set's watcher has exited), or ctx
 // ends; it reports which.
 func WaitNoLingerGoroutine(ctx context.Context, l *Listener) bool {
-	return l.wait(ctx.Done(), func() bool { return l.running == 0 })
+	return l.changed.Wait(ctx.Done(), func() bool { return l.running == 0 })
 }
 
 // LingerSetFile returns the epoll set's descriptor as Go holds it, or nil

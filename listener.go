@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/linger-go/linger/internal/cond"
 )
 
 // Listener is a [net.Listener] whose connections close gracefully: see the
@@ -23,7 +25,7 @@ type Listener struct {
 	mu        sync.Mutex
 	conns     map[*Conn]struct{} // accepted, close not yet finished, not detached while open
 	running   int                // lingering-close goroutines not yet returned
-	changed   chan struct{}      // closed and cleared when conns or running shrink; nil if nobody waits
+	changed   cond.Cond          // broadcast when conns or running shrink; L is &mu
 	aborting  bool               // Shutdown's context ended
 	closed    bool               // Close was called
 	closeDone chan struct{}      // closed when the first Close or Handoff has closed ln
@@ -48,12 +50,14 @@ func Wrap(ln net.Listener, cfg Config) *Listener {
 	if err := cfg.validate(); err != nil {
 		panic(err.Error())
 	}
-	return &Listener{
+	l := &Listener{
 		ln:        ln,
 		cfg:       cfg.withDefaults(),
 		conns:     make(map[*Conn]struct{}),
 		closeDone: make(chan struct{}),
 	}
+	l.changed.L = &l.mu
+	return l
 }
 
 // Listen announces on the local network address, as [net.Listen] does,
@@ -252,42 +256,11 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 			c.Close()
 		}
 	}
-	if l.wait(ctx.Done(), func() bool { return len(l.conns) == 0 && l.running == 0 }) {
+	if l.changed.Wait(ctx.Done(), func() bool { return len(l.conns) == 0 && l.running == 0 }) {
 		return nil
 	}
 	l.abort()
 	return ctx.Err()
-}
-
-// wait waits until done(), checked with l.mu held, or until stop is closed,
-// reporting which.
-func (l *Listener) wait(stop <-chan struct{}, done func() bool) bool {
-	for {
-		l.mu.Lock()
-		if done() {
-			l.mu.Unlock()
-			return true
-		}
-		if l.changed == nil {
-			l.changed = make(chan struct{})
-		}
-		changed := l.changed
-		l.mu.Unlock()
-
-		select {
-		case <-changed:
-		case <-stop:
-			return false
-		}
-	}
-}
-
-// changedLocked wakes the goroutines in wait.
-func (l *Listener) changedLocked() {
-	if l.changed != nil {
-		close(l.changed)
-		l.changed = nil
-	}
 }
 
 // takeAcceptQueue moves the kernel's completed connections to l.backlog.
@@ -362,7 +335,7 @@ func (l *Listener) abort() {
 		c.Close() // closes at once while l.aborting; no-op if the owner closed it
 		c.cutLinger()
 	}
-	l.wait(nil, func() bool { return l.running == 0 })
+	l.changed.Wait(nil, func() bool { return l.running == 0 })
 }
 
 func (l *Listener) isAborting() bool {
@@ -390,7 +363,7 @@ func (l *Listener) untrack(c *Conn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.conns, c)
-	l.changedLocked()
+	l.changed.Broadcast()
 }
 
 // detach stops Shutdown from waiting for c while its owner has not closed
@@ -400,7 +373,7 @@ func (l *Listener) detach(c *Conn) {
 	defer l.mu.Unlock()
 	if !c.load().closed() {
 		delete(l.conns, c)
-		l.changedLocked()
+		l.changed.Broadcast()
 	}
 }
 
@@ -424,7 +397,7 @@ func (l *Listener) goroutineDone() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.running--
-	l.changedLocked()
+	l.changed.Broadcast()
 }
 
 // epoch anchors the monotonic clock readings kept in Conn as int64.

@@ -365,7 +365,7 @@ func TestShutdownWaitsForDetachedConnectionsClosing(t *testing.T) {
 	require.NoError(t, srv.Close())
 	done := make(chan error, 1)
 	go func() { done <- s.Shutdown(context.Background()) }()
-	waitParked(t, "linger.(*Listener).wait") // Shutdown waits for the linger
+	waitParked(t, "linger.(*Listener).Shutdown") // Shutdown waits for the linger
 	client.Close()
 	assert.NoError(t, <-done)
 	st := s.Stats()

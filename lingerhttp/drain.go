@@ -167,9 +167,9 @@ func (s *Server) drain(ctx context.Context) error {
 			}
 		}
 	}
-	hold := time.NewTimer(time.Until(s.idleCloseTime(ctx)))
-	defer hold.Stop()
-	http2Left, err := s.waitConns(ctx, hold.C, func(st *connState) bool { return !st.h2 })
+	hold, stopHolding := context.WithDeadline(ctx, s.idleCloseTime(ctx))
+	defer stopHolding()
+	http2Left, err := s.waitConns(ctx, hold, func(st *connState) bool { return !st.h2 })
 	if err != nil {
 		return s.abort(ctx)
 	}
@@ -182,7 +182,7 @@ func (s *Server) drain(ctx context.Context) error {
 			return s.abort(ctx)
 		}
 	}
-	if _, err := s.waitConns(ctx, hold.C, func(*connState) bool { return true }); err != nil {
+	if _, err := s.waitConns(ctx, hold, func(*connState) bool { return true }); err != nil {
 		return s.abort(ctx)
 	}
 	if ln != nil {
@@ -221,38 +221,36 @@ func (s *Server) idleCloseTime(ctx context.Context) time.Time {
 }
 
 // waitConns waits until no connection for which counts is true is left,
-// and reports whether any connection is left. When hold fires, the drain
-// stops holding idle connections and closes them.
-func (s *Server) waitConns(ctx context.Context, hold <-chan time.Time, counts func(*connState) bool) (bool, error) {
-	for {
-		s.mu.Lock()
-		n := 0
+// and reports whether any connection is left. When hold ends before ctx,
+// the drain stops holding idle connections and closes them.
+func (s *Server) waitConns(ctx, hold context.Context, counts func(*connState) bool) (bool, error) {
+	left := false
+	done := func() bool { // with s.mu held
+		left = len(s.conns) > 0
 		for _, st := range s.conns {
 			if counts(st) {
-				n++
+				return false
 			}
 		}
-		left := len(s.conns) > 0
-		if n == 0 {
-			s.mu.Unlock()
-			return left, nil
-		}
-		if s.changed == nil {
-			s.changed = make(chan struct{})
-		}
-		changed := s.changed
-		s.mu.Unlock()
-		select {
-		case <-changed:
-		case <-hold:
-			s.mu.Lock()
-			s.idleEnd = true
-			s.mu.Unlock()
-			s.closeIdle()
-		case <-ctx.Done():
-			return left, ctx.Err()
-		}
+		return true
 	}
+	stop := hold
+	s.mu.Lock()
+	if s.idleEnd {
+		stop = ctx
+	}
+	s.mu.Unlock()
+	for !s.changed.Wait(stop.Done(), done) {
+		if err := ctx.Err(); err != nil {
+			return left, err
+		}
+		s.mu.Lock()
+		s.idleEnd = true
+		s.mu.Unlock()
+		s.closeIdle()
+		stop = ctx
+	}
+	return left, nil
 }
 
 func (s *Server) abort(ctx context.Context) error {

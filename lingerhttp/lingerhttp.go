@@ -60,6 +60,7 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/cond"
 )
 
 // DefaultCloseIdleAfter is the hard cap on idle connections. It is above
@@ -139,7 +140,7 @@ type Server struct {
 	drainEnd  time.Time // when the first Shutdown's DrainDelay ends
 	idleEnd   bool      // the drain closes idle connections now
 	conns     map[net.Conn]*connState
-	changed   chan struct{} // closed and cleared when conns shrinks
+	changed   cond.Cond // broadcast when conns shrinks; L is &mu
 	advice    Advice
 	advised   bool
 	sweepStop chan struct{}
@@ -185,6 +186,7 @@ func New(srv *http.Server, cfg Config) *Server {
 		cfg.Listener.ErrorLog = srv.ErrorLog
 	}
 	s := &Server{srv: srv, cfg: cfg, now: time.Now, conns: make(map[net.Conn]*connState)}
+	s.changed.L = &s.mu
 
 	userClose := cfg.Listener.OnClose
 	s.cfg.Listener.OnClose = func(ci linger.CloseInfo) {

@@ -52,7 +52,7 @@ func (s *Server) trackState(c net.Conn, state http.ConnState, h2 bool) (idle, is
 	st := s.conns[c]
 	if st != nil && h2 && !st.h2 {
 		st.h2 = true
-		s.changedLocked() // Shutdown waits for HTTP/1 connections first
+		s.changed.Broadcast() // Shutdown waits for HTTP/1 connections first
 	}
 	switch state {
 	case http.StateNew:
@@ -88,18 +88,9 @@ func (s *Server) trackState(c net.Conn, state http.ConnState, h2 bool) (idle, is
 		return true, st.h2
 	case http.StateHijacked, http.StateClosed:
 		delete(s.conns, c)
-		s.changedLocked()
+		s.changed.Broadcast()
 	}
 	return false, false
-}
-
-// changedLocked wakes Shutdown, which waits for connections to close or to
-// show they are HTTP/2.
-func (s *Server) changedLocked() {
-	if s.changed != nil {
-		close(s.changed)
-		s.changed = nil
-	}
 }
 
 // idleCapLocked is how long a connection may stay idle now.

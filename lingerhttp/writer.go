@@ -94,7 +94,7 @@ func (s *Server) requestBegins(r *http.Request) (retire, drainKeeps bool) {
 	}
 	if r.ProtoMajor == 2 && !st.h2 {
 		st.h2 = true
-		s.changedLocked()
+		s.changed.Broadcast()
 	}
 	return st.retire, st.h2 && st.drainBorn
 }
