@@ -286,7 +286,11 @@ func TestCloseIdleOnHostileInput(t *testing.T) {
 			cl.Remote = ""
 			calls = append(calls, cl)
 		}
-		if took && !wasRescued {
+		if took && !wasRescued && (len(calls) == 0 || got == nil) {
+			// A close: nothing served, nothing answered. (If net/http's
+			// Read took the bytes while CloseIdle decided, and net/http
+			// answered and closed before the hand-back, the close comes
+			// after a served request: then the comparison below holds.)
 			closed++
 			assert.Empty(t, callStrings(calls), "closed, yet served: %q", clip([]byte(seed)))
 			assert.Empty(t, string(got), "closed, yet answered: %q", clip([]byte(seed)))

@@ -140,21 +140,24 @@ func (l *Listener) closedErr() error {
 //
 // Connections the kernel had already completed but the server had not
 // accepted would be reset by the close (clients see ECONNRESET, a proxy
-// 502). On Linux, Close first takes them from the accept queue, and
-// Accept returns them before it reports the listener closed: a server that
-// calls Accept until it fails, as net/http.Server does, serves them.
-// Those that no Accept takes are closed, with a FIN, by
-// [Listener.Shutdown] (unless an Accept has run since Close). So that no
-// connection completes between the last accept and the close, a TCP
-// listener first stops answering new handshakes (a socket filter drops
-// their SYNs: the client retries in 1 s, then finds the port closed and is
-// refused, which a balancer retries elsewhere) and gives those under way
-// 5 ms to complete. The kernel refuses that filter on an MPTCP listener,
-// which Go ≥ 1.24 creates by default; Close then reports it to
-// [Config.ErrorLog] and closes without it. [Listen] listens with plain
-// TCP. When another process goes on accepting from the
-// same socket (a restart in place), use [Listener.Handoff] instead, which
-// leaves them to it.
+// 502). On Linux, Close first takes them from the accept queue, and Accept
+// returns them before it reports the listener closed: a server that calls
+// Accept until it fails, as net/http.Server does, serves them. Those that
+// no Accept takes are closed, with a FIN, by [Listener.Shutdown] (unless
+// an Accept has run since Close).
+//
+// So that no connection completes between the last accept and the close,
+// a TCP listener first stops answering new handshakes (a socket filter
+// drops their SYNs: the client retries in 1 s, finds the port closed and
+// is refused, which a balancer retries elsewhere) and gives those under
+// way two round trips of its peers (the kernel's estimate on its open
+// connections; 200 µs to 5 ms) to complete before it closes. The kernel
+// refuses the filter on an MPTCP listener, which Go 1.24 and later create
+// by default; Close then reports it to [Config.ErrorLog] and closes
+// without it. [Listen] listens with plain TCP.
+//
+// When another process goes on accepting from the same socket (a restart
+// in place), use [Listener.Handoff] instead, which leaves the queue to it.
 func (l *Listener) Close() error {
 	l.mu.Lock()
 	first := !l.closed
@@ -167,8 +170,18 @@ func (l *Listener) Close() error {
 		<-l.closeDone
 		return l.ln.Close()
 	}
+	rc, refusing := l.takeAcceptQueue()
+	if refusing {
+		// New handshakes are stopped; those under way complete into the
+		// queue within a round trip. (Close holds up its caller for that
+		// long: http.Server.Shutdown closes its idle connections only
+		// after its listeners, and meanwhile net/http ends every
+		// connection after its response, a race with the balancer's
+		// next request; so the wait is the peers' round trip, not more.)
+		time.Sleep(l.handshakeSettle())
+		l.backlogAppend(acceptQueued(rc))
+	}
 	defer close(l.closeDone)
-	l.takeAcceptQueue()
 	return l.ln.Close()
 }
 
@@ -264,20 +277,19 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 }
 
 // takeAcceptQueue moves the kernel's completed connections to l.backlog.
-// It first stops new handshakes (refuseNewConnections), so that none
-// completes between the last accept and the close, and gives those
-// already under way handshakeSettle to complete before it takes the queue
-// again.
-func (l *Listener) takeAcceptQueue() {
+// On a TCP listener it first stops new handshakes (refuseNewConnections),
+// so that none completes between the last accept and the close, and
+// reports it: Close then takes the queue again after handshakeSettle,
+// before it closes the socket.
+func (l *Listener) takeAcceptQueue() (rc syscall.RawConn, refusing bool) {
 	sc, ok := l.ln.(syscall.Conn)
 	if !ok {
-		return
+		return nil, false
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return
+		return nil, false
 	}
-	refusing := false
 	// Only TCP: a unix socket's connects carry no TCP header to filter on.
 	if _, isTCP := l.ln.(*net.TCPListener); isTCP && runtime.GOOS == "linux" {
 		err := refuseNewConnections(rc)
@@ -288,10 +300,7 @@ func (l *Listener) takeAcceptQueue() {
 		}
 	}
 	l.backlogAppend(acceptQueued(rc))
-	if refusing {
-		time.Sleep(handshakeSettle)
-		l.backlogAppend(acceptQueued(rc))
-	}
+	return rc, refusing
 }
 
 // mptcpHint is the remedy when the kernel refuses the socket filter:
@@ -301,10 +310,41 @@ func (l *Listener) takeAcceptQueue() {
 const mptcpHint = "if the listener is MPTCP (Go 1.24+ listens with MPTCP by default on Linux), listen with plain TCP: " +
 	"net.ListenConfig.SetMultipathTCP(false), GODEBUG=multipathtcp=0, or linger.Listen"
 
-// handshakeSettle is how long Close waits for handshakes under way when it
-// stops new ones: a handshake completes within one round trip, well under
-// this on the paths between a balancer and its backends.
-const handshakeSettle = 5 * time.Millisecond
+// Close waits, new handshakes stopped, two round trips of the listener's
+// own peers for the handshakes under way to complete: a handshake's last
+// segment follows its SYN-ACK by one round trip. The round trip is the
+// kernel's estimate (TCP_INFO) on up to settleSamples open connections,
+// the largest; with none open, or none measured, maxSettle.
+const (
+	minSettle     = 200 * time.Microsecond
+	maxSettle     = 5 * time.Millisecond
+	settleSamples = 8
+)
+
+// handshakeSettle is how long Close waits for handshakes under way.
+func (l *Listener) handshakeSettle() time.Duration {
+	var rcs []syscall.RawConn
+	l.mu.Lock()
+	for c := range l.conns {
+		if len(rcs) == settleSamples {
+			break
+		}
+		if rc := c.rawConn(); rc != nil {
+			rcs = append(rcs, rc)
+		}
+	}
+	l.mu.Unlock()
+	var rtt time.Duration
+	for _, rc := range rcs {
+		if r, ok := roundTrip(rc); ok {
+			rtt = max(rtt, r)
+		}
+	}
+	if rtt == 0 {
+		return maxSettle
+	}
+	return min(max(2*rtt, minSettle), maxSettle)
+}
 
 // backlogAppend tracks ncs and queues them for Accept.
 func (l *Listener) backlogAppend(ncs []net.Conn) {

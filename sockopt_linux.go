@@ -139,3 +139,16 @@ func acceptQueued(rc syscall.RawConn) []net.Conn {
 	})
 	return conns
 }
+
+// roundTrip is the kernel's smoothed round-trip estimate for a TCP
+// connection (TCP_INFO's tcpi_rtt; from the handshake on).
+func roundTrip(rc syscall.RawConn) (time.Duration, bool) {
+	var info *unix.TCPInfo
+	var err error
+	if cerr := rc.Control(func(fd uintptr) {
+		info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+	}); cerr != nil || err != nil || info.Rtt == 0 {
+		return 0, false
+	}
+	return time.Duration(info.Rtt) * time.Microsecond, true
+}

@@ -29,3 +29,6 @@ func refuseNewConnections(syscall.RawConn) error { return errors.ErrUnsupported 
 
 // acceptQueued: elsewhere the accept queue is left to the kernel.
 func acceptQueued(syscall.RawConn) []net.Conn { return nil }
+
+// roundTrip: elsewhere Close stops no handshakes, so it needs none.
+func roundTrip(syscall.RawConn) (time.Duration, bool) { return 0, false }
