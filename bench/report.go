@@ -363,7 +363,11 @@ func (r *results) checkFailures() []string {
 			continue
 		}
 		if c := row.Counters; c != nil {
-			if c.OutRsts > 0 || c.AbortOnClose > 0 || c.AbortOnData > 0 {
+			outRsts := c.OutRsts
+			if scn != nil && scn.refusedAfterClose {
+				outRsts = 0
+			}
+			if outRsts > 0 || c.AbortOnClose > 0 || c.AbortOnData > 0 {
 				bad = append(bad, fmt.Sprintf("%s/%s: backend sent RSTs (TcpOutRsts %d, TCPAbortOnClose %d, TCPAbortOnData %d)",
 					row.Scenario, row.Variant, c.OutRsts, c.AbortOnClose, c.AbortOnData))
 			}
