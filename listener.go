@@ -35,8 +35,9 @@ type Listener struct {
 	// loop is running and takes the backlog before it sees the error.
 	acceptedAfterClose bool
 
-	optErr  [numSockopts]sync.Once
-	tlsWarn sync.Once // a TLS listener under linger, reported once
+	optErr   [numSockopts]sync.Once
+	tlsWarn  sync.Once // a TLS listener under linger, reported once
+	watchErr sync.Once // the kernel refused to watch a lingering close
 
 	lingerer        lingerer // Linux: lingering TCP closes in one epoll set (lingerer_linux.go)
 	goroutineLinger bool     // tests: linger in a goroutine per close, as elsewhere (export_test.go)
@@ -150,7 +151,7 @@ func (l *Listener) closedErr() error {
 // a TCP listener first stops answering new handshakes (a socket filter
 // drops their SYNs: the client retries in 1 s, finds the port closed and
 // is refused, which a balancer retries elsewhere) and gives those under
-// way two round trips of its peers (the kernel's estimate on its open
+// way two round trips of its peers (the kernel's measure on its open
 // connections; 200 µs to 5 ms) to complete before it closes. The kernel
 // refuses the filter on an MPTCP listener, which Go 1.24 and later create
 // by default; Close then reports it to [Config.ErrorLog] and closes
@@ -313,8 +314,9 @@ const mptcpHint = "if the listener is MPTCP (Go 1.24+ listens with MPTCP by defa
 // Close waits, new handshakes stopped, two round trips of the listener's
 // own peers for the handshakes under way to complete: a handshake's last
 // segment follows its SYN-ACK by one round trip. The round trip is the
-// kernel's estimate (TCP_INFO) on up to settleSamples open connections,
-// the largest; with none open, or none measured, maxSettle.
+// shortest the kernel has seen (TCP_INFO) on up to settleSamples open
+// connections, the largest of those; with none open, or none measured,
+// maxSettle.
 const (
 	minSettle     = 200 * time.Microsecond
 	maxSettle     = 5 * time.Millisecond

@@ -140,15 +140,18 @@ func acceptQueued(rc syscall.RawConn) []net.Conn {
 	return conns
 }
 
-// roundTrip is the kernel's smoothed round-trip estimate for a TCP
-// connection (TCP_INFO's tcpi_rtt; from the handshake on).
+// roundTrip is the shortest round trip the kernel has seen on a TCP
+// connection (TCP_INFO's tcpi_min_rtt, Linux 4.6; from the handshake on):
+// the path's own delay, which a handshake takes. The smoothed estimate
+// (tcpi_rtt) is no good here: on a request-response connection it holds
+// the peer's delayed ACKs, milliseconds.
 func roundTrip(rc syscall.RawConn) (time.Duration, bool) {
 	var info *unix.TCPInfo
 	var err error
 	if cerr := rc.Control(func(fd uintptr) {
 		info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
-	}); cerr != nil || err != nil || info.Rtt == 0 {
+	}); cerr != nil || err != nil || info.Min_rtt == 0 || info.Min_rtt == ^uint32(0) {
 		return 0, false
 	}
-	return time.Duration(info.Rtt) * time.Microsecond, true
+	return time.Duration(info.Min_rtt) * time.Microsecond, true
 }
