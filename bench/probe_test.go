@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/linger-go/linger/internal/testnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -88,7 +89,7 @@ func probedLingerHTTP(t *testing.T, srv *http.Server) (r *backendRun, inner net.
 	t.Helper()
 	p := &connProbe{}
 	p.hook(srv)
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	inner, err := testnet.ListenTCP("127.0.0.1:0")
 	require.NoError(t, err)
 	ln := serveLingerHTTP(srv, inner, 0)
 	r = &backendRun{lns: []net.Listener{ln}, srvs: []*http.Server{srv}, probe: p}

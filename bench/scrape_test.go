@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"github.com/linger-go/linger"
+	"github.com/linger-go/linger/internal/testnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 func TestDeployScrapeReadsStats(t *testing.T) {
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	inner, err := testnet.ListenTCP("127.0.0.1:0")
 	require.NoError(t, err)
 	closes := make(chan linger.CloseInfo, 1)
 	ln := linger.Wrap(inner, linger.Config{OnClose: func(ci linger.CloseInfo) { closes <- ci }})

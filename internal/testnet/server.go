@@ -56,7 +56,7 @@ func (s *Server) Next(t testing.TB) linger.CloseInfo {
 // Listen is a plain listener on 127.0.0.1:0, closed when the test ends.
 func Listen(t testing.TB) net.Listener {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := ListenTCP("127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { ln.Close() })
 	return ln
@@ -74,4 +74,14 @@ func Pair(t testing.TB, ln net.Listener) (client, srv net.Conn) {
 	require.NoError(t, err)
 	t.Cleanup(func() { s.Close() })
 	return c, s
+}
+
+// ListenTCP listens on addr with plain TCP, as linger's README tells
+// users to: a module of go 1.24 or later (the bench is one) would listen
+// with MPTCP, whose sockets refuse the socket filter linger's Close stops
+// new handshakes with.
+func ListenTCP(addr string) (net.Listener, error) {
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	return lc.Listen(context.Background(), "tcp", addr)
 }

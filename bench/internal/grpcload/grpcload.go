@@ -220,7 +220,11 @@ func Run(ctx context.Context, wrap func(net.Listener) net.Listener, opts Options
 // listener), the client half against it, then the server's teardown.
 func runPath(ctx context.Context, wrap func(net.Listener) net.Listener, o Options, path ClosePath) PathResult {
 	start := time.Now()
-	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	// Plain TCP, as linger's README says (this module's go 1.26 would
+	// listen with MPTCP, which refuses Close's handshake stop).
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	raw, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		return PathResult{Path: path, Err: err}
 	}
