@@ -40,7 +40,7 @@ func (s *Server) ReadyHandler() http.Handler {
 //     queue are served rather than reset.
 //  3. Connections end with their next response, which carries
 //     "Connection: close". Idle HTTP/1 connections are held for
-//     Config.DrainIdle (by default as long as ctx allows), then closed; a
+//     Config.DrainIdle (by default DefaultDrainIdle), then closed; a
 //     request that arrives at that moment is rescued and answered, since
 //     net/http is not shutting down yet.
 //  4. Once no HTTP/1 connection is left, [http.Server.Shutdown] sends
@@ -202,22 +202,22 @@ func (s *Server) drain(ctx context.Context) error {
 
 // idleCloseTime is when the drain closes the connections still idle.
 func (s *Server) idleCloseTime(ctx context.Context) time.Time {
-	now := time.Now()
 	hold := s.cfg.DrainIdle
+	if hold == 0 {
+		hold = DefaultDrainIdle
+	}
+	t := time.Now().Add(hold)
 	if dl, ok := ctx.Deadline(); ok {
 		bound := s.cfg.Listener.LingerTimeout
 		if bound == 0 {
 			bound = linger.DefaultLingerTimeout
 		}
-		last := dl.Add(-bound - time.Second)
-		if hold == 0 || now.Add(hold).After(last) {
+		// In time for the lingering close to end before the deadline.
+		if last := dl.Add(-bound - time.Second); t.After(last) {
 			return last
 		}
 	}
-	if hold == 0 {
-		hold = s.cfg.CloseIdleAfter
-	}
-	return now.Add(hold)
+	return t
 }
 
 // waitConns waits until no connection for which counts is true is left,

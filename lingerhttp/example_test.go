@@ -24,8 +24,7 @@ func Example() {
 		DrainDelay: 0, // in production: longer than the balancer's health-check interval × threshold
 		// Idle connections are held this long once the delay is over, so a
 		// request still sent on one is answered, not raced. Zero holds them
-		// as long as Shutdown's context allows: right when the balancer is
-		// not told, or pools connections per thread (Apache httpd).
+		// DefaultDrainIdle (5 s); this example has no balancer to wait for.
 		DrainIdle: 100 * time.Millisecond,
 	})
 	mux.Handle("/ready", ls.ReadyHandler()) // the balancer's health check

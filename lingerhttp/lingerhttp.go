@@ -23,8 +23,8 @@
 // balancer deregisters the backend, every response carries
 // "Connection: close", the listener hands its accept queue to the server
 // instead of resetting it, idle connections are held for their next
-// request's "Connection: close" as long as the context allows
-// ([Config.DrainIdle]), and Shutdown waits for every lingering close.
+// request's "Connection: close" for a while ([Config.DrainIdle]), and
+// Shutdown waits for every lingering close.
 //
 // [Server.Handoff] drains a restart in place instead, where the listening
 // socket lives on in a successor process (tableflip, systemd socket
@@ -62,6 +62,19 @@ import (
 	"github.com/linger-go/linger"
 	"github.com/linger-go/linger/internal/cond"
 )
+
+// DefaultDrainIdle is how long Shutdown holds idle connections after
+// DrainDelay, by default. A balancer that still sends reuses its pooled
+// connections within milliseconds, and each is retired by its next
+// response; one that stays idle for seconds carries no traffic, and a
+// longer hold only postpones its close, which races the balancer no more
+// then than now (and rescues a request already queued). Measured behind
+// Apache httpd, which nobody told (bench apache-deploy): holding 5 s lost
+// 0 requests in 40 deploys, 6 of which held a connection (Shutdown 8 s),
+// and 3 s lost 0 in 40 (3 held); holding until the deadline lost 0 in
+// 150 deploys, with Shutdown taking 9 s of its 10 s context in the 16 that
+// held one.
+const DefaultDrainIdle = 5 * time.Second
 
 // DefaultCloseIdleAfter is the hard cap on idle connections. It is above
 // the idle timeouts balancers use for their upstream connections, so the
@@ -103,11 +116,12 @@ type Config struct {
 	// may send on it at that moment (a balancer that has not deregistered
 	// the backend, or that keeps per-thread pools, as Apache httpd does);
 	// held, its next request is answered with "Connection: close" and the
-	// balancer ends it. Zero means as long as Shutdown's context allows:
-	// until the lingering close's bound plus 1 s before its deadline, or,
-	// for a context without a deadline, CloseIdleAfter. A balancer that is
-	// told first (ReadyHandler, DrainDelay) sends nothing more, and a short
-	// DrainIdle ends the drain sooner at no cost; negative is invalid.
+	// balancer ends it. Zero means [DefaultDrainIdle]. The hold ends in
+	// any case in time for the lingering close to end before Shutdown's
+	// deadline (its bound plus 1 s before it), so a long DrainIdle holds
+	// them as long as the context allows. A balancer that is told first
+	// (ReadyHandler, DrainDelay) sends nothing more, and a short DrainIdle
+	// ends the drain sooner at no cost; negative is invalid.
 	DrainIdle time.Duration
 
 	// Listener configures the linger.Listener that Serve and ServeTLS wrap
@@ -168,7 +182,7 @@ func New(srv *http.Server, cfg Config) *Server {
 		panic("lingerhttp: Config.DrainDelay is negative; use zero for no delay")
 	}
 	if cfg.DrainIdle < 0 {
-		panic("lingerhttp: Config.DrainIdle is negative; use zero to hold idle connections as long as Shutdown's context allows")
+		panic("lingerhttp: Config.DrainIdle is negative; use zero for the default, DefaultDrainIdle")
 	}
 	if cfg.CloseIdleAfter == 0 {
 		cfg.CloseIdleAfter = DefaultCloseIdleAfter

@@ -309,10 +309,11 @@ func TestShutdownDrains(t *testing.T) {
 	assert.EqualValues(t, 0, st.Count(linger.Pending)+st.Count(linger.Crossed)+st.Count(linger.Reset))
 }
 
-// The drain holds idle connections as long as the context allows: a
-// request the balancer sends on one meanwhile is answered, with
-// "Connection: close", instead of racing a close; the one that stays idle
-// is closed in time for its lingering close to end before the deadline.
+// The drain holds idle connections (DefaultDrainIdle, longer than this
+// context allows): a request the balancer sends on one meanwhile is
+// answered, with "Connection: close", instead of racing a close; the one
+// that stays idle is closed in time for its lingering close to end before
+// the deadline.
 func TestShutdownHoldsIdleConnections(t *testing.T) {
 	const lingerFor = 100 * time.Millisecond
 	h, _ := start(t, http.HandlerFunc(ok), time.Second, Config{Listener: linger.Config{LingerTimeout: lingerFor}}, false)
@@ -483,4 +484,37 @@ func TestShutdownRightAfterOrBeforeServe(t *testing.T) {
 	require.NoError(t, err)
 	defer ln.Close()
 	assert.ErrorIs(t, s.Serve(ln), http.ErrServerClosed, "Serve after Shutdown")
+}
+
+// Without a near deadline the hold is DefaultDrainIdle, or DrainIdle; a
+// deadline cuts it to the lingering close's bound plus 1 s before it.
+func TestIdleCloseTime(t *testing.T) {
+	s := New(&http.Server{}, Config{})
+	for _, tc := range []struct {
+		name      string
+		drainIdle time.Duration
+		ctx       time.Duration // 0: no deadline
+		want      time.Duration // from now
+	}{
+		{"default, no deadline", 0, 0, DefaultDrainIdle},
+		{"default, far deadline", 0, time.Minute, DefaultDrainIdle},
+		{"default, near deadline", 0, 5 * time.Second, 5*time.Second - linger.DefaultLingerTimeout - time.Second},
+		{"set, no deadline", time.Minute, 0, time.Minute},
+		{"set, deadline first", time.Minute, 30 * time.Second, 30*time.Second - linger.DefaultLingerTimeout - time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s.cfg.DrainIdle = tc.drainIdle
+			before := time.Now()
+			ctx := context.Background()
+			if tc.ctx > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tc.ctx)
+				defer cancel()
+			}
+			got := s.idleCloseTime(ctx)
+			after := time.Now()
+			assert.False(t, got.Before(before.Add(tc.want)), "%v before %v", got, before.Add(tc.want))
+			assert.False(t, got.After(after.Add(tc.want)), "%v after %v", got, after.Add(tc.want))
+		})
+	}
 }
