@@ -137,14 +137,6 @@ func acceptAndClose(tb testing.TB, ln net.Listener, n int) chan error {
 	return done
 }
 
-func heapAndStacks() uint64 {
-	var m runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&m)
-	return m.HeapInuse + m.StackInuse
-}
-
 var lingerPathNames = []string{"goroutine", "epoll"}
 
 // BenchmarkLingeringMemory weighs lingering closes: the Go heap and
@@ -158,12 +150,12 @@ func BenchmarkLingeringMemory(b *testing.B) {
 			for range b.N {
 				ln := lingerListen(b, path, linger.Config{LingerTimeout: time.Minute, MaxLingering: 1 << 20})
 				g0 := runtime.NumGoroutine()
-				base := heapAndStacks()
+				base := testnet.HeapAndStacks()
 				done := acceptAndClose(b, ln, n)
 				clients := rawClients(b, ln.Addr(), n)
 				require.NoError(b, <-done)
 				require.EqualValues(b, n, ln.Stats().Lingering, "lingering")
-				perConn += (float64(heapAndStacks()) - float64(base)) / float64(n)
+				perConn += (float64(testnet.HeapAndStacks()) - float64(base)) / float64(n)
 				goroutines += float64(runtime.NumGoroutine()-g0) / float64(n)
 				clients.closeAll()
 			}
@@ -195,18 +187,7 @@ func BenchmarkSimultaneousCloses(b *testing.B) {
 					lln = lingerListen(b, tc.path, linger.Config{LingerTimeout: time.Minute, MaxLingering: tc.max})
 					ln = lln
 				}
-				conns := make(chan []net.Conn, 1)
-				go func() {
-					var cs []net.Conn
-					for range n {
-						c, err := ln.Accept()
-						if err != nil {
-							break
-						}
-						cs = append(cs, c)
-					}
-					conns <- cs
-				}()
+				conns := acceptN(ln, n)
 				clients := rawClients(b, ln.Addr(), n)
 				cs := <-conns
 				require.Len(b, cs, n)
@@ -398,4 +379,22 @@ func BenchmarkFINToClose(b *testing.B) {
 			})
 		}
 	}
+}
+
+// acceptN accepts n connections in a goroutine and sends them, or those it
+// got before Accept failed, on the channel it returns.
+func acceptN(ln net.Listener, n int) <-chan []net.Conn {
+	conns := make(chan []net.Conn, 1)
+	go func() {
+		var cs []net.Conn
+		for range n {
+			c, err := ln.Accept()
+			if err != nil {
+				break
+			}
+			cs = append(cs, c)
+		}
+		conns <- cs
+	}()
+	return conns
 }

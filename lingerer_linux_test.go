@@ -286,18 +286,7 @@ func TestManySimultaneousClosesAreNotShed(t *testing.T) {
 		n = min(n, 5000)
 	}
 	ln := lingerListen(t, "epoll", linger.Config{LingerTimeout: time.Minute})
-	accepted := make(chan []net.Conn, 1)
-	go func() {
-		var cs []net.Conn
-		for range n {
-			c, err := ln.Accept()
-			if err != nil {
-				break
-			}
-			cs = append(cs, c)
-		}
-		accepted <- cs
-	}()
+	accepted := acceptN(ln, n)
 	clients := rawClients(t, ln.Addr(), n)
 	cs := <-accepted
 	require.Len(t, cs, n)

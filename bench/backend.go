@@ -16,7 +16,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/linger-go/linger"
 	"github.com/linger-go/linger/internal/netns"
+	"github.com/linger-go/linger/internal/testnet"
 )
 
 type request struct {
@@ -257,7 +257,7 @@ func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
 		}
 	}
 	if b.lingerAll {
-		r.memBase = heapAndStacks()
+		r.memBase = testnet.HeapAndStacks()
 	}
 	if b.scrape {
 		r.deploy = newDeployScraper(r.lns[0])
@@ -312,7 +312,7 @@ func (r *backendRun) event(req request) (float64, error) {
 		if got := s.Stats().Lingering; got < int64(req.N) {
 			return 0, fmt.Errorf("only %d of %d connections lingering", got, req.N)
 		}
-		return (float64(heapAndStacks()) - float64(r.memBase)) / float64(req.N), nil
+		return (float64(testnet.HeapAndStacks()) - float64(r.memBase)) / float64(req.N), nil
 	}
 	return 0, fmt.Errorf("unknown event %q", req.Event)
 }
@@ -439,14 +439,6 @@ func (r *backendRun) stop() response {
 		}
 	}
 	return resp
-}
-
-func heapAndStacks() uint64 {
-	var m runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&m)
-	return m.HeapInuse + m.StackInuse
 }
 
 // echoHandler reads the request body and answers size bytes.

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"math/big"
 	"net"
+	"runtime"
 	"syscall"
 	"time"
 )
@@ -54,4 +55,14 @@ func Certificate(cn string, ips ...net.IP) (tls.Certificate, *x509.CertPool, err
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool, nil
+}
+
+// HeapAndStacks is the Go memory in use after two collections, heap and
+// goroutine stacks: what the benchmarks weigh a lingering close with.
+func HeapAndStacks() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse + m.StackInuse
 }
