@@ -133,3 +133,36 @@ func TestMPTCPListener(t *testing.T) {
 	require.NoError(t, l.Close())
 	assert.Empty(t, logged.String(), "Listen's listener is plain TCP: Close stops handshakes")
 }
+
+// Close's handshake stop must not outlive it: the filter belongs to the
+// socket, and a socket held elsewhere too (systemd socket activation, a
+// restart's successor that calls Close instead of Handoff) would go on
+// dropping every new connection there.
+func TestCloseLeavesASharedSocketAccepting(t *testing.T) {
+	tl, err := testnet.ListenTCP("127.0.0.1:0")
+	require.NoError(t, err)
+	f, err := tl.(*net.TCPListener).File() // the other holder
+	require.NoError(t, err)
+	other, err := net.FileListener(f)
+	require.NoError(t, err)
+	f.Close()
+	defer other.Close()
+
+	l := linger.Wrap(tl, linger.Config{})
+	require.NoError(t, l.Close())
+
+	accepted := make(chan error, 1)
+	go func() {
+		c, err := other.Accept()
+		if err == nil {
+			c.Close()
+		}
+		accepted <- err
+	}()
+	// A dropped SYN is retried after 1 s; 3 s gives the retry time to be
+	// dropped too.
+	c, err := net.DialTimeout("tcp", tl.Addr().String(), 3*time.Second)
+	require.NoError(t, err, "the other holder's socket answers new connections")
+	c.Close()
+	require.NoError(t, <-accepted)
+}

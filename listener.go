@@ -29,6 +29,7 @@ type Listener struct {
 	aborting  bool               // Shutdown's context ended
 	closed    bool               // Close was called
 	closeDone chan struct{}      // closed when the first Close or Handoff has closed ln
+	owned     bool               // Listen made ln: no other process holds its socket
 	backlog   []*Conn            // taken from the kernel's accept queue at Close, for Accept
 	accepts   atomic.Int32       // Accept calls in progress
 	// acceptedAfterClose: an Accept call failed after Close, so an accept
@@ -63,7 +64,8 @@ func Wrap(ln net.Listener, cfg Config) *Listener {
 
 // Listen announces on the local network address, as [net.Listen] does,
 // and wraps the listener with cfg. A TCP listener is plain TCP, not
-// MPTCP, so that Close can stop new handshakes (see [Listener.Close]). It
+// MPTCP, so that Close can stop new handshakes (see [Listener.Close]),
+// and its socket is the Listener's alone, so Close leaves no gap. It
 // returns an error naming the field if cfg is invalid.
 func Listen(network, address string, cfg Config) (*Listener, error) {
 	if err := cfg.validate(); err != nil {
@@ -78,7 +80,9 @@ func Listen(network, address string, cfg Config) (*Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Wrap(ln, cfg), nil
+	l := Wrap(ln, cfg)
+	l.owned = true
+	return l, nil
 }
 
 // Accept waits for and returns the next connection, a [*Conn]. Errors of
@@ -92,6 +96,11 @@ func (l *Listener) Accept() (net.Conn, error) {
 	defer l.accepts.Add(-1)
 	nc, err := l.ln.Accept()
 	if err != nil {
+		if l.isClosed() {
+			// Close takes the queue once more as the socket closes:
+			// report the listener closed only after that.
+			<-l.closeDone
+		}
 		if c := l.takeBacklog(); c != nil {
 			return c, nil
 		}
@@ -124,6 +133,13 @@ func (l *Listener) takeBacklog() *Conn {
 	return c
 }
 
+// isClosed reports whether Close or Handoff has been called.
+func (l *Listener) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
 // acceptLoopSeen reports whether an Accept call has failed since Close.
 func (l *Listener) acceptLoopSeen() bool {
 	l.mu.Lock()
@@ -152,10 +168,15 @@ func (l *Listener) closedErr() error {
 // drops their SYNs: the client retries in 1 s, finds the port closed and
 // is refused, which a balancer retries elsewhere) and gives those under
 // way two round trips of its peers (the kernel's measure on its open
-// connections; 200 µs to 5 ms) to complete before it closes. The kernel
-// refuses the filter on an MPTCP listener, which Go 1.24 and later create
-// by default; Close then reports it to [Config.ErrorLog] and closes
-// without it. [Listen] listens with plain TCP.
+// connections; 200 µs to 5 ms) to complete before it closes. The filter
+// belongs to the socket, which another process may hold too (systemd
+// socket activation, a restart's successor), so Close removes it again
+// just before the socket closes; a SYN in the microseconds between the two
+// can still be reset. A [Listen] listener is nobody else's and closes with
+// its filter. The kernel refuses the filter on an MPTCP listener, which Go
+// 1.24 and later create by default; Close then reports it to
+// [Config.ErrorLog] and closes without it. [Listen] listens with plain
+// TCP.
 //
 // When another process goes on accepting from the same socket (a restart
 // in place), use [Listener.Handoff] instead, which leaves the queue to it.
@@ -172,18 +193,26 @@ func (l *Listener) Close() error {
 		return l.ln.Close()
 	}
 	rc, refusing := l.takeAcceptQueue()
-	if refusing {
-		// New handshakes are stopped; those under way complete into the
-		// queue within a round trip. (Close holds up its caller for that
-		// long: http.Server.Shutdown closes its idle connections only
-		// after its listeners, and meanwhile net/http ends every
-		// connection after its response, a race with the balancer's
-		// next request; so the wait is the peers' round trip, not more.)
-		time.Sleep(l.handshakeSettle())
-		l.backlogAppend(acceptQueued(rc))
-	}
 	defer close(l.closeDone)
-	return l.ln.Close()
+	if !refusing {
+		return l.ln.Close()
+	}
+	// New handshakes are stopped; those under way complete into the
+	// queue within a round trip. (Close holds up its caller for that
+	// long: http.Server.Shutdown closes its idle connections only after
+	// its listeners, and meanwhile net/http ends every connection after
+	// its response, a race with the balancer's next request; so the wait
+	// is the peers' round trip, not more.)
+	time.Sleep(l.handshakeSettle())
+	l.backlogAppend(acceptQueued(rc))
+	if l.owned {
+		// Nobody else holds the socket (Listen made it): it goes with
+		// its filter, at once.
+		return l.ln.Close()
+	}
+	late, err := closeRefusing(rc, l.ln.Close)
+	l.backlogAppend(late)
+	return err
 }
 
 // Handoff stops accepting, as Close does, when the listening socket lives

@@ -239,24 +239,15 @@ func New(srv *http.Server, cfg Config) *Server {
 }
 
 // ListenAndServe listens on the TCP network address addr and calls Serve.
-// The listener is plain TCP, not MPTCP, so that Shutdown's listener close
-// can stop new handshakes (see [linger.Listener.Close]); give Serve such a
-// listener too.
+// It listens with [linger.Listen]: plain TCP, not MPTCP, so that
+// Shutdown's listener close can stop new handshakes (see
+// [linger.Listener.Close]); give Serve such a listener too.
 func (s *Server) ListenAndServe(addr string) error {
-	ln, err := listenTCP(addr)
+	lln, err := linger.Listen("tcp", addr, s.cfg.Listener)
 	if err != nil {
 		return err
 	}
-	return s.Serve(ln)
-}
-
-// listenTCP listens with plain TCP where Go would use MPTCP (Go 1.24+):
-// the kernel refuses the socket filter with which linger's Close stops new
-// handshakes on an MPTCP listener.
-func listenTCP(addr string) (net.Listener, error) {
-	var lc net.ListenConfig
-	lc.SetMultipathTCP(false)
-	return lc.Listen(context.Background(), "tcp", addr)
+	return s.serveLinger(lln, s.srv.Serve)
 }
 
 // Serve wraps ln with linger (Config.Listener) and serves the server on it
@@ -277,7 +268,11 @@ func (s *Server) Serve(ln net.Listener) error {
 var errServeTwice = errors.New("lingerhttp: Serve or ServeTLS was already called: a Server serves one listener; for another listener, create another Server with its own http.Server")
 
 func (s *Server) serve(ln net.Listener, serveHTTP func(net.Listener) error) error {
-	lln := linger.Wrap(ln, s.cfg.Listener)
+	return s.serveLinger(linger.Wrap(ln, s.cfg.Listener), serveHTTP)
+}
+
+// serveLinger is serve on a linger.Listener already made.
+func (s *Server) serveLinger(lln *linger.Listener, serveHTTP func(net.Listener) error) error {
 	if !s.ln.CompareAndSwap(nil, lln) {
 		return errServeTwice
 	}
@@ -289,7 +284,7 @@ func (s *Server) serve(ln net.Listener, serveHTTP func(net.Listener) error) erro
 		// Shutdown came first, as http.Server.Serve after Shutdown: no
 		// sweeper may start that no Shutdown would stop.
 		s.mu.Unlock()
-		ln.Close()
+		lln.Shutdown(context.Background()) // nobody accepted: closes what it queued, with FINs
 		return http.ErrServerClosed
 	}
 	stop := make(chan struct{})

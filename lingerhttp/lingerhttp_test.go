@@ -518,3 +518,29 @@ func TestIdleCloseTime(t *testing.T) {
 		})
 	}
 }
+
+// ListenAndServe serves on a linger.Listen listener (plain TCP, its
+// own), and returns http.ErrServerClosed after Shutdown; after Shutdown it
+// serves nothing.
+func TestListenAndServe(t *testing.T) {
+	s := New(&http.Server{Handler: http.HandlerFunc(ok)}, Config{})
+	served := make(chan error, 1)
+	go func() { served <- s.ListenAndServe("127.0.0.1:0") }()
+	require.Eventually(t, func() bool { return s.Listener() != nil }, 5*time.Second, time.Millisecond)
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Get("http://" + s.Listener().Addr().String())
+	require.NoError(t, err)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+	tr.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, s.Shutdown(ctx))
+	assert.ErrorIs(t, <-served, http.ErrServerClosed)
+
+	late := New(&http.Server{Handler: http.HandlerFunc(ok)}, Config{})
+	require.NoError(t, late.Shutdown(ctx))
+	assert.ErrorIs(t, late.ListenAndServe("127.0.0.1:0"), http.ErrServerClosed)
+}

@@ -12,16 +12,19 @@ import (
 	"net"
 	"reflect"
 	"time"
+
+	"github.com/linger-go/linger"
 )
 
 // ListenAndServeTLS listens on the TCP network address addr and calls
 // ServeTLS.
 func (s *Server) ListenAndServeTLS(addr, certFile, keyFile string) error {
-	ln, err := listenTCP(addr)
+	lln, err := linger.Listen("tcp", addr, s.cfg.Listener)
 	if err != nil {
 		return err
 	}
-	return s.ServeTLS(ln, certFile, keyFile)
+	s.tls.Store(true)
+	return s.serveLinger(lln, func(lln net.Listener) error { return s.srv.ServeTLS(lln, certFile, keyFile) })
 }
 
 // ServeTLS serves TLS connections as [http.Server.ServeTLS] does, with
