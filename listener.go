@@ -234,7 +234,10 @@ func (l *Listener) Close() error {
 // reachable by its path.
 //
 // Accepted and lingering connections are left alone, as by Close; call
-// Shutdown afterwards to wait for them. Handoff returns an error, and
+// Shutdown afterwards to wait for them. A later Close is a second close
+// and returns an error wrapping [net.ErrClosed]: so may
+// [net/http.Server.Shutdown], which closes the listeners its Serve still
+// tracks; that error means nothing more. Handoff returns an error, and
 // closes nothing, if the wrapped listener is not a socket (it has no
 // SyscallConn, so no other process can hold it); after Close or Handoff it
 // returns an error wrapping [net.ErrClosed], since Close may already have

@@ -176,7 +176,13 @@ wait:
 		if handoff {
 			errs = append(errs, lln.Handoff())
 		}
-		errs = append(errs, srv.Shutdown(ctx), lln.Shutdown(ctx))
+		err := srv.Shutdown(ctx)
+		if handoff && errors.Is(err, net.ErrClosed) {
+			// Serve had not yet seen Handoff's close when Shutdown closed
+			// the listener it tracks again: a second close, no failure.
+			err = nil
+		}
+		errs = append(errs, err, lln.Shutdown(ctx))
 	default:
 		errs = append(errs, srv.Shutdown(ctx))
 	}
