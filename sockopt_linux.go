@@ -119,14 +119,8 @@ func refuseNewConnections(rc syscall.RawConn) error {
 // socket held by another process too (systemd socket activation, a
 // restart's successor), it would go on dropping every new connection
 // there after our close.
-func allowNewConnections(rc syscall.RawConn) error {
-	var err error
-	if cerr := rc.Control(func(fd uintptr) {
-		err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0)
-	}); cerr != nil {
-		return cerr
-	}
-	return err
+func allowNewConnections(fd int) {
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0)
 }
 
 // acceptQueued accepts every connection the kernel has already completed
@@ -173,12 +167,12 @@ func closeRefusing(rc syscall.RawConn, closeGo func() error) ([]net.Conn, error)
 	dup := -1
 	rc.Control(func(fd uintptr) { dup, _ = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) })
 	if dup < 0 {
-		allowNewConnections(rc)
+		rc.Control(func(fd uintptr) { allowNewConnections(int(fd)) })
 		return nil, closeGo()
 	}
 	err := closeGo()
 	conns := acceptQueuedFD(dup)
-	unix.SetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0)
+	allowNewConnections(dup)
 	unix.Close(dup)
 	return conns, err
 }

@@ -33,9 +33,6 @@ func acceptQueued(syscall.RawConn) []net.Conn { return nil }
 // roundTrip: elsewhere Close stops no handshakes, so it needs none.
 func roundTrip(syscall.RawConn) (time.Duration, bool) { return 0, false }
 
-// allowNewConnections: nothing was refused elsewhere.
-func allowNewConnections(syscall.RawConn) error { return nil }
-
 // closeRefusing: nothing was refused elsewhere.
 func closeRefusing(_ syscall.RawConn, closeGo func() error) ([]net.Conn, error) {
 	return nil, closeGo()
