@@ -68,6 +68,32 @@ func TestLingerPathsEndAlike(t *testing.T) {
 				assert.GreaterOrEqual(t, ci.Linger, timeout)
 				assert.Less(t, ci.Linger, timeout+time.Second)
 			})
+			t.Run("several, one ended early: each times out on time", func(t *testing.T) {
+				// The set's one deadline moves from linger to linger: past
+				// a timeout, and past a linger that ended on its FIN.
+				const timeout = 100 * time.Millisecond
+				s := listenPath(t, p.shared, linger.Config{LingerTimeout: timeout})
+				const n = 4
+				clients := make([]net.Conn, n)
+				for i := range n {
+					client, srv := pair(t, s)
+					require.NoError(t, srv.Close())
+					_, err := client.Read(make([]byte, 1))
+					require.ErrorIs(t, err, io.EOF)
+					clients[i] = client
+				}
+				require.NoError(t, clients[0].Close()) // the earliest deadline ends first, on its FIN
+				assert.Equal(t, linger.Clean, s.Next(t).Outcome)
+				for range n - 1 {
+					ci := s.Next(t)
+					assert.Equal(t, linger.Timeout, ci.Outcome)
+					assert.GreaterOrEqual(t, ci.Linger, timeout)
+					assert.Less(t, ci.Linger, timeout+time.Second)
+				}
+				if p.shared {
+					assert.Zero(t, linger.Watched(s.Listener))
+				}
+			})
 			t.Run("flood: overflow past LingerBytes", func(t *testing.T) {
 				const limit = 1 << 20
 				s := listenPath(t, p.shared, linger.Config{LingerBytes: limit, LingerTimeout: time.Minute})
