@@ -11,19 +11,23 @@ package linger_test
 // connection live in this process, each connection takes two. With a hard
 // limit of 20 000 that is 9 000 connections; more need a higher limit.
 //
-//	go test -run '^$' -bench 'Lingering|SimultaneousCloses|ShutdownIdle|FINToClose' -benchtime=1x -count=3
+//	go test -run '^$' -bench 'LingeringMemory|SimultaneousCloses|ShutdownIdle|FINToClose' -benchtime=1x -count=3
 //
 // The clients are raw descriptors (golang.org/x/sys/unix), so the Go
-// memory measured is the server's alone. A machine with 20 000+
-// descriptors to spare runs more by raising manyConns; on the one these
-// were written on the hard limit is 20 000 and cannot be raised.
+// memory measured is the server's alone. BenchmarkLingeringAtTheLimit
+// goes further: its clients live in a child process, so every descriptor
+// of this one holds a server's end (19 488 with a hard limit of 20 000,
+// which only root with CAP_SYS_RESOURCE raises).
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"sync"
@@ -47,19 +51,63 @@ const manyConns = 9000
 // manyConns.
 func fitConns(tb testing.TB) int {
 	tb.Helper()
+	limit := raiseNoFile(tb)
+	n := min(manyConns, (limit-reserveFDs)/2)
+	require.Greater(tb, n, 100, "RLIMIT_NOFILE %d is too low", limit)
+	if n < manyConns {
+		tb.Logf("RLIMIT_NOFILE %d: %d connections, not %d", limit, n, manyConns)
+	}
+	return n
+}
+
+// reserveFDs are the descriptors a benchmark leaves for the test binary's
+// own, the runtime's poller and listeners.
+const reserveFDs = 512
+
+// raiseNoFile raises the soft descriptor limit to the hard one and returns
+// it.
+func raiseNoFile(tb testing.TB) int {
+	tb.Helper()
 	var rl syscall.Rlimit
 	require.NoError(tb, syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl))
 	if rl.Cur < rl.Max {
 		rl.Cur = rl.Max
 		require.NoError(tb, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl))
 	}
-	const reserve = 512 // the test binary's own, the runtime's poller, listeners
-	n := min(manyConns, (int(rl.Cur)-reserve)/2)
-	require.Greater(tb, n, 100, "RLIMIT_NOFILE %d is too low", rl.Cur)
-	if n < manyConns {
-		tb.Logf("RLIMIT_NOFILE %d: %d connections, not %d", rl.Cur, n, manyConns)
+	return int(min(rl.Cur, 1<<30))
+}
+
+// childClients dials n connections to addr from a child process (this
+// test binary as a client process, see clientProcessEnv), so that every
+// descriptor of this process can go to the server's ends. The clients
+// stay silent until close, which makes them close (their FINs) and waits
+// for the child; it also runs at cleanup.
+func childClients(tb testing.TB, addr net.Addr, n int) (close func()) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d", clientProcessEnv, addr, n))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	require.NoError(tb, err)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(tb, err)
+	require.NoError(tb, cmd.Start())
+	var once sync.Once
+	close = func() {
+		once.Do(func() {
+			stdin.Close()
+			if err := cmd.Wait(); err != nil {
+				tb.Errorf("client process: %v", err)
+			}
+			cancel()
+		})
 	}
-	return n
+	tb.Cleanup(close)
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	require.NoError(tb, err, "client process")
+	require.Equal(tb, "ready\n", line, "client process")
+	return close
 }
 
 // rawClients opens n blocking client sockets to addr and returns their
@@ -161,6 +209,47 @@ func BenchmarkLingeringMemory(b *testing.B) {
 			}
 			b.ReportMetric(perConn/float64(b.N), "B/lingering")
 			b.ReportMetric(goroutines/float64(b.N), "goroutines/lingering")
+			b.ReportMetric(float64(n), "conns")
+		})
+	}
+}
+
+// BenchmarkLingeringAtTheLimit opens as many connections as this
+// process's descriptor limit holds, their clients in a child process, and
+// closes them all at once on the epoll path, their peers silent: with the
+// zero Config's MaxLingering (half the limit: the other half is kept for
+// accepting, so the rest are shed) and unbounded. It reports the closes
+// lingering and shed, and the Go heap and stacks per lingering close.
+//
+//	go test -run '^$' -bench LingeringAtTheLimit -benchtime=1x
+func BenchmarkLingeringAtTheLimit(b *testing.B) {
+	n := raiseNoFile(b) - reserveFDs
+	for _, tc := range []struct {
+		name string
+		max  int
+	}{{"default", 0}, {"unbounded", 1 << 20}} {
+		b.Run(tc.name, func(b *testing.B) {
+			var shed, lingering, perConn float64
+			for range b.N {
+				ln := lingerListen(b, "epoll", linger.Config{LingerTimeout: time.Minute, MaxLingering: tc.max})
+				base := testnet.HeapAndStacks()
+				conns := acceptN(ln, n)
+				closeClients := childClients(b, ln.Addr(), n)
+				cs := <-conns
+				require.Len(b, cs, n)
+				for _, c := range cs {
+					c.Close()
+				}
+				clear(cs)
+				st := ln.Stats()
+				shed += float64(st.Count(linger.Shed))
+				lingering += float64(st.Lingering)
+				perConn += (float64(testnet.HeapAndStacks()) - float64(base)) / float64(st.Lingering)
+				closeClients()
+			}
+			b.ReportMetric(shed/float64(b.N), "shed")
+			b.ReportMetric(lingering/float64(b.N), "lingering")
+			b.ReportMetric(perConn/float64(b.N), "B/lingering")
 			b.ReportMetric(float64(n), "conns")
 		})
 	}
@@ -374,8 +463,8 @@ func BenchmarkFINToClose(b *testing.B) {
 					p50 += lat[len(lat)/2]
 					p99 += lat[len(lat)*99/100]
 				}
-				b.ReportMetric(float64(p50.Microseconds())/float64(b.N), "µs-p50")
-				b.ReportMetric(float64(p99.Microseconds())/float64(b.N), "µs-p99")
+				b.ReportMetric(float64(p50.Nanoseconds())/1e3/float64(b.N), "µs-p50")
+				b.ReportMetric(float64(p99.Nanoseconds())/1e3/float64(b.N), "µs-p99")
 			})
 		}
 	}
