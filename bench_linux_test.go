@@ -2,10 +2,11 @@
 
 package linger_test
 
-// The cost of many lingering closes, on the two Linux paths in one run:
-// "epoll" (the default: one epoll set and one goroutine per Listener) and
-// "goroutine" (one goroutine per lingering close, the path of other
-// platforms, forced with linger.LingerInGoroutines). Each benchmark sizes
+// The cost of many lingering closes, on the Linux paths in one run:
+// "epoll" (the default: one epoll set and one goroutine per Listener),
+// where it matters also "epoll-gofd" (its form for closes that queue up,
+// forced for all), and "goroutine" (one goroutine per lingering close, the
+// path of other platforms, forced with linger.LingerInGoroutines). Each benchmark sizes
 // itself to the descriptors the process may open: it raises the soft
 // RLIMIT_NOFILE to the hard limit, and since both ends of every
 // connection live in this process, each connection takes two. With a hard
@@ -156,8 +157,11 @@ func lingerListen(tb testing.TB, path string, cfg linger.Config) *linger.Listene
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(tb, err)
 	ln := linger.Wrap(raw, cfg)
-	if path == "goroutine" {
+	switch path {
+	case "goroutine":
 		linger.LingerInGoroutines(ln)
+	case "epoll-gofd":
+		linger.HandOverGoFD(ln)
 	}
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -185,7 +189,10 @@ func acceptAndClose(tb testing.TB, ln net.Listener, n int) chan error {
 	return done
 }
 
-var lingerPathNames = []string{"goroutine", "epoll"}
+// lingerPathNames are the linger paths compared: "epoll-gofd" is the
+// epoll path's form for closes that queue up (Go's own descriptor, not a
+// dup), forced for every close.
+var lingerPathNames = []string{"goroutine", "epoll", "epoll-gofd"}
 
 // BenchmarkLingeringMemory weighs lingering closes: the Go heap and
 // stacks in use with n connections lingering (their peers send no FIN),

@@ -26,3 +26,11 @@ func LingerSetFile(l *Listener) *os.File {
 	}
 	return l.lingerer.set.f
 }
+
+// HandOverGoFD makes l's lingering closes always hand Go's own descriptor
+// to the epoll set, not a dup.
+func HandOverGoFD(l *Listener) { l.lingerer.goFD = true }
+
+// RefuseDups makes l's lingering closes find their dup refused, as at the
+// descriptor limit.
+func RefuseDups(l *Listener) { l.lingerer.noDup = true }

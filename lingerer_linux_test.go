@@ -18,25 +18,25 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// lingerPaths are the two ways a TCP connection lingers on Linux: in the
-// Listener's epoll set (the default) and in a goroutine of its own (the
-// path of other platforms, and the control).
+// lingerPaths are the ways a TCP connection lingers on Linux: in the
+// Listener's epoll set (the default), by a dup of its descriptor or, when
+// closes queue up, by Go's own; and in a goroutine of its own (the path of
+// other platforms, and the control).
 var lingerPaths = []struct {
 	name    string
 	shared  bool
 	prepare func(*linger.Listener)
 }{
 	{"epoll", true, func(*linger.Listener) {}},
+	{"epoll/Go's descriptor", true, linger.HandOverGoFD},
 	{"goroutine", false, linger.LingerInGoroutines},
 }
 
 // listenPath is listen for one linger path.
-func listenPath(t *testing.T, shared bool, cfg linger.Config) *testnet.Server {
+func listenPath(t *testing.T, prepare func(*linger.Listener), cfg linger.Config) *testnet.Server {
 	t.Helper()
 	s := listen(t, cfg)
-	if !shared {
-		linger.LingerInGoroutines(s.Listener)
-	}
+	prepare(s.Listener)
 	return s
 }
 
@@ -60,7 +60,7 @@ func TestLingerPathsEndAlike(t *testing.T) {
 		t.Run(p.name, func(t *testing.T) {
 			t.Run("no FIN: timeout at LingerTimeout", func(t *testing.T) {
 				const timeout = 100 * time.Millisecond
-				s := listenPath(t, p.shared, linger.Config{LingerTimeout: timeout})
+				s := listenPath(t, p.prepare, linger.Config{LingerTimeout: timeout})
 				client, srv := pair(t, s)
 				closeLingering(t, s, p.shared, client, srv)
 				ci := s.Next(t)
@@ -72,7 +72,7 @@ func TestLingerPathsEndAlike(t *testing.T) {
 				// The set's one deadline moves from linger to linger: past
 				// a timeout, and past a linger that ended on its FIN.
 				const timeout = 100 * time.Millisecond
-				s := listenPath(t, p.shared, linger.Config{LingerTimeout: timeout})
+				s := listenPath(t, p.prepare, linger.Config{LingerTimeout: timeout})
 				const n = 4
 				clients := make([]net.Conn, n)
 				for i := range n {
@@ -96,7 +96,7 @@ func TestLingerPathsEndAlike(t *testing.T) {
 			})
 			t.Run("flood: overflow past LingerBytes", func(t *testing.T) {
 				const limit = 1 << 20
-				s := listenPath(t, p.shared, linger.Config{LingerBytes: limit, LingerTimeout: time.Minute})
+				s := listenPath(t, p.prepare, linger.Config{LingerBytes: limit, LingerTimeout: time.Minute})
 				client, srv := pair(t, s)
 				closeLingering(t, s, p.shared, client, srv)
 				writerDone := make(chan struct{})
@@ -117,7 +117,7 @@ func TestLingerPathsEndAlike(t *testing.T) {
 				<-writerDone
 			})
 			t.Run("RST mid-drain: reset", func(t *testing.T) {
-				s := listenPath(t, p.shared, linger.Config{LingerTimeout: time.Minute})
+				s := listenPath(t, p.prepare, linger.Config{LingerTimeout: time.Minute})
 				client, srv := pair(t, s)
 				closeLingering(t, s, p.shared, client, srv)
 				_, err := client.Write(make([]byte, 1000))
@@ -129,7 +129,7 @@ func TestLingerPathsEndAlike(t *testing.T) {
 				assert.LessOrEqual(t, ci.Discarded, int64(1000))
 			})
 			t.Run("FIN after bytes: crossed", func(t *testing.T) {
-				s := listenPath(t, p.shared, linger.Config{LingerTimeout: time.Minute})
+				s := listenPath(t, p.prepare, linger.Config{LingerTimeout: time.Minute})
 				client, srv := pair(t, s)
 				closeLingering(t, s, p.shared, client, srv)
 				_, err := client.Write(make([]byte, 3000))
@@ -142,7 +142,7 @@ func TestLingerPathsEndAlike(t *testing.T) {
 				assert.Equal(t, client.RemoteAddr().String(), ci.LocalAddr.String())
 			})
 			t.Run("unread at close: pending", func(t *testing.T) {
-				s := listenPath(t, p.shared, linger.Config{LingerTimeout: time.Minute})
+				s := listenPath(t, p.prepare, linger.Config{LingerTimeout: time.Minute})
 				client, srv := pair(t, s)
 				sendQueued(t, client, srv, "queued")
 				closeLingering(t, s, p.shared, client, srv)
@@ -153,7 +153,7 @@ func TestLingerPathsEndAlike(t *testing.T) {
 				assert.EqualValues(t, 6, ci.Discarded)
 			})
 			t.Run("Shutdown's context ends: aborted", func(t *testing.T) {
-				s := listenPath(t, p.shared, linger.Config{LingerTimeout: time.Hour})
+				s := listenPath(t, p.prepare, linger.Config{LingerTimeout: time.Hour})
 				const n = 20
 				for range n {
 					client, srv := pair(t, s)
@@ -186,7 +186,7 @@ func TestLingeringClosesShareOneGoroutine(t *testing.T) {
 	const n = 300
 	for _, p := range lingerPaths {
 		t.Run(p.name, func(t *testing.T) {
-			s := listenPath(t, p.shared, linger.Config{LingerTimeout: time.Minute})
+			s := listenPath(t, p.prepare, linger.Config{LingerTimeout: time.Minute})
 			clients := make([]net.Conn, n)
 			srvs := make([]net.Conn, n)
 			for i := range n {
@@ -237,6 +237,23 @@ func TestLingerSetComesAndGoes(t *testing.T) {
 		assert.Nil(t, linger.LingerSetFile(s.Listener), "round %d", round)
 		assert.ErrorIs(t, set.Close(), os.ErrClosed, "round %d: the epoll set's descriptor is closed", round)
 	}
+}
+
+// At the descriptor limit the dup is refused: the close still lingers in
+// the set, by Go's own descriptor, and ends on the peer's FIN.
+func TestLingerWithoutADescriptorToSpare(t *testing.T) {
+	s := listen(t, linger.Config{LingerTimeout: time.Minute})
+	linger.RefuseDups(s.Listener)
+	client, srv := pair(t, s)
+	require.NoError(t, srv.Close())
+	assert.Equal(t, 1, linger.Watched(s.Listener), "the close lingers in the epoll set")
+	_, err := client.Write([]byte("crossing"))
+	require.NoError(t, err)
+	require.NoError(t, client.Close())
+	ci := s.Next(t)
+	assert.Equal(t, linger.Crossed, ci.Outcome)
+	assert.EqualValues(t, 8, ci.Discarded)
+	assert.Zero(t, linger.Watched(s.Listener))
 }
 
 // OnClose runs on the epoll set's goroutine; closing another connection

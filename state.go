@@ -56,6 +56,7 @@ const (
 	flagDetached   = 1 << 8  // the owner no longer reports this connection (Detach)
 	flagCloseAsked = 1 << 9  // Close was called while CloseIdle was deciding
 	flagTook       = 1 << 10 // a Read returned bytes while CloseIdle was deciding
+	flagGoFD       = 1 << 11 // its linger watches Go's own descriptor, not a dup (lingerer_linux.go)
 
 	genShift   = 16 // idle marks so far, mod 2^16: which mark a fresh Read belongs to
 	genMask    = 0xffff << genShift
