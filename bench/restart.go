@@ -104,7 +104,11 @@ func runRestartGen(variant, addr string) int {
 	var ln net.Listener
 	var err error
 	if isTableflip(variant) {
-		if upg, err = tableflip.New(tableflip.Options{UpgradeTimeout: restartWait}); err != nil {
+		// Plain TCP, as linger's README advises: Go 1.24+ listens with
+		// MPTCP by default, and Close cannot stop new handshakes on it.
+		var lc net.ListenConfig
+		lc.SetMultipathTCP(false)
+		if upg, err = tableflip.New(tableflip.Options{UpgradeTimeout: restartWait, ListenConfig: &lc}); err != nil {
 			return fail(err)
 		}
 		defer upg.Stop()

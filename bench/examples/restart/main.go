@@ -22,6 +22,7 @@ import (
 	"flag"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -37,7 +38,12 @@ func main() {
 	pidFile := flag.String("pid-file", "", "file that holds the serving process's PID (systemd's PIDFile=)")
 	flag.Parse()
 
-	upg, err := tableflip.New(tableflip.Options{PIDFile: *pidFile})
+	// Plain TCP: Go 1.24+ listens with MPTCP by default on Linux, and on an
+	// MPTCP listener linger's Close cannot stop new handshakes while it
+	// closes (a process that stops without a successor closes it).
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	upg, err := tableflip.New(tableflip.Options{PIDFile: *pidFile, ListenConfig: &lc})
 	if err != nil {
 		log.Fatal(err)
 	}
