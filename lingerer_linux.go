@@ -51,12 +51,13 @@ package linger
 // more than the dup's close(2) (p50, one close at a time): so a close
 // that does not queue, where that span is what counts, keeps the dup.
 // Measured at Shutdown of 9 000 idle keep-alive connections, against raw
-// http.Server.Shutdown in fresh network namespaces, eight interleaved
-// runs: median ×1.17 (×1.04 to ×1.35) with both forms, ×1.33 (×1.15 to
-// ×1.46) with the dup alone. Go's descriptor keeps its poll descriptor
-// (runtime memory outside the Go heap) until the linger ends, as the open
-// connection did; the dup holds one more descriptor for a moment, so at
-// the descriptor limit the Go form is the one that works.
+// http.Server.Shutdown in fresh network namespaces, sets of eight
+// interleaved runs: median ×1.17 and ×1.24 (×0.93 to ×1.45) with both
+// forms, ×1.33 (×1.15 to ×1.46) with the dup alone. Go's descriptor keeps
+// its poll descriptor (runtime memory outside the Go heap) until the
+// linger ends, as the open connection did, and is used only through its
+// RawConn (withGoFD); the dup holds one more descriptor for a moment, so
+// at the descriptor limit the Go form is the one that works.
 //
 // The watching goroutine holds no OS thread while it waits: the epoll
 // set's own descriptor is readable when one of its sockets is, so it is
@@ -77,6 +78,7 @@ package linger
 
 import (
 	"container/heap"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -261,12 +263,15 @@ func closeSocket(c *Conn, fd int) {
 }
 
 // shed closes a lingering close's socket at once, outcome Shed: the kernel
-// refused to watch it (err). Reported once.
+// refused to watch it (err, reported once), or its owner closed Go's
+// descriptor under us (net.ErrClosed, see withGoFD).
 func (l *Listener) shed(c *Conn, info CloseInfo, start time.Duration, fd int, err error) {
 	closeSocket(c, fd)
-	l.watchErr.Do(func() {
-		l.logf("linger: the kernel refused to watch a lingering close (%v): such closes are closed at once, outcome shed (reported once)", err)
-	})
+	if !errors.Is(err, net.ErrClosed) {
+		l.watchErr.Do(func() {
+			l.logf("linger: the kernel refused to watch a lingering close (%v): such closes are closed at once, outcome shed (reported once)", err)
+		})
+	}
 	info.Discarded = c.late.Load()
 	c.finish(info, start, Shed)
 	l.stats.lingering.Add(-1)
@@ -410,8 +415,31 @@ func (s *lingerSet) adopt(h handover) (cut bool) {
 // The event names the slot, not the descriptor: a descriptor number is
 // reused as soon as it is closed.
 func (s *lingerSet) arm(e *lingerEntry, op int) error {
+	if e.goFD() {
+		err := net.ErrClosed
+		e.withGoFD(func(fd int) { err = s.armFD(e, op, fd) })
+		return err
+	}
+	return s.armFD(e, op, int(e.fd))
+}
+
+func (s *lingerSet) armFD(e *lingerEntry, op, fd int) error {
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: e.slot}
-	return unix.EpollCtl(s.epfd, op, int(e.fd), &ev)
+	return unix.EpollCtl(s.epfd, op, fd, &ev)
+}
+
+// goFD reports whether e watches Go's own descriptor, not a dup.
+func (e *lingerEntry) goFD() bool { return e.c.load().has(flagGoFD) }
+
+// withGoFD runs f on Go's own descriptor of e while the Go conn holds it
+// (RawConn.Control keeps it from closing meanwhile), and reports whether
+// it could. A dup is ours alone; Go's descriptor is not: the owner may
+// close the *net.TCPConn it unwrapped with NetConn behind our back, and
+// the number then names whatever the process opens next, so it is never
+// used outside Control.
+func (e *lingerEntry) withGoFD(f func(fd int)) bool {
+	rc := e.c.rawConn()
+	return rc != nil && rc.Control(func(fd uintptr) { f(int(fd)) }) == nil
 }
 
 // due removes the lingers whose deadline has passed and, if Shutdown has
@@ -486,8 +514,17 @@ const discardQuantum = 4
 // discard drops what the socket holds, without copying it (MSG_TRUNC, as
 // discardTCP), and reports whether the linger is over and why.
 func (e *lingerEntry) discard(limit int64) (bool, error) {
+	if e.goFD() {
+		done, err := true, net.ErrClosed // unless Go's conn still holds it (see withGoFD)
+		e.withGoFD(func(fd int) { done, err = e.discardFD(fd, limit) })
+		return done, err
+	}
+	return e.discardFD(int(e.fd), limit)
+}
+
+func (e *lingerEntry) discardFD(fd int, limit int64) (bool, error) {
 	for range discardQuantum {
-		r, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(e.fd), 0, uintptr(min(limit+1-e.discarded, 1<<20)),
+		r, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), 0, uintptr(min(limit+1-e.discarded, 1<<20)),
 			unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0, 0)
 		switch errno {
 		case 0:
@@ -518,7 +555,11 @@ func (s *lingerSet) end(over []ended) {
 		// socket open elsewhere too (a File() the owner took), closing
 		// our descriptor would not remove it from the set.
 		if !x.fired {
-			unix.EpollCtl(s.epfd, unix.EPOLL_CTL_DEL, int(e.fd), nil)
+			if !e.goFD() {
+				unix.EpollCtl(s.epfd, unix.EPOLL_CTL_DEL, int(e.fd), nil)
+			} else {
+				e.withGoFD(func(fd int) { unix.EpollCtl(s.epfd, unix.EPOLL_CTL_DEL, fd, nil) })
+			}
 		}
 		closeSocket(c, int(e.fd))
 		info := CloseInfo{

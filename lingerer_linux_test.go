@@ -256,6 +256,39 @@ func TestLingerWithoutADescriptorToSpare(t *testing.T) {
 	assert.Zero(t, linger.Watched(s.Listener))
 }
 
+// The owner may close the *net.TCPConn it unwrapped with NetConn after
+// closing the Conn. When the set watches Go's own descriptor, that frees
+// the descriptor's number for the next socket the process opens: the
+// linger must end without touching it (no read, no close of the number).
+func TestLingerOfASocketClosedUnderIt(t *testing.T) {
+	s := listen(t, linger.Config{LingerTimeout: 100 * time.Millisecond})
+	linger.HandOverGoFD(s.Listener)
+	_, srv := pair(t, s)
+	require.NoError(t, srv.Close())
+	require.NoError(t, srv.(interface{ NetConn() net.Conn }).NetConn().Close())
+
+	// Sockets opened now may get that number.
+	other := testnet.Listen(t)
+	c2, s2 := testnet.Pair(t, other)
+	_, err := c2.Write([]byte("mine"))
+	require.NoError(t, err)
+
+	// Our client sends nothing, so nothing may end the linger but its
+	// deadline, or the set's refusal to watch a descriptor that is gone;
+	// a read of the number (another socket, or the listener: outcome
+	// reset) must not.
+	ci := s.Next(t)
+	assert.Contains(t, []linger.Outcome{linger.Timeout, linger.Shed}, ci.Outcome)
+	assert.Zero(t, ci.Discarded, "bytes taken from another socket")
+	buf := make([]byte, 4)
+	require.NoError(t, s2.SetReadDeadline(time.Now().Add(10*time.Second)))
+	_, err = io.ReadFull(s2, buf)
+	require.NoError(t, err, "the other socket was read or closed")
+	assert.Equal(t, "mine", string(buf))
+	_, err = s2.Write([]byte("ok"))
+	require.NoError(t, err)
+}
+
 // OnClose runs on the epoll set's goroutine; closing another connection
 // of the same Listener from it must not deadlock.
 func TestOnCloseMayCloseAnotherConnection(t *testing.T) {
