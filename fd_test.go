@@ -30,8 +30,14 @@ const (
 // third of each kind of close (clean, pending, crossed), and checks that
 // once Shutdown returns and the clients have closed, the process holds
 // exactly the descriptors it held before: every lingering close closed its
-// socket, whatever ended it.
+// socket, whatever ended it. Once on each linger path of this platform.
 func TestNoDescriptorLeaks(t *testing.T) {
+	for _, p := range lingerPaths {
+		t.Run(p.name, func(t *testing.T) { testNoDescriptorLeaks(t, p.prepare) })
+	}
+}
+
+func testNoDescriptorLeaks(t *testing.T, prepare func(*linger.Listener)) {
 	n := fdConns
 	if testing.Short() {
 		n = 1_000
@@ -53,6 +59,7 @@ func TestNoDescriptorLeaks(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { raw.Close() })
 	ln := linger.Wrap(raw, linger.Config{})
+	prepare(ln)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), fdIOTimeout)
 		defer cancel()

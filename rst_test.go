@@ -4,8 +4,9 @@ package linger_test
 
 // The kernel's word on resets: each kind of close that makes Linux send a
 // RST is run 1000 times in a private network namespace, once behind a plain
-// listener (the control, which must reset) and once behind linger.Wrap,
-// which must not. The namespace's counters and a capture of its RSTs, not
+// listener (the control, which must reset) and behind linger.Wrap, which
+// must not: as it comes, and with every close in the epoll set by Go's own
+// descriptor (the form for closes that queue up). The namespace's counters and a capture of its RSTs, not
 // the clients' errors alone, decide: a RST the clients never notice still
 // costs a proxy a 502.
 
@@ -202,18 +203,25 @@ func TestRSTRejectedUpload(t *testing.T) {
 	})
 }
 
-// testRST runs k in two network namespaces, with a plain listener and with
-// linger.Wrap.
+// testRST runs k in network namespaces of its own, with a plain listener,
+// with linger.Wrap, and with linger.Wrap handing every lingering close to
+// its epoll set by Go's own descriptor (the form for closes that queue).
 func testRST(t *testing.T, k rstKind) {
-	for _, wrap := range []bool{false, true} {
-		t.Run(map[bool]string{false: "raw", true: "linger"}[wrap], func(t *testing.T) {
-			inNetns(t, func(t *testing.T, ns *testNetns) { runRSTKind(t, ns, k, wrap) })
+	for _, v := range []struct {
+		name    string
+		prepare func(*linger.Listener) // nil: the plain listener
+	}{{"raw", nil}, {"linger", func(*linger.Listener) {}}, {"linger/Go's descriptor", linger.HandOverGoFD}} {
+		t.Run(v.name, func(t *testing.T) {
+			inNetns(t, func(t *testing.T, ns *testNetns) { runRSTKind(t, ns, k, v.prepare) })
 		})
 	}
 }
 
 // runRSTKind runs in the namespace: k.runs connections, then the checks.
-func runRSTKind(t *testing.T, ns *testNetns, k rstKind, wrap bool) {
+// With prepare nil the listener is the plain one; otherwise linger.Wrap's,
+// prepared.
+func runRSTKind(t *testing.T, ns *testNetns, k rstKind, prepare func(*linger.Listener)) {
+	wrap := prepare != nil
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { raw.Close() })
@@ -227,6 +235,7 @@ func runRSTKind(t *testing.T, ns *testNetns, k rstKind, wrap bool) {
 				firstUnread.Store(int64(ci.Unread))
 			}
 		}})
+		prepare(wl)
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), rstIOTimeout)
 			defer cancel()
