@@ -90,9 +90,13 @@ func TestLingerPathsEndAlike(t *testing.T) {
 					assert.GreaterOrEqual(t, ci.Linger, timeout)
 					assert.Less(t, ci.Linger, timeout+time.Second)
 				}
-				if p.shared {
-					assert.Zero(t, linger.Watched(s.Listener))
-				}
+				// OnClose runs before the close is uncounted: wait for the
+				// set (or the goroutines) to be done, on the listener's own
+				// signal.
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				require.True(t, linger.WaitNoLingerGoroutine(ctx, s.Listener), "a linger outlived its timeout")
+				assert.Zero(t, linger.Watched(s.Listener))
 			})
 			t.Run("flood: overflow past LingerBytes", func(t *testing.T) {
 				const limit = 1 << 20
@@ -253,6 +257,9 @@ func TestLingerWithoutADescriptorToSpare(t *testing.T) {
 	ci := s.Next(t)
 	assert.Equal(t, linger.Crossed, ci.Outcome)
 	assert.EqualValues(t, 8, ci.Discarded)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.True(t, linger.WaitNoLingerGoroutine(ctx, s.Listener), "the set outlived its last linger")
 	assert.Zero(t, linger.Watched(s.Listener))
 }
 

@@ -62,6 +62,7 @@ type testNetns struct {
 	before  map[string]int64 // Tcp and TcpExt counters when the body began
 	capture int              // AF_PACKET socket receiving the RSTs on lo
 	rsts    map[int]int      // captured RSTs by source port
+	bare    map[int]int      // of those, RSTs without ACK (see resetCounts.Bare)
 }
 
 // resetCounts is what a body provoked: the namespace's counters, and who
@@ -71,6 +72,13 @@ type resetCounts struct {
 
 	// BySource counts the captured RSTs by source port.
 	BySource map[int]int
+	// Bare counts, by source port, the RSTs without ACK: a TCP answers a
+	// segment that carries ACK, of a connection it does not have, with a
+	// RST whose sequence number is that ACK's and no ACK of its own
+	// (RFC 9293 §3.10.7.1; Linux's tcp_v4_send_reset). A socket that aborts
+	// its own connection (tcp_send_active_reset: closed with unread data,
+	// SO_LINGER 0) sends RST with ACK.
+	Bare map[int]int
 	// Moved holds every Tcp and TcpExt counter that moved, for failure
 	// messages ("TcpExt:TCPTimeWaitOverflow": 3).
 	Moved map[string]int64
@@ -80,9 +88,15 @@ type resetCounts struct {
 func (r resetCounts) From(port int) int { return r.BySource[port] }
 
 // NotFrom returns how many RSTs were sent from any other port.
-func (r resetCounts) NotFrom(port int) int {
+func (r resetCounts) NotFrom(port int) int { return sumNotFrom(r.BySource, port) }
+
+// BareNotFrom returns how many RSTs without ACK were sent from any other
+// port (see Bare).
+func (r resetCounts) BareNotFrom(port int) int { return sumNotFrom(r.Bare, port) }
+
+func sumNotFrom(m map[int]int, port int) int {
 	n := 0
-	for p, c := range r.BySource {
+	for p, c := range m {
 		if p != port {
 			n += c
 		}
@@ -153,7 +167,7 @@ func runNetnsChild(t *testing.T, name string, body func(t *testing.T, ns *testNe
 	require.NoError(t, err)
 	require.True(t, in, "the child of %s is not in network namespace %s", t.Name(), name)
 
-	ns := &testNetns{name: name, rsts: make(map[int]int)}
+	ns := &testNetns{name: name, rsts: make(map[int]int), bare: make(map[int]int)}
 	ns.capture, err = captureResets()
 	require.NoError(t, err, "capturing RSTs on lo")
 	t.Cleanup(func() { unix.Close(ns.capture) })
@@ -199,6 +213,7 @@ func (ns *testNetns) resets(t *testing.T) resetCounts {
 			captured += n
 		}
 		r.BySource = ns.rsts
+		r.Bare = ns.bare
 		if int64(captured) == r.OutRsts {
 			return r
 		}
@@ -222,9 +237,12 @@ func (ns *testNetns) drainCapture(t *testing.T) {
 			break
 		}
 		require.NoError(t, err, "reading the RST capture")
-		port, ok := rstSourcePort(buf[:n])
+		port, ack, ok := rstSource(buf[:n])
 		require.True(t, ok, "the capture filter let through a packet that is not an IPv4 TCP RST: % x", buf[:n])
 		ns.rsts[port]++
+		if !ack {
+			ns.bare[port]++
+		}
 	}
 	st, err := unix.GetsockoptTpacketStats(ns.capture, unix.SOL_PACKET, unix.PACKET_STATISTICS)
 	require.NoError(t, err)
@@ -281,17 +299,18 @@ func captureResets() (int, error) {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-// rstSourcePort returns the TCP source port of a captured frame.
-func rstSourcePort(frame []byte) (int, bool) {
+// rstSource returns the TCP source port of a captured RST and whether it
+// carries ACK.
+func rstSource(frame []byte) (port int, ack, ok bool) {
 	if len(frame) < 14+20 {
-		return 0, false
+		return 0, false, false
 	}
 	ip := frame[14:]
 	ihl := int(ip[0]&0x0f) * 4
 	if ip[0]>>4 != 4 || ip[9] != unix.IPPROTO_TCP || len(ip) < ihl+14 || ip[ihl+13]&0x04 == 0 {
-		return 0, false
+		return 0, false, false
 	}
-	return int(binary.BigEndian.Uint16(ip[ihl:])), true
+	return int(binary.BigEndian.Uint16(ip[ihl:])), ip[ihl+13]&0x10 != 0, true
 }
 
 // readTCPCounters reads this namespace's Tcp and TcpExt counters.
@@ -341,5 +360,6 @@ func TestNetnsCountsResets(t *testing.T) {
 		assert.Equal(t, int64(1), r.AbortOnClose, "TcpExtTCPAbortOnClose")
 		assert.Equal(t, 1, r.From(port), "RSTs from the server's port; by source: %v", r.BySource)
 		assert.Zero(t, r.NotFrom(port), "RSTs from elsewhere; by source: %v", r.BySource)
+		assert.Zero(t, r.Bare[port], "an abort's RST carries ACK; without ACK: %v", r.Bare)
 	})
 }

@@ -253,7 +253,7 @@ func runRSTKind(t *testing.T, ns *testNetns, k rstKind, prepare func(*linger.Lis
 		require.NoError(t, wl.Shutdown(ctx), "Shutdown: lingering closes did not finish")
 	}
 	r := ns.resets(t)
-	t.Logf("%d connections: %v; RSTs from the server %d, from clients %d", k.runs, r, r.From(port), r.NotFrom(port))
+	t.Logf("%d connections: %v; RSTs from the server %d, from clients %d (%d without ACK)", k.runs, r, r.From(port), r.NotFrom(port), r.BareNotFrom(port))
 	t.Logf("clients: %v", res)
 	t.Logf("all counters that moved: %v", r.Moved)
 
@@ -270,9 +270,13 @@ func runRSTKind(t *testing.T, ns *testNetns, k rstKind, prepare func(*linger.Lis
 	assert.Zero(t, r.AbortOnData, "TcpExtTCPAbortOnData: data reached a closed socket")
 	// TcpOutRsts counts the clients' RSTs too. A client answers with one
 	// when the server's TIME-WAIT socket ACKs a stale segment of a
-	// connection the client has already forgotten (see netns_test.go);
-	// that is loopback reordering, rare, and not the server's doing.
-	assert.LessOrEqual(t, r.NotFrom(port), k.runs/100, "RSTs sent by the clients (by source port: %v)", r.BySource)
+	// connection the client has already forgotten (see netns_test.go):
+	// loopback reordering, more of it the busier the CPUs, and not the
+	// server's doing. Such a RST carries no ACK (resetCounts.Bare); a
+	// client that aborts its own connection, because the server sent what
+	// it did not read, sends RST with ACK, and none may.
+	assert.Zero(t, r.NotFrom(port)-r.BareNotFrom(port), "RSTs with ACK sent by the clients: aborts (by source port: %v; without ACK: %v)", r.BySource, r.Bare)
+	assert.LessOrEqual(t, r.BareNotFrom(port), k.runs/20, "RSTs without ACK sent by the clients (by source port: %v)", r.Bare)
 
 	assert.Equal(t, int64(k.runs), res.ok.Load(), "every client should read the whole reply and EOF; %v", res)
 	assert.Zero(t, res.resets.Load(), "clients saw ECONNRESET or EPIPE; %v", res)
