@@ -168,11 +168,11 @@ func (q *lingerQueue) Pop() any {
 // take hands the lingering close of a TCP connection, half-closed by the
 // owner's Close, to the Listener's epoll set, and reports whether it did;
 // if not (the connection is not TCP, or the kernel refuses the set), the
-// caller lingers in a goroutine of its own. Unless closes are queued
-// already, the owner's Close moves the socket out of Go's poller through
-// a dup (see the top of this file); then, or if the dup is refused (the
-// descriptor limit), it hands over Go's own descriptor. The set's
-// goroutine watches it from then on.
+// caller lingers in a goroutine of its own. The owner's Close moves the
+// socket out of Go's poller through a dup (see the top of this file);
+// when closes are queued already, or the dup is refused (the descriptor
+// limit), it hands over Go's own descriptor instead. The set's goroutine
+// watches it from then on.
 func (lg *lingerer) take(c *Conn, info CloseInfo, start time.Duration, rc syscall.RawConn) bool {
 	l := c.l
 	if _, ok := c.conn.(*net.TCPConn); !ok || rc == nil || l.goroutineLinger {
