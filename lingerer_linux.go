@@ -47,8 +47,8 @@ package linger
 // conn when the linger ends (takeGoFD, flagGoFD). The owner's Close is
 // then cheaper than a plain close (10–11 µs against 11.5, 9 000 closes at
 // once), which is what a burst of closes waits on, but the peer's FIN is
-// followed by Go's close, its poller's EPOLL_CTL_DEL and finalizer, 2–3 µs
-// more than the dup's close(2) (p50, one close at a time): so a close
+// followed by Go's close, its poller's EPOLL_CTL_DEL and finalizer, 1 to
+// 3 µs more than the dup's close(2) (p50, one close at a time): so a close
 // that does not queue, where that span is what counts, keeps the dup.
 // Measured, 9 000 connections closed at once, runs interleaved in fresh
 // network namespaces: the owner's Close 13.0 to 13.4 µs with both forms,
@@ -122,16 +122,18 @@ type lingerSet struct {
 }
 
 // handover is a close on its way into the set: the owner has half-closed
-// it and closed its Go conn; the socket lives on through dup.
+// it, and either closed its Go conn, the socket living on through fd, a
+// dup, or left the Go conn open (flagGoFD; fd is -1).
 type handover struct {
 	c     *Conn
 	info  CloseInfo
 	start time.Duration
-	dup   int
+	fd    int
 }
 
 // lingerEntry is one lingering close: what its CloseInfo needs, and the
-// dup of its socket. The addresses come from the Conn at the end.
+// dup of its socket (-1 when it watches Go's own, flagGoFD). The
+// addresses come from the Conn at the end.
 type lingerEntry struct {
 	c         *Conn
 	start     time.Duration // the owner's Close; the deadline is start + LingerTimeout
@@ -179,17 +181,14 @@ func (lg *lingerer) take(c *Conn, info CloseInfo, start time.Duration, rc syscal
 		return false
 	}
 	if lg.queued.Load() > 0 || lg.goFD {
-		return lg.takeGoFD(c, info, start, rc)
+		return lg.takeGoFD(c, info, start)
 	}
-	dup := -1
-	var err error = unix.EMFILE
+	dup, err := -1, error(unix.EMFILE)
 	if !lg.noDup {
-		if cerr := rc.Control(func(fd uintptr) { dup, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil {
-			err = cerr
-		}
+		dup, err = dupFD(rc)
 	}
 	if err != nil {
-		return lg.takeGoFD(c, info, start, rc)
+		return lg.takeGoFD(c, info, start)
 	}
 	// Go's descriptor leaves Go's poller and closes, once the owner's
 	// Reads and Writes in flight have returned, as a plain close waits for
@@ -221,12 +220,9 @@ func (lg *lingerer) take(c *Conn, info CloseInfo, start time.Duration, rc syscal
 
 // takeGoFD hands over Go's own descriptor: the socket stays in Go's
 // poller, the Go conn open, until the linger ends (see the top of this
-// file for when).
-func (lg *lingerer) takeGoFD(c *Conn, info CloseInfo, start time.Duration, rc syscall.RawConn) bool {
-	fd := -1
-	if rc.Control(func(f uintptr) { fd = int(f) }) != nil {
-		return false
-	}
+// file for when). The handover carries no descriptor number: the set uses
+// Go's only through its RawConn (withGoFD).
+func (lg *lingerer) takeGoFD(c *Conn, info CloseInfo, start time.Duration) bool {
 	lg.mu.Lock()
 	defer lg.mu.Unlock()
 	if lg.set == nil {
@@ -239,7 +235,7 @@ func (lg *lingerer) takeGoFD(c *Conn, info CloseInfo, start time.Duration, rc sy
 		go lg.watch(set)
 	}
 	c.setFlag(flagGoFD)
-	lg.queueLocked(handover{c, info, start, fd})
+	lg.queueLocked(handover{c, info, start, -1})
 	return true
 }
 
@@ -400,10 +396,10 @@ func (lg *lingerer) watch(s *lingerSet) {
 // reports whether Shutdown has cut the close already.
 func (s *lingerSet) adopt(h handover) (cut bool) {
 	c, l := h.c, s.l
-	e := &lingerEntry{c: c, start: h.start, idle: h.info.Idle, unread: int32(h.info.Unread), fd: int32(h.dup), slot: s.takeSlot()}
+	e := &lingerEntry{c: c, start: h.start, idle: h.info.Idle, unread: int32(h.info.Unread), fd: int32(h.fd), slot: s.takeSlot()}
 	if err := s.arm(e, unix.EPOLL_CTL_ADD); err != nil {
 		s.free = append(s.free, e.slot)
-		l.shed(c, h.info, h.start, h.dup, err)
+		l.shed(c, h.info, h.start, h.fd, err)
 		l.lingerer.watched.Add(-1)
 		return false
 	}

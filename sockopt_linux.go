@@ -164,17 +164,27 @@ func acceptQueuedFD(fd int) []net.Conn {
 // a test closing 8 listeners under 64 clients connecting in tight loops
 // on loopback, 1 run in 40 saw one such reset.
 func closeRefusing(rc syscall.RawConn, closeGo func() error) ([]net.Conn, error) {
-	dup := -1
-	rc.Control(func(fd uintptr) { dup, _ = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) })
-	if dup < 0 {
+	dup, err := dupFD(rc)
+	if err != nil {
 		rc.Control(func(fd uintptr) { allowNewConnections(int(fd)) })
 		return nil, closeGo()
 	}
-	err := closeGo()
+	err = closeGo()
 	conns := acceptQueuedFD(dup)
 	allowNewConnections(dup)
 	unix.Close(dup)
 	return conns, err
+}
+
+// dupFD returns a second descriptor of rc's socket (F_DUPFD_CLOEXEC),
+// which keeps the socket open across the close of rc's, and shares its
+// open file's flags (O_NONBLOCK among them).
+func dupFD(rc syscall.RawConn) (int, error) {
+	dup, err := -1, error(nil)
+	if cerr := rc.Control(func(fd uintptr) { dup, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil {
+		return -1, cerr
+	}
+	return dup, err
 }
 
 // roundTrip is the shortest round trip the kernel has seen on a TCP
