@@ -1,9 +1,11 @@
 package linger_test
 
-// FuzzDifferential sends one byte stream to the same handlers served four
+// FuzzDifferential sends one byte stream to the same handlers served five
 // ways and requires the same handler calls and the same response bytes
 // from each: two raw controls (net.Listen and a plain http.Server), then
-// linger.Wrap with Rescue, then lingerhttp with its zero Config. linger
+// linger.Wrap with Rescue, then lingerhttp with its zero Config, then
+// linger.Wrap with Rescue whose lingering closes keep Go's conn open until
+// they end (on Linux the form for closes that queue up). linger
 // may change how a connection ends, a FIN instead of a RST, but never
 // what net/http parses from it or what the client reads.
 //
@@ -73,8 +75,9 @@ func FuzzDifferential(f *testing.F) {
 		startBackend(f, rawHTTP, nil),
 		startBackend(f, wrapHTTP, nil),
 		startBackend(f, lingerHTTP, nil),
+		startBackend(f, wrapGoFD, nil),
 	}
-	names := []string{"raw", "raw (second control)", string(wrapHTTP), string(lingerHTTP)}
+	names := []string{"raw", "raw (second control)", string(wrapHTTP), string(lingerHTTP), string(wrapGoFD)}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if len(in) > maxDifferentialInput {
 			t.Skipf("input of %d bytes: larger than %d", len(in), maxDifferentialInput)

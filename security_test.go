@@ -88,6 +88,11 @@ const (
 	rawHTTP    backendKind = "raw"
 	wrapHTTP   backendKind = "linger.Wrap"
 	lingerHTTP backendKind = "lingerhttp"
+	// wrapGoFD is wrapHTTP with every lingering close handed to the epoll
+	// set by Go's own descriptor, the form for closes that queue up
+	// (lingerer_linux.go), which keeps the Go conn open until the linger
+	// ends; FuzzDifferential compares it too.
+	wrapGoFD backendKind = "linger.Wrap, Go's descriptor"
 )
 
 var allBackends = []backendKind{rawHTTP, wrapHTTP, lingerHTTP}
@@ -272,8 +277,11 @@ func startBackend(t testing.TB, kind backendKind, above func(net.Listener) net.L
 	switch kind {
 	case rawHTTP:
 		go func() { defer close(b.serveDone); b.srv.Serve(above(ln)) }()
-	case wrapHTTP:
+	case wrapHTTP, wrapGoFD:
 		b.ll = linger.Wrap(ln, linger.Config{Rescue: linger.HTTP1Request})
+		if kind == wrapGoFD {
+			linger.HandOverGoFD(b.ll)
+		}
 		// As Conn.Detach's documentation asks: Listener.Shutdown then
 		// does not wait for hijacked connections, as net/http does not.
 		// It also says when net/http is idle, as SetIdle's documentation
@@ -319,7 +327,7 @@ func (b *backend) shutdown(ctx context.Context) error {
 	switch b.kind {
 	case rawHTTP:
 		return b.srv.Shutdown(ctx)
-	case wrapHTTP:
+	case wrapHTTP, wrapGoFD:
 		if err := b.srv.Shutdown(ctx); err != nil {
 			return err
 		}
