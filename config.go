@@ -150,6 +150,11 @@ const maxDefaultLingering = 1 << 20
 // maxUserTimeout is the largest TCP_USER_TIMEOUT, a C int of milliseconds.
 const maxUserTimeout = math.MaxInt32 * time.Millisecond
 
+// Validate reports the first invalid field of c by name, or nil. [Listen]
+// returns the same error, and [Wrap] panics with it; a package that embeds
+// a Config in its own, as lingerhttp does, checks it when it is given.
+func (c Config) Validate() error { return c.validate() }
+
 // validate reports the first invalid field by name.
 func (c *Config) validate() error {
 	switch {

@@ -2,6 +2,7 @@ package lingerhttp
 
 import (
 	"log"
+	"net"
 	"time"
 
 	"github.com/linger-go/linger"
@@ -12,9 +13,11 @@ import (
 // Advice is what the server learned about its idle timeout from the
 // connections it saw.
 type Advice struct {
-	// Lost counts requests that met a close: they crossed our FIN on the
-	// wire (outcome crossed) or were waiting unread and could not be
-	// rescued (outcome pending).
+	// Lost counts requests that met one of the Server's idle closes:
+	// they crossed our FIN on the wire (outcome crossed) or were waiting
+	// unread and could not be rescued (outcome pending). Closes net/http
+	// makes itself (after "Connection: close", an unread body, HTTP/1.0)
+	// are not counted: plain net/http leaves those bytes unread too.
 	Lost int64
 	// LongestLostIdle is the longest idle time before a close that lost a
 	// request.
@@ -30,16 +33,45 @@ type Advice struct {
 	Retired int64
 }
 
-// noteClose learns from linger's close outcomes.
-func (s *Server) noteClose(ci linger.CloseInfo) {
-	if ci.Outcome != linger.Crossed && ci.Outcome != linger.Pending {
-		return
-	}
-	if s.tls.Load() && ci.Discarded <= closeNotifyMax {
-		// The client's close_notify: no request.
-		return
-	}
+// noteIdleClose notes that lc is about to be closed by the Server as idle:
+// only such a close can lose a request to the idle race. A close net/http
+// makes itself, after "Connection: close" or an unread body, leaves what
+// is queued unread as plain net/http does, and teaches nothing about the
+// idle timeout.
+func (s *Server) noteIdleClose(lc *linger.Conn) {
 	s.mu.Lock()
+	s.idleShut[closeKey(lc.LocalAddr(), lc.RemoteAddr())] = struct{}{}
+	s.mu.Unlock()
+}
+
+// forgetIdleClose undoes noteIdleClose when CloseIdle left lc open.
+func (s *Server) forgetIdleClose(lc *linger.Conn) {
+	s.mu.Lock()
+	delete(s.idleShut, closeKey(lc.LocalAddr(), lc.RemoteAddr()))
+	s.mu.Unlock()
+}
+
+func closeKey(local, remote net.Addr) string {
+	if local == nil || remote == nil {
+		return ""
+	}
+	return local.String() + " " + remote.String()
+}
+
+// noteClose learns from linger's close outcomes: a request lost to one of
+// the Server's idle closes.
+func (s *Server) noteClose(ci linger.CloseInfo) {
+	key := closeKey(ci.LocalAddr, ci.RemoteAddr)
+	s.mu.Lock()
+	_, ours := s.idleShut[key]
+	delete(s.idleShut, key) // its close is over, or it was rescued
+	lost := ours && (ci.Outcome == linger.Crossed || ci.Outcome == linger.Pending) &&
+		// The client's close_notify: no request.
+		!(s.tls.Load() && ci.Discarded <= closeNotifyMax)
+	if !lost {
+		s.mu.Unlock()
+		return
+	}
 	s.advice.Lost++
 	s.advice.LongestLostIdle = max(s.advice.LongestLostIdle, ci.Idle)
 	first := !s.advised
@@ -57,7 +89,7 @@ func (s *Server) noteClose(ci linger.CloseInfo) {
 	if s.srv.ErrorLog != nil {
 		logf = s.srv.ErrorLog.Printf
 	}
-	logf("lingerhttp: a request was lost to a close after %v idle (outcome %v); peers have reused connections after up to %v idle; an idle timeout above %v would have avoided it: set the balancer's upstream idle timeout below the backend's (reported once; see Server.Advice)",
+	logf("lingerhttp: a request was lost to an idle close after %v idle (%v); peers reused connections after up to %v idle; suggested idle timeout above %v (see Server.Advice)",
 		ci.Idle.Round(time.Millisecond), ci.Outcome, a.LongestReuse.Round(time.Millisecond), a.Suggested.Round(time.Millisecond))
 }
 

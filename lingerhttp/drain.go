@@ -208,7 +208,7 @@ func (s *Server) idleCloseTime(ctx context.Context) time.Time {
 	}
 	t := time.Now().Add(hold)
 	if dl, ok := ctx.Deadline(); ok {
-		bound := s.cfg.Listener.LingerTimeout
+		bound := s.cfg.Linger.LingerTimeout
 		if bound == 0 {
 			bound = linger.DefaultLingerTimeout
 		}

@@ -42,17 +42,23 @@
 // the idle sweeper, and gets GOAWAY after RetireAfter idle (at most
 // CloseIdleAfter).
 //
-//	srv := &http.Server{Handler: mux, IdleTimeout: time.Second}
+//	srv := &http.Server{Addr: ":8080", Handler: mux, IdleTimeout: time.Minute}
 //	ls := lingerhttp.New(srv, lingerhttp.Config{DrainDelay: 10 * time.Second})
 //	mux.Handle("/ready", ls.ReadyHandler())
-//	go ls.ListenAndServe(":8080")
-//	<-sigterm
-//	ls.Shutdown(context.Background())
+//	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+//	defer stop()
+//	log.Fatal(ls.Run(ctx)) // serves until SIGTERM, then drains
+//
+// A Server keeps net/http's bounds on every request: ReadHeaderTimeout,
+// ReadTimeout and WriteTimeout as configured, and a request that has
+// begun to arrive on an idle connection gets no more time than plain
+// net/http would give it (see [New]).
 package lingerhttp
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"sync"
@@ -87,20 +93,22 @@ const DefaultDrainIdle = 5 * time.Second
 const DefaultCloseIdleAfter = 90 * time.Second
 
 // Config tunes a [Server]. The zero Config is ready for production behind a
-// balancer.
+// balancer. Invalid values make [New] panic with an error naming the
+// field.
 type Config struct {
 	// RetireAfter is the idle time after which a connection is retired:
 	// its next response carries "Connection: close". Zero means the
-	// server's IdleTimeout as it was when New was called (else its
-	// ReadTimeout, as net/http falls back); if both are zero, connections
-	// are never retired.
+	// server's IdleTimeout when Serve begins (else its ReadTimeout, as
+	// net/http falls back); if both are zero, connections are never
+	// retired. Negative is invalid.
 	RetireAfter time.Duration
 
 	// CloseIdleAfter is the hard cap: a connection idle this long is
 	// closed (a lingering close, with rescue). The cap grows to the
 	// longest idle gap after which a peer has reused a connection, plus a
 	// margin of a quarter (at least 1 s): a peer that waited that long once
-	// may again. Zero means [DefaultCloseIdleAfter]; negative is invalid.
+	// may again. Keep it above the balancer's idle timeout. Zero means
+	// [DefaultCloseIdleAfter]; negative is invalid.
 	CloseIdleAfter time.Duration
 
 	// DrainDelay is how long Shutdown keeps serving, with ReadyHandler
@@ -116,26 +124,56 @@ type Config struct {
 	// may send on it at that moment (a balancer that has not deregistered
 	// the backend, or that keeps per-thread pools, as Apache httpd does);
 	// held, its next request is answered with "Connection: close" and the
-	// balancer ends it. Zero means [DefaultDrainIdle]. The hold ends in
-	// any case in time for the lingering close to end before Shutdown's
-	// deadline (its bound plus 1 s before it), so a long DrainIdle holds
-	// them as long as the context allows. A balancer that is told first
-	// (ReadyHandler, DrainDelay) sends nothing more, and a short DrainIdle
-	// ends the drain sooner at no cost; negative is invalid.
+	// balancer ends it. It is also how long, at most 5 s (net/http's own
+	// rule for Shutdown), a connection accepted but still without a whole
+	// first request is waited for. Zero means [DefaultDrainIdle]. The hold
+	// ends in any case in time for the lingering close to end before
+	// Shutdown's deadline (its bound plus 1 s before it), so a long
+	// DrainIdle holds them as long as the context allows. A balancer that
+	// is told first (ReadyHandler, DrainDelay) sends nothing more, and a
+	// short DrainIdle ends the drain sooner at no cost; negative is
+	// invalid.
 	DrainIdle time.Duration
 
-	// Listener configures the linger.Listener that Serve and ServeTLS wrap
-	// around their listener. Rescue defaults to [linger.HTTP1Request], for
-	// the Server's own idle closes only (see the package documentation);
-	// ErrorLog defaults to the server's ErrorLog; OnClose, if set, is
-	// still called.
-	Listener linger.Config
+	// ShutdownTimeout bounds the drain [Server.Run] starts when its
+	// context ends. Zero means DrainDelay + DrainIdle + the lingering
+	// close's bound (Linger.LingerTimeout) + 10 s for requests in flight:
+	// 17 s with the zero Config. Negative is invalid.
+	ShutdownTimeout time.Duration
+
+	// Linger configures the linger.Listener the Server serves on. Rescue
+	// defaults to [linger.HTTP1Request], for the Server's own idle closes
+	// only (see the package documentation); ErrorLog defaults to the
+	// server's ErrorLog; OnClose, if set, is still called.
+	Linger linger.Config
 
 	// OnAdvice, if not nil, receives the advice once, when the first
-	// request is lost to a close; otherwise it goes to the server's
-	// ErrorLog, or the standard logger. [Server.Advice] has the running
-	// numbers.
+	// request is lost to one of the Server's idle closes; otherwise it
+	// goes to the server's ErrorLog, or the standard logger.
+	// [Server.Advice] has the running numbers.
 	OnAdvice func(Advice)
+}
+
+// validate reports the first invalid field by name.
+func (c *Config) validate() error {
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"RetireAfter", c.RetireAfter},
+		{"CloseIdleAfter", c.CloseIdleAfter},
+		{"DrainDelay", c.DrainDelay},
+		{"DrainIdle", c.DrainIdle},
+		{"ShutdownTimeout", c.ShutdownTimeout},
+	} {
+		if f.d < 0 {
+			return fmt.Errorf("lingerhttp: Config.%s is negative (%v)", f.name, f.d)
+		}
+	}
+	if err := c.Linger.Validate(); err != nil {
+		return fmt.Errorf("lingerhttp: Config.Linger: %w", err)
+	}
+	return nil
 }
 
 // Server wires an [http.Server] to a [linger.Listener]. Create it with New.
@@ -144,10 +182,14 @@ type Server struct {
 	cfg Config
 	now func() time.Time // the clock; tests replace it
 
+	// Set when Serve begins, before any connection (wire).
+	retireAfter time.Duration // Config.RetireAfter or its default
+	idleTimeout time.Duration // net/http's idle timeout for srv as given
+	headTimeout time.Duration // net/http's header timeout for srv
+
 	ln       atomic.Pointer[linger.Listener]
 	draining atomic.Bool
 	tls      atomic.Bool // ServeTLS: linger is under TLS
-	h1Idle   sync.Once   // takes srv.IdleTimeout from HTTP/1 (see New)
 	handoff  atomic.Bool // the drain is Handoff's; set before draining
 
 	mu        sync.Mutex
@@ -157,6 +199,7 @@ type Server struct {
 	changed   cond.Cond // broadcast when conns shrinks; L is &mu
 	advice    Advice
 	advised   bool
+	idleShut  map[string]struct{} // the idle closes under way, by addresses (closeKey)
 	sweepStop chan struct{}
 	sweeping  sync.WaitGroup
 	served    chan struct{} // closed when Serve returns; nil before Serve
@@ -164,58 +207,75 @@ type Server struct {
 
 type connKey struct{}
 
-// New wires srv for retire-instead-of-race and returns the Server that
-// serves it. New wraps srv.Handler, srv.ConnState and srv.ConnContext,
-// calling the ones srv had, and takes over srv.IdleTimeout: net/http's
-// HTTP/2 server, which copies it when Serve or ServeTLS sets HTTP/2 up,
-// gets RetireAfter (at most CloseIdleAfter), so it ends idle HTTP/2
-// connections with GOAWAY; from the first connection on, HTTP/1
-// connections get no idle timeout from net/http, since the Server retires
-// and closes them. If you configure HTTP/2 yourself
-// (golang.org/x/net/http2.ConfigureServer), do it after New. New panics
-// if cfg is invalid.
+// New returns a Server that serves srv with linger's closes, retires idle
+// connections instead of racing the balancer, and drains deploys. It
+// panics if srv is nil or cfg is invalid, with an error naming the field.
+//
+// New does not change srv: serving it directly (srv.Serve,
+// srv.ListenAndServe) is plain net/http. Serving it through the Server
+// (Run, Serve, ListenAndServe and their TLS forms) wraps srv.Handler,
+// srv.ConnState and srv.ConnContext, calling the ones srv had, and sets
+// srv.IdleTimeout to the idle time after which net/http's HTTP/2 server
+// ends idle HTTP/2 connections with GOAWAY (RetireAfter, at most
+// CloseIdleAfter), which it copies when serving begins. HTTP/1 connections
+// are not closed by net/http when idle: the Server retires and closes
+// them. What net/http's IdleTimeout also bounds, the wait for the first
+// bytes of a request that has begun to arrive, stays bounded: by the idle
+// timeout as plain net/http counts it while that is ahead, else by
+// ReadHeaderTimeout (or ReadTimeout, else IdleTimeout) from the first
+// byte. If you configure HTTP/2 yourself
+// (golang.org/x/net/http2.ConfigureServer), do it after Serve begins.
 func New(srv *http.Server, cfg Config) *Server {
-	if cfg.CloseIdleAfter < 0 {
-		panic("lingerhttp: Config.CloseIdleAfter is negative; use zero for the default")
+	if srv == nil {
+		panic(errors.New("lingerhttp: New of a nil *http.Server"))
 	}
-	if cfg.DrainDelay < 0 {
-		panic("lingerhttp: Config.DrainDelay is negative; use zero for no delay")
-	}
-	if cfg.DrainIdle < 0 {
-		panic("lingerhttp: Config.DrainIdle is negative; use zero for the default, DefaultDrainIdle")
+	if err := cfg.validate(); err != nil {
+		panic(err)
 	}
 	if cfg.CloseIdleAfter == 0 {
 		cfg.CloseIdleAfter = DefaultCloseIdleAfter
 	}
-	if cfg.RetireAfter == 0 {
-		cfg.RetireAfter = srv.IdleTimeout
-		if cfg.RetireAfter == 0 {
-			cfg.RetireAfter = srv.ReadTimeout
-		}
+	if cfg.DrainIdle == 0 {
+		cfg.DrainIdle = DefaultDrainIdle
 	}
-	if cfg.Listener.Rescue == nil {
-		cfg.Listener.Rescue = linger.HTTP1Request
+	if cfg.Linger.Rescue == nil {
+		cfg.Linger.Rescue = linger.HTTP1Request
 	}
-	if cfg.Listener.ErrorLog == nil {
-		cfg.Listener.ErrorLog = srv.ErrorLog
+	if cfg.Linger.ErrorLog == nil {
+		cfg.Linger.ErrorLog = srv.ErrorLog
 	}
-	s := &Server{srv: srv, cfg: cfg, now: time.Now, conns: make(map[net.Conn]*connState)}
+	s := &Server{srv: srv, cfg: cfg, now: time.Now, conns: make(map[net.Conn]*connState), idleShut: make(map[string]struct{})}
 	s.changed.L = &s.mu
-
-	userClose := cfg.Listener.OnClose
-	s.cfg.Listener.OnClose = func(ci linger.CloseInfo) {
+	userClose := cfg.Linger.OnClose
+	s.cfg.Linger.OnClose = func(ci linger.CloseInfo) {
 		s.noteClose(ci)
 		if userClose != nil {
 			userClose(ci)
 		}
 	}
-	// net/http's HTTP/2 server copies IdleTimeout once, when Serve sets
-	// HTTP/2 up, and ends idle HTTP/2 connections with GOAWAY, which
-	// races nothing. HTTP/1's idle timer reads it per connection and would
-	// close idle connections under the balancer's next request; connState
-	// takes it away from HTTP/1 at the first connection, which Serve
-	// accepts after setting HTTP/2 up.
-	srv.IdleTimeout = http2IdleTimeout(cfg)
+	return s
+}
+
+// wire sets srv up to be served through s; Serve calls it once, before it
+// serves.
+func (s *Server) wire() {
+	srv := s.srv
+	s.idleTimeout = srv.IdleTimeout
+	if s.idleTimeout == 0 {
+		s.idleTimeout = srv.ReadTimeout
+	}
+	s.headTimeout = srv.ReadHeaderTimeout
+	if s.headTimeout == 0 {
+		s.headTimeout = srv.ReadTimeout
+	}
+	s.retireAfter = s.cfg.RetireAfter
+	if s.retireAfter == 0 {
+		s.retireAfter = s.idleTimeout
+	}
+	// net/http's HTTP/2 server copies IdleTimeout when Serve sets HTTP/2
+	// up, and ends idle HTTP/2 connections with GOAWAY, which races
+	// nothing. HTTP/1's idle deadline is held back per connection (conn).
+	srv.IdleTimeout = s.http2IdleTimeout()
 	next := srv.Handler
 	if next == nil {
 		next = http.DefaultServeMux
@@ -235,40 +295,115 @@ func New(srv *http.Server, cfg Config) *Server {
 		}
 		return context.WithValue(ctx, connKey{}, c)
 	}
-	return s
 }
 
-// ListenAndServe listens on the TCP network address addr and calls Serve.
-// It listens with [linger.Listen]: plain TCP, not MPTCP, so that
-// Shutdown's listener close can stop new handshakes (see
-// [linger.Listener.Close]); give Serve such a listener too.
-func (s *Server) ListenAndServe(addr string) error {
-	lln, err := linger.Listen("tcp", addr, s.cfg.Listener)
+// Run serves until ctx ends, then drains with Shutdown, bounded by
+// Config.ShutdownTimeout, and returns: nil after a complete drain, else
+// the error that ended serving or the drain. It listens on srv.Addr, as
+// [Server.ListenAndServe] does. With [os/signal.NotifyContext] it is the
+// whole life of a server behind a balancer:
+//
+//	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+//	defer stop()
+//	if err := ls.Run(ctx); err != nil {
+//		log.Fatal(err)
+//	}
+func (s *Server) Run(ctx context.Context) error {
+	return s.run(ctx, s.ListenAndServe)
+}
+
+// RunTLS is Run over TLS, listening as [Server.ListenAndServeTLS] does.
+func (s *Server) RunTLS(ctx context.Context, certFile, keyFile string) error {
+	return s.run(ctx, func() error { return s.ListenAndServeTLS(certFile, keyFile) })
+}
+
+func (s *Server) run(ctx context.Context, serve func() error) error {
+	served := make(chan error, 1)
+	go func() { served <- serve() }()
+	select {
+	case err := <-served:
+		return err // it never served: the address was taken, or Shutdown came first
+	case <-ctx.Done():
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), s.shutdownTimeout())
+	defer cancel()
+	err := s.Shutdown(dctx)
+	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	return err
+}
+
+// shutdownTimeout is Run's bound on its drain.
+func (s *Server) shutdownTimeout() time.Duration {
+	if s.cfg.ShutdownTimeout > 0 {
+		return s.cfg.ShutdownTimeout
+	}
+	bound := s.cfg.Linger.LingerTimeout
+	if bound == 0 {
+		bound = linger.DefaultLingerTimeout
+	}
+	return s.cfg.DrainDelay + s.cfg.DrainIdle + bound + 10*time.Second
+}
+
+// ListenAndServe listens on the TCP network address srv.Addr (":http" if
+// empty) and calls Serve, as [http.Server.ListenAndServe] does. It
+// listens with [linger.Listen]: plain TCP, not MPTCP, so that Shutdown's
+// listener close can stop new handshakes (see [linger.Listener.Close]);
+// give Serve such a listener too.
+func (s *Server) ListenAndServe() error {
+	return s.listenAndServe(":http", func(lln *linger.Listener) error { return s.serveLinger(lln, s.srv.Serve) })
+}
+
+// listenAndServe listens on srv.Addr, or def, and serves there, unless
+// the Server has served or is shutting down.
+func (s *Server) listenAndServe(def string, serve func(*linger.Listener) error) error {
+	if s.ln.Load() != nil {
+		return errServeTwice
+	}
+	if s.draining.Load() {
+		return http.ErrServerClosed
+	}
+	addr := s.srv.Addr
+	if addr == "" {
+		addr = def
+	}
+	lln, err := linger.Listen("tcp", addr, s.cfg.Linger)
 	if err != nil {
 		return err
 	}
-	return s.serveLinger(lln, s.srv.Serve)
+	err = serve(lln)
+	if errors.Is(err, errServeTwice) {
+		lln.Close()
+	}
+	return err
 }
 
-// Serve wraps ln with linger (Config.Listener) and serves the server on it
+// Serve wraps ln with linger (Config.Linger) and serves the server on it
 // until Shutdown, when it returns [http.ErrServerClosed]. Call Serve or
 // ServeTLS once. For TLS, give ServeTLS the TCP listener: Serve refuses a
 // listener made by [crypto/tls.NewListener], under which net/http would
 // see *linger.Conn instead of *tls.Conn and serve no HTTP/2, set no
 // Request.TLS and see no client certificate.
 func (s *Server) Serve(ln net.Listener) error {
+	if ln == nil {
+		return errors.New("lingerhttp: Serve of a nil listener")
+	}
 	if err := checkNotTLS("Serve", ln); err != nil {
 		return err
 	}
 	return s.serve(ln, s.srv.Serve)
 }
 
+var errServeTwice = errors.New("lingerhttp: Serve called twice")
+
 // serve wraps ln with linger and runs serveHTTP (http.Server's Serve or
 // ServeTLS) on it, with the sweeper.
-var errServeTwice = errors.New("lingerhttp: Serve or ServeTLS was already called: a Server serves one listener; for another listener, create another Server with its own http.Server")
-
 func (s *Server) serve(ln net.Listener, serveHTTP func(net.Listener) error) error {
-	return s.serveLinger(linger.Wrap(ln, s.cfg.Listener), serveHTTP)
+	if s.ln.Load() != nil {
+		return errServeTwice
+	}
+	return s.serveLinger(linger.Wrap(ln, s.cfg.Linger), serveHTTP)
 }
 
 // serveLinger is serve on a linger.Listener already made.
@@ -287,6 +422,7 @@ func (s *Server) serveLinger(lln *linger.Listener, serveHTTP func(net.Listener) 
 		lln.Shutdown(context.Background()) // nobody accepted: closes what it queued, with FINs
 		return http.ErrServerClosed
 	}
+	s.wire()
 	stop := make(chan struct{})
 	s.sweepStop = stop
 	s.sweeping.Add(1)
@@ -300,7 +436,7 @@ func (s *Server) serveLinger(lln *linger.Listener, serveHTTP func(net.Listener) 
 		}
 	}()
 
-	err := serveHTTP(lln)
+	err := serveHTTP(listener{lln, s})
 	if errors.Is(err, net.ErrClosed) && s.draining.Load() {
 		err = http.ErrServerClosed
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -316,7 +317,7 @@ func TestShutdownDrains(t *testing.T) {
 // the deadline.
 func TestShutdownHoldsIdleConnections(t *testing.T) {
 	const lingerFor = 100 * time.Millisecond
-	h, _ := start(t, http.HandlerFunc(ok), time.Second, Config{Listener: linger.Config{LingerTimeout: lingerFor}}, false)
+	h, _ := start(t, http.HandlerFunc(ok), time.Second, Config{Linger: linger.Config{LingerTimeout: lingerFor}}, false)
 	used, quiet := h.dial(t), h.dial(t)
 	for _, c := range []*client{used, quiet} {
 		_, err := c.get("/")
@@ -400,12 +401,30 @@ func TestHTTPServerShutdownDegradesSafely(t *testing.T) {
 }
 
 func TestInvalidConfigPanicsByName(t *testing.T) {
-	assert.PanicsWithValue(t, "lingerhttp: Config.CloseIdleAfter is negative; use zero for the default", func() {
-		New(&http.Server{}, Config{CloseIdleAfter: -1})
-	})
-	assert.PanicsWithValue(t, "lingerhttp: Config.DrainDelay is negative; use zero for no delay", func() {
-		New(&http.Server{}, Config{DrainDelay: -1})
-	})
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{CloseIdleAfter: -1}, "lingerhttp: Config.CloseIdleAfter is negative (-1ns)"},
+		{Config{DrainDelay: -1}, "lingerhttp: Config.DrainDelay is negative (-1ns)"},
+		{Config{DrainIdle: -time.Second}, "lingerhttp: Config.DrainIdle is negative (-1s)"},
+		{Config{RetireAfter: -1}, "lingerhttp: Config.RetireAfter is negative (-1ns)"},
+		{Config{ShutdownTimeout: -1}, "lingerhttp: Config.ShutdownTimeout is negative (-1ns)"},
+		{Config{Linger: linger.Config{LingerBytes: -1}}, "lingerhttp: Config.Linger: linger: Config.LingerBytes is negative (-1)"},
+	} {
+		func() {
+			defer func() {
+				err, _ := recover().(error)
+				require.Error(t, err, "New(%+v) panics with an error", tc.cfg)
+				assert.True(t, strings.HasPrefix(err.Error(), tc.want), "%q, want %q", err, tc.want)
+			}()
+			New(&http.Server{}, tc.cfg)
+		}()
+	}
+	assert.PanicsWithError(t, "lingerhttp: New of a nil *http.Server", func() { New(nil, Config{}) })
+	s := New(&http.Server{}, Config{})
+	assert.EqualError(t, s.Serve(nil), "lingerhttp: Serve of a nil listener")
+	assert.EqualError(t, s.ServeTLS(nil, "", ""), "lingerhttp: ServeTLS of a nil listener")
 }
 
 // The handler wrapper keeps what handlers rely on: ResponseController's
@@ -454,9 +473,9 @@ func TestSecondServeFails(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
-	err = h.Serve(ln)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "already called")
+	assert.ErrorIs(t, h.Serve(ln), errServeTwice)
+	assert.ErrorIs(t, h.ServeTLS(ln, "", ""), errServeTwice)
+	assert.False(t, h.tls.Load(), "a refused ServeTLS changes nothing")
 	_, err = h.dial(t).get("/")
 	assert.NoError(t, err, "the first Serve still serves")
 }
@@ -523,9 +542,9 @@ func TestIdleCloseTime(t *testing.T) {
 // own), and returns http.ErrServerClosed after Shutdown; after Shutdown it
 // serves nothing.
 func TestListenAndServe(t *testing.T) {
-	s := New(&http.Server{Handler: http.HandlerFunc(ok)}, Config{})
+	s := New(&http.Server{Addr: "127.0.0.1:0", Handler: http.HandlerFunc(ok)}, Config{})
 	served := make(chan error, 1)
-	go func() { served <- s.ListenAndServe("127.0.0.1:0") }()
+	go func() { served <- s.ListenAndServe() }()
 	require.Eventually(t, func() bool { return s.Listener() != nil }, 5*time.Second, time.Millisecond)
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
@@ -540,7 +559,7 @@ func TestListenAndServe(t *testing.T) {
 	require.NoError(t, s.Shutdown(ctx))
 	assert.ErrorIs(t, <-served, http.ErrServerClosed)
 
-	late := New(&http.Server{Handler: http.HandlerFunc(ok)}, Config{})
+	late := New(&http.Server{Addr: "127.0.0.1:0", Handler: http.HandlerFunc(ok)}, Config{})
 	require.NoError(t, late.Shutdown(ctx))
-	assert.ErrorIs(t, late.ListenAndServe("127.0.0.1:0"), http.ErrServerClosed)
+	assert.ErrorIs(t, late.ListenAndServe(), http.ErrServerClosed)
 }

@@ -22,15 +22,17 @@ type connState struct {
 // is idle on an HTTP/1 connection (the only state in which its sweeper's
 // close may hand a waiting request back) and when it hijacked one.
 func (s *Server) connState(c net.Conn, state http.ConnState) {
-	if state == http.StateNew {
-		// Serve has set HTTP/2 up, with srv.IdleTimeout as New left it,
-		// and starts this connection's goroutine, which reads it, next.
-		s.h1Idle.Do(func() { s.srv.IdleTimeout = 1<<63 - 1 })
-	}
-	// The protocol ALPN chose, known from the first request on (HTTP/1)
-	// or from the client's preface (HTTP/2), which both set StateActive.
-	h2 := state == http.StateActive && negotiatedHTTP2(c)
+	hc := connOf(c)
+	// The protocol: ALPN's choice over TLS, known from the first request
+	// on (HTTP/1) or from the client's preface (HTTP/2), which both set
+	// StateActive; the preface itself without TLS.
+	h2 := state == http.StateActive && (negotiatedHTTP2(c) || hc != nil && hc.h2c.Load())
 	idle, h2 := s.trackState(c, state, h2)
+	if hc != nil {
+		// net/http's wait for the next request on HTTP/1; HTTP/2 has
+		// no such wait, and its server ends idle connections itself.
+		hc.setWaiting(state == http.StateIdle && idle && !h2)
+	}
 	if lc := linger.ConnOf(c); lc != nil {
 		// An HTTP/2 connection is never idle to linger: CloseIdle must
 		// not cut it without GOAWAY.
@@ -74,7 +76,7 @@ func (s *Server) trackState(c net.Conn, state http.ConnState, h2 bool) (idle, is
 			// an HTTP/2 peer's gaps end at its GOAWAY.
 			s.advice.LongestReuse = max(s.advice.LongestReuse, gap)
 		}
-		st.retire = s.cfg.RetireAfter > 0 && gap > s.cfg.RetireAfter
+		st.retire = s.retireAfter > 0 && gap > s.retireAfter
 		if st.retire {
 			s.advice.Retired++
 		}
@@ -114,8 +116,8 @@ func withMargin(d time.Duration) time.Duration {
 func (s *Server) sweep(stop <-chan struct{}) {
 	defer s.sweeping.Done()
 	interval := min(max(s.cfg.CloseIdleAfter/8, 10*time.Millisecond), time.Second)
-	if s.cfg.RetireAfter > 0 {
-		interval = min(interval, max(s.cfg.RetireAfter/4, 10*time.Millisecond))
+	if s.retireAfter > 0 {
+		interval = min(interval, max(s.retireAfter/4, 10*time.Millisecond))
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -129,30 +131,55 @@ func (s *Server) sweep(stop <-chan struct{}) {
 	}
 }
 
-// closeIdle closes the connections that have been idle past the cap.
+// closeIdle closes the connections that have been idle past the cap, and
+// during the drain's idle close (idleEnd) those net/http still reports as
+// idle or new although a request has begun to arrive on them.
 func (s *Server) closeIdle() {
 	now := s.now()
 	s.mu.Lock()
 	limit := s.idleCapLocked()
+	draining := s.idleEnd
 	var idle []net.Conn
+	var fresh []bool
 	for c, st := range s.conns {
 		// HTTP/2 connections end with GOAWAY: net/http's own, after its
 		// IdleTimeout or at http.Server.Shutdown (see Shutdown).
 		if !st.h2 && !st.idleSince.IsZero() && now.Sub(st.idleSince) >= limit {
 			idle = append(idle, c)
+			fresh = append(fresh, st.fresh && now.Sub(st.idleSince) < s.newConnGrace())
 		}
 	}
 	s.mu.Unlock()
-	for _, c := range idle {
+	for i, c := range idle {
 		// A lingering close, only if net/http is still idle on it; a
 		// request already queued is rescued: the connection's goroutine,
 		// waiting in Read, gets it and serves it.
-		if lc := linger.ConnOf(c); lc != nil {
-			lc.CloseIdle()
-		} else {
+		lc := linger.ConnOf(c)
+		if lc == nil {
+			c.Close()
+			continue
+		}
+		s.noteIdleClose(lc)
+		if lc.CloseIdle() {
+			continue
+		}
+		s.forgetIdleClose(lc)
+		if draining && !fresh[i] {
+			// The first bytes of a request came, and its head has not:
+			// net/http still reports the connection idle (or new), and
+			// http.Server.Shutdown would close it now (a new one after
+			// 5 s). Without rescue: a request that has begun is not
+			// waiting whole in the socket.
 			c.Close()
 		}
 	}
+}
+
+// newConnGrace is how long the drain waits for a new connection's first
+// request: DrainIdle, at most net/http's 5 s (http.Server.Shutdown treats
+// a connection that is still new after 5 s as idle).
+func (s *Server) newConnGrace() time.Duration {
+	return min(s.cfg.DrainIdle, 5*time.Second)
 }
 
 func (s *Server) stopSweeping() {

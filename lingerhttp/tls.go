@@ -8,6 +8,7 @@ package lingerhttp
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"reflect"
@@ -16,20 +17,17 @@ import (
 	"github.com/linger-go/linger"
 )
 
-// ListenAndServeTLS listens on the TCP network address addr and calls
-// ServeTLS.
-func (s *Server) ListenAndServeTLS(addr, certFile, keyFile string) error {
-	lln, err := linger.Listen("tcp", addr, s.cfg.Listener)
-	if err != nil {
-		return err
-	}
-	s.tls.Store(true)
-	return s.serveLinger(lln, func(lln net.Listener) error { return s.srv.ServeTLS(lln, certFile, keyFile) })
+// ListenAndServeTLS listens on the TCP network address srv.Addr (":https"
+// if empty) and calls ServeTLS, as [http.Server.ListenAndServeTLS] does.
+func (s *Server) ListenAndServeTLS(certFile, keyFile string) error {
+	return s.listenAndServe(":https", func(lln *linger.Listener) error {
+		return s.serveLinger(lln, s.tlsServer(certFile, keyFile))
+	})
 }
 
 // ServeTLS serves TLS connections as [http.Server.ServeTLS] does, with
 // linger under TLS: ln, the TCP listener, is wrapped with linger
-// (Config.Listener), and http.Server.ServeTLS puts TLS on top, with the
+// (Config.Linger), and http.Server.ServeTLS puts TLS on top, with the
 // server's TLSConfig, certFile and keyFile (empty when TLSConfig has the
 // certificates), HTTP/2 unless the server turns it off (Protocols in Go
 // 1.24 and later, TLSNextProto, GODEBUG=http2server=0), and
@@ -37,14 +35,29 @@ func (s *Server) ListenAndServeTLS(addr, certFile, keyFile string) error {
 // Serve or ServeTLS once.
 //
 // HTTP/2 connections are retired and drained with GOAWAY (see the package
-// documentation). HTTP/1 connections are retired as over TCP; rescue never
-// applies to them, since the queued bytes are TLS records.
+// documentation). HTTP/1 connections are retired as over TCP. Rescue
+// hands back only bytes that start an HTTP/1 request line, so it never
+// applies to a TLS connection's records; a peer that writes a plaintext
+// request line into a TLS connection can pass that check, and the TLS
+// layer then rejects the bytes exactly as it would have without the
+// close.
 func (s *Server) ServeTLS(ln net.Listener, certFile, keyFile string) error {
+	if ln == nil {
+		return errors.New("lingerhttp: ServeTLS of a nil listener")
+	}
 	if err := checkNotTLS("ServeTLS", ln); err != nil {
 		return err
 	}
-	s.tls.Store(true)
-	return s.serve(ln, func(lln net.Listener) error { return s.srv.ServeTLS(lln, certFile, keyFile) })
+	return s.serve(ln, s.tlsServer(certFile, keyFile))
+}
+
+// tlsServer returns http.Server's ServeTLS as a Serve for serveLinger,
+// and notes that the Server serves TLS once it is the one serving.
+func (s *Server) tlsServer(certFile, keyFile string) func(net.Listener) error {
+	return func(ln net.Listener) error {
+		s.tls.Store(true)
+		return s.srv.ServeTLS(ln, certFile, keyFile)
+	}
 }
 
 // closeNotifyMax is the most a TLS client's close_notify takes on the
@@ -61,7 +74,10 @@ func (s *Server) ServeTLS(ln net.Listener, certFile, keyFile string) error {
 const closeNotifyMax = 32
 
 // checkNotTLS refuses a listener made by crypto/tls, whose type is
-// unexported: its package is the only sign.
+// unexported: its package is the only sign. Under it, linger would wrap
+// the *tls.Conn, and net/http, seeing no *tls.Conn, would serve no HTTP/2,
+// set no Request.TLS and see no client certificate: ServeTLS takes the
+// TCP listener instead.
 func checkNotTLS(method string, ln net.Listener) error {
 	t := reflect.TypeOf(ln)
 	for t != nil && t.Kind() == reflect.Pointer {
@@ -70,7 +86,7 @@ func checkNotTLS(method string, ln net.Listener) error {
 	if t == nil || t.PkgPath() != "crypto/tls" {
 		return nil
 	}
-	return fmt.Errorf("lingerhttp: %s was given a TLS listener (%T): linger would wrap the *tls.Conn, and net/http, seeing *linger.Conn, would serve no HTTP/2 (h2 clients fail), set no Request.TLS and see no client certificate; give ServeTLS the TCP listener instead, with the certificate in the server's TLSConfig or in certFile and keyFile", method, ln)
+	return fmt.Errorf("lingerhttp: %s of a TLS listener (%T)", method, ln)
 }
 
 // negotiatedHTTP2 reports whether c is a TLS connection whose ALPN chose
@@ -87,9 +103,9 @@ func negotiatedHTTP2(c net.Conn) bool {
 // no request: one the client sent meanwhile has a stream above the
 // GOAWAY's last stream, which the server ignores and the client retries
 // on a new connection (RFC 9113 §6.8).
-func http2IdleTimeout(cfg Config) time.Duration {
-	if cfg.RetireAfter > 0 && cfg.RetireAfter < cfg.CloseIdleAfter {
-		return cfg.RetireAfter
+func (s *Server) http2IdleTimeout() time.Duration {
+	if s.retireAfter > 0 && s.retireAfter < s.cfg.CloseIdleAfter {
+		return s.retireAfter
 	}
-	return cfg.CloseIdleAfter
+	return s.cfg.CloseIdleAfter
 }

@@ -228,8 +228,7 @@ func TestServeRefusesATLSListener(t *testing.T) {
 			s := New(srv, Config{})
 			err = serve.fn(s, tls.NewListener(raw, srv.TLSConfig))
 			require.Error(t, err)
-			assert.Contains(t, err.Error(), serve.name+" was given a TLS listener (*tls.listener)")
-			assert.Contains(t, err.Error(), "give ServeTLS the TCP listener")
+			assert.EqualError(t, err, "lingerhttp: "+serve.name+" of a TLS listener (*tls.listener)")
 			assert.Nil(t, s.Listener(), "nothing was served")
 		})
 	}
@@ -373,9 +372,8 @@ func TestHTTP2IdleEndsWithGOAWAY(t *testing.T) {
 	assert.EqualValues(t, 1, h.Listener().Stats().Count(linger.Clean), "%+v", h.Listener().Stats())
 }
 
-// HTTP/1 over TLS is retired as over TCP, and keeps no idle timeout of
-// net/http's once the first connection is served, while HTTP/2 has got
-// the IdleTimeout as New left it.
+// HTTP/1 over TLS is retired as over TCP; the server's IdleTimeout is
+// HTTP/2's (RetireAfter), which net/http's HTTP/2 server copied.
 func TestServeTLSRetiresHTTP1(t *testing.T) {
 	h, clock := startTLS(t, http.HandlerFunc(whoami), time.Second, Config{}, true, nil)
 	cl := h.client(t, false, nil)
@@ -383,7 +381,7 @@ func TestServeTLSRetiresHTTP1(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, resp.Close)
 	h.waitFor(t, "the connection idle", func() bool { return h.idleConnsLocked() == 1 })
-	assert.Equal(t, time.Duration(1<<63-1), h.srv.IdleTimeout, "HTTP/1 gets no idle timeout of net/http's")
+	assert.Equal(t, time.Second, h.srv.IdleTimeout, "HTTP/2's idle timeout")
 	clock.advance(1500 * time.Millisecond)
 	resp, body, newConn, err := get(cl, h.url("/"))
 	require.NoError(t, err)
@@ -566,7 +564,9 @@ func TestAdviceIgnoresTheClientsCloseNotify(t *testing.T) {
 	} {
 		s := New(&http.Server{}, Config{OnAdvice: func(Advice) {}})
 		s.tls.Store(tc.tls)
-		s.noteClose(linger.CloseInfo{Outcome: tc.outcome, Discarded: tc.discarded})
+		local, remote := &net.TCPAddr{Port: 1}, &net.TCPAddr{Port: 2}
+		s.idleShut[closeKey(local, remote)] = struct{}{} // the sweeper's close
+		s.noteClose(linger.CloseInfo{Outcome: tc.outcome, Discarded: tc.discarded, LocalAddr: local, RemoteAddr: remote})
 		assert.Equal(t, tc.lost, s.Advice().Lost, "TLS %v, %v, %d bytes", tc.tls, tc.outcome, tc.discarded)
 	}
 }

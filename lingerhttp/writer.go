@@ -18,6 +18,11 @@ func (s *Server) handler(next http.Handler) http.Handler {
 		dw := &drainWriter{ResponseWriter: w, s: s, retire: retire, drainKeeps: drainKeeps}
 		next.ServeHTTP(dw, r)
 		dw.mark() // net/http writes the header of a handler that wrote nothing
+		if c, ok := r.Context().Value(connKey{}).(net.Conn); ok && r.ProtoMajor == 1 {
+			if hc := connOf(c); hc != nil {
+				hc.served.Store(true)
+			}
+		}
 	})
 }
 

@@ -93,7 +93,7 @@ func ExampleServerCollector() {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "hello") })
 	srv := &http.Server{Handler: mux, IdleTimeout: time.Second}
 	ls := lingerhttp.New(srv, lingerhttp.Config{
-		Listener:  linger.Config{OnClose: m.OnClose(nil)},
+		Linger:    linger.Config{OnClose: m.OnClose(nil)},
 		DrainIdle: 100 * time.Millisecond,
 	})
 	m.Watch(ls)

@@ -13,7 +13,7 @@ import (
 // own from [lingerhttp.Server.Advice] (see the package documentation for
 // the list). Use it instead of a Collector, not beside one: the listener's
 // metrics would be exported twice. Make it with NewServerCollector, pass
-// OnClose to the server's Config.Listener, Watch the server, and register
+// OnClose to the server's Config.Linger, Watch the server, and register
 // it. Its methods may be called concurrently.
 type ServerCollector struct {
 	m   *listenerMetrics
@@ -48,7 +48,7 @@ func (c *ServerCollector) Watch(s *lingerhttp.Server) { c.srv.Store(s) }
 // Listener.OnClose that feeds c's histograms, then calls next, the
 // OnClose you had, if it is not nil:
 //
-//	cfg.Listener.OnClose = c.OnClose(cfg.Listener.OnClose)
+//	cfg.Linger.OnClose = c.OnClose(cfg.Linger.OnClose)
 //
 // The server still learns its advice from every close: lingerhttp.New
 // wraps what it is given.

@@ -30,7 +30,7 @@ func TestServerCollectorCountsRetiredAndLost(t *testing.T) {
 	ls := lingerhttp.New(srv, lingerhttp.Config{
 		RetireAfter:    time.Nanosecond,        // every reused connection is retired
 		CloseIdleAfter: 100 * time.Millisecond, // an idle connection is closed soon
-		Listener:       linger.Config{OnClose: m.OnClose(nil)},
+		Linger:         linger.Config{OnClose: m.OnClose(nil)},
 		OnAdvice:       func(lingerhttp.Advice) { advised.Add(1) },
 	})
 	m.Watch(ls)
