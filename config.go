@@ -120,7 +120,10 @@ type Config struct {
 	// sees up to 8 KiB of them, without consuming them, and reports
 	// whether they start a message the owner will read from scratch. Use
 	// [HTTP1Request] for HTTP/1 servers. TLS records and the HTTP/2
-	// preface do not pass it, so TLS connections are never rescued.
+	// preface do not pass it, so what a TLS client sends is never
+	// rescued; a peer that writes a plaintext request line into its TLS
+	// connection passes it, and the waiting TLS Read then rejects those
+	// bytes as it would have without the close.
 	Rescue func(head []byte) bool
 
 	// OnClose, if not nil, is called once for each accepted connection when
