@@ -4,8 +4,8 @@ go 1.26.0
 
 require (
 	github.com/cloudflare/tableflip v1.2.3
-	github.com/linger-go/linger v0.0.0
-	github.com/linger-go/linger/lingerprom v0.0.0
+	github.com/linger-go/linger v0.1.0
+	github.com/linger-go/linger/lingerprom v0.1.0
 	github.com/pires/go-proxyproto v0.15.0
 	github.com/prometheus/client_golang v1.23.2
 	github.com/stretchr/testify v1.12.1
