@@ -33,9 +33,12 @@ const (
 const quickStart = `package main
 
 import (
+	"context"
 	"log"
-	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/linger-go/linger"
 	"github.com/linger-go/linger/lingerhttp"
@@ -49,14 +52,15 @@ func main() {
 	prometheus.MustRegister(m)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.Handler())
-	srv := &http.Server{Handler: mux}
-	ls := lingerhttp.New(srv, lingerhttp.Config{Listener: linger.Config{OnClose: m.OnClose(nil)}})
+	srv := &http.Server{Addr: ":8080", Handler: mux}
+	ls := lingerhttp.New(srv, lingerhttp.Config{Linger: linger.Config{OnClose: m.OnClose(nil)}})
 	m.Watch(ls)
-	ln, err := net.Listen("tcp", ":0")
-	if err != nil {
+	mux.Handle("/ready", ls.ReadyHandler())
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := ls.Run(ctx); err != nil {
 		log.Fatal(err)
 	}
-	log.Fatal(ls.Serve(ln))
 }
 `
 
