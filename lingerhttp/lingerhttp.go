@@ -380,18 +380,15 @@ func (s *Server) listenAndServe(def string, serve func(*linger.Listener) error) 
 }
 
 // Serve wraps ln with linger (Config.Linger) and serves the server on it
-// until Shutdown, when it returns [http.ErrServerClosed]. A
-// *linger.Listener ([linger.Listen]) is served as it is; give it the
-// Server's Config.Linger, whose OnClose the Server learns from. Call Serve or
+// until Shutdown, when it returns [http.ErrServerClosed]. It refuses a
+// *linger.Listener: the Server makes its own, with Config.Linger, whose
+// closes it learns from. Call Serve or
 // ServeTLS once. For TLS, give ServeTLS the TCP listener: Serve refuses a
 // listener made by [crypto/tls.NewListener], under which net/http would
 // see *linger.Conn instead of *tls.Conn and serve no HTTP/2, set no
 // Request.TLS and see no client certificate.
 func (s *Server) Serve(ln net.Listener) error {
-	if ln == nil {
-		return errors.New("lingerhttp: Serve of a nil listener")
-	}
-	if err := checkNotTLS("Serve", ln); err != nil {
+	if err := checkListener("Serve", ln); err != nil {
 		return err
 	}
 	return s.serve(ln, s.srv.Serve)
@@ -400,17 +397,12 @@ func (s *Server) Serve(ln net.Listener) error {
 var errServeTwice = errors.New("lingerhttp: Serve called twice")
 
 // serve wraps ln with linger and runs serveHTTP (http.Server's Serve or
-// ServeTLS) on it, with the sweeper. A *linger.Listener is served as it
-// is, with its own Config.
+// ServeTLS) on it, with the sweeper.
 func (s *Server) serve(ln net.Listener, serveHTTP func(net.Listener) error) error {
 	if s.ln.Load() != nil {
 		return errServeTwice
 	}
-	lln, ok := ln.(*linger.Listener)
-	if !ok {
-		lln = linger.Wrap(ln, s.cfg.Linger)
-	}
-	return s.serveLinger(lln, serveHTTP)
+	return s.serveLinger(linger.Wrap(ln, s.cfg.Linger), serveHTTP)
 }
 
 // serveLinger is serve on a linger.Listener already made.

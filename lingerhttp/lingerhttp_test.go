@@ -425,6 +425,10 @@ func TestInvalidConfigPanicsByName(t *testing.T) {
 	s := New(&http.Server{}, Config{})
 	assert.EqualError(t, s.Serve(nil), "lingerhttp: Serve of a nil listener")
 	assert.EqualError(t, s.ServeTLS(nil, "", ""), "lingerhttp: ServeTLS of a nil listener")
+	lln, err := linger.Listen("tcp", "127.0.0.1:0", linger.Config{})
+	require.NoError(t, err)
+	defer lln.Close()
+	assert.EqualError(t, s.Serve(lln), "lingerhttp: Serve of a *linger.Listener", "it would wrap it twice")
 }
 
 // The handler wrapper keeps what handlers rely on: ResponseController's

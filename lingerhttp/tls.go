@@ -8,7 +8,6 @@ package lingerhttp
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"reflect"
@@ -42,10 +41,7 @@ func (s *Server) ListenAndServeTLS(certFile, keyFile string) error {
 // layer then rejects the bytes exactly as it would have without the
 // close.
 func (s *Server) ServeTLS(ln net.Listener, certFile, keyFile string) error {
-	if ln == nil {
-		return errors.New("lingerhttp: ServeTLS of a nil listener")
-	}
-	if err := checkNotTLS("ServeTLS", ln); err != nil {
+	if err := checkListener("ServeTLS", ln); err != nil {
 		return err
 	}
 	return s.serve(ln, s.tlsServer(certFile, keyFile))
@@ -73,12 +69,19 @@ func (s *Server) tlsServer(certFile, keyFile string) func(net.Listener) error {
 // HTTP/2 HEADERS frame alone has 9 bytes of header.
 const closeNotifyMax = 32
 
-// checkNotTLS refuses a listener made by crypto/tls, whose type is
+// checkListener refuses a nil listener, a linger.Listener (Serve wraps
+// the listener itself) and a listener made by crypto/tls, whose type is
 // unexported: its package is the only sign. Under it, linger would wrap
 // the *tls.Conn, and net/http, seeing no *tls.Conn, would serve no HTTP/2,
 // set no Request.TLS and see no client certificate: ServeTLS takes the
 // TCP listener instead.
-func checkNotTLS(method string, ln net.Listener) error {
+func checkListener(method string, ln net.Listener) error {
+	switch ln.(type) {
+	case nil:
+		return fmt.Errorf("lingerhttp: %s of a nil listener", method)
+	case *linger.Listener:
+		return fmt.Errorf("lingerhttp: %s of a *linger.Listener", method)
+	}
 	t := reflect.TypeOf(ln)
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
