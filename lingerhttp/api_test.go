@@ -1,6 +1,7 @@
 package lingerhttp
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net"
@@ -138,4 +139,42 @@ func TestAdviceIgnoresNetHTTPsOwnCloses(t *testing.T) {
 	assert.Positive(t, st.Outcomes[linger.Pending]+st.Outcomes[linger.Crossed], "the bytes were left unread: %+v", st)
 	assert.Zero(t, s.Advice().Lost)
 	assert.Empty(t, advised)
+}
+
+// HTTP/1 responses that keep their connection tell the client the idle
+// bound the Server keeps (Keep-Alive: timeout=N, in whole seconds);
+// responses that end it, and HTTP/2 ones, do not.
+func TestKeepAliveAdvertisesTheIdleBound(t *testing.T) {
+	for _, tc := range []struct {
+		idle time.Duration
+		cfg  Config
+		want string
+	}{
+		{2500 * time.Millisecond, Config{}, "timeout=2"},
+		{0, Config{}, "timeout=90"},
+		{0, Config{CloseIdleAfter: 30 * time.Second}, "timeout=30"},
+		{time.Hour, Config{}, "timeout=90"},
+		{100 * time.Millisecond, Config{}, "timeout=1"},
+	} {
+		addr, _ := slowServer(t, true, tc.idle, time.Second, tc.cfg)
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		for _, req := range []struct {
+			conn string
+			want string
+		}{
+			{"", tc.want},
+			{"Connection: close\r\n", ""},
+		} {
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n"+req.conn+"\r\n")
+			resp, err := http.ReadResponse(br, nil)
+			require.NoError(t, err)
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			assert.Equal(t, req.want, resp.Header.Get("Keep-Alive"), "IdleTimeout %v, %+v, %q", tc.idle, tc.cfg, req.conn)
+		}
+	}
 }

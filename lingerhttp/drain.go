@@ -105,7 +105,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Handoff(ctx context.Context) error {
 	ln := s.ln.Load()
 	if ln == nil {
-		return errors.New("lingerhttp: Handoff before Serve: there is no listener to hand off")
+		return errors.New("lingerhttp: Handoff before Serve")
 	}
 	s.mu.Lock()
 	switch {
@@ -123,7 +123,7 @@ func (s *Server) Handoff(ctx context.Context) error {
 		}
 	case !s.handoff.Load():
 		s.mu.Unlock()
-		return errors.New("lingerhttp: Handoff after Shutdown began: its listener closes and takes the accept queue; the Shutdown goes on")
+		return errors.New("lingerhttp: Handoff after Shutdown began")
 	}
 	s.mu.Unlock()
 	return s.drain(ctx)
@@ -279,5 +279,5 @@ func (s *Server) shutdownErr(ctx context.Context) error {
 	if ln := s.ln.Load(); ln != nil {
 		lingering = ln.Stats().Lingering
 	}
-	return fmt.Errorf("lingerhttp: Shutdown ended with %d connections serving a request, %d idle and %d lingering closes: %w", active, idle, lingering, ctx.Err())
+	return fmt.Errorf("lingerhttp: Shutdown ended with %d active, %d idle and %d lingering connections: %w", active, idle, lingering, ctx.Err())
 }

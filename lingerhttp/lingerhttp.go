@@ -61,6 +61,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -186,6 +187,7 @@ type Server struct {
 	retireAfter time.Duration // Config.RetireAfter or its default
 	idleTimeout time.Duration // net/http's idle timeout for srv as given
 	headTimeout time.Duration // net/http's header timeout for srv
+	keepAlive   string        // the Keep-Alive header of HTTP/1 responses
 
 	ln       atomic.Pointer[linger.Listener]
 	draining atomic.Bool
@@ -272,6 +274,7 @@ func (s *Server) wire() {
 	if s.retireAfter == 0 {
 		s.retireAfter = s.idleTimeout
 	}
+	s.keepAlive = keepAliveHeader(s.retireAfter, s.cfg.CloseIdleAfter)
 	// net/http's HTTP/2 server copies IdleTimeout when Serve sets HTTP/2
 	// up, and ends idle HTTP/2 connections with GOAWAY, which races
 	// nothing. HTTP/1's idle deadline is held back per connection (conn).
@@ -295,6 +298,18 @@ func (s *Server) wire() {
 		}
 		return context.WithValue(ctx, connKey{}, c)
 	}
+}
+
+// keepAliveHeader is the Keep-Alive header that tells clients the idle
+// time after which the Server ends a connection: retireAfter if set
+// (the next response then ends it), else the hard cap; in whole seconds,
+// rounded down and at least 1 (Node.js reads timeout=0 as no timeout).
+func keepAliveHeader(retireAfter, closeIdleAfter time.Duration) string {
+	d := closeIdleAfter
+	if retireAfter > 0 && retireAfter < d {
+		d = retireAfter
+	}
+	return "timeout=" + strconv.FormatInt(max(int64(d/time.Second), 1), 10)
 }
 
 // Run serves until ctx ends, then drains with Shutdown, bounded by

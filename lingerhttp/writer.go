@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 )
 
 // The response side: marking responses that end their connection.
@@ -16,6 +17,9 @@ func (s *Server) handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		retire, drainKeeps := s.requestBegins(r)
 		dw := &drainWriter{ResponseWriter: w, s: s, retire: retire, drainKeeps: drainKeeps}
+		if r.ProtoMajor == 1 && !r.Close {
+			dw.keepAlive = s.keepAlive
+		}
 		next.ServeHTTP(dw, r)
 		dw.mark() // net/http writes the header of a handler that wrote nothing
 		if c, ok := r.Context().Value(connKey{}).(net.Conn); ok && r.ProtoMajor == 1 {
@@ -28,13 +32,18 @@ func (s *Server) handler(next http.Handler) http.Handler {
 
 // drainWriter adds "Connection: close" to a response when it is written,
 // if the connection is retired or the server is draining (but not on an
-// HTTP/2 connection the drain keeps). It passes on Flush, Hijack and
+// HTTP/2 connection the drain keeps); otherwise, on HTTP/1, the idle
+// bound the Server keeps, as "Keep-Alive: timeout=N" (RFC 2068 §19.7.1.1,
+// as Apache httpd and Node.js send it): clients that honour it, Node's
+// http.Agent and fetch among them, stop reusing a connection before it,
+// so its reuse races nothing. It passes on Flush, Hijack and
 // ReadFrom (sendfile), and unwraps for [http.ResponseController].
 type drainWriter struct {
 	http.ResponseWriter
 	s          *Server
 	retire     bool
 	drainKeeps bool
+	keepAlive  string // the Keep-Alive header of a response that keeps the connection
 	marked     bool
 }
 
@@ -43,8 +52,12 @@ func (w *drainWriter) mark() {
 		return
 	}
 	w.marked = true
-	if w.retire || (w.s.draining.Load() && !w.drainKeeps) {
-		w.Header().Set("Connection", "close")
+	h := w.Header()
+	switch {
+	case w.retire || (w.s.draining.Load() && !w.drainKeeps):
+		h.Set("Connection", "close")
+	case w.keepAlive != "" && h.Get("Keep-Alive") == "" && !strings.Contains(strings.ToLower(h.Get("Connection")), "close"):
+		h.Set("Keep-Alive", w.keepAlive)
 	}
 }
 
