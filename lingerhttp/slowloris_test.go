@@ -26,12 +26,26 @@ import (
 func slowServer(t *testing.T, lingering bool, idle, header time.Duration, cfg Config) (string, *Server) {
 	t.Helper()
 	srv := &http.Server{Handler: http.HandlerFunc(ok), IdleTimeout: idle, ReadHeaderTimeout: header}
+	if !lingering {
+		return serveWith(t, srv, nil)
+	}
+	return slowServerWith(t, srv, cfg)
+}
+
+// slowServerWith serves srv through a Server with cfg, as slowServer does.
+func slowServerWith(t *testing.T, srv *http.Server, cfg Config) (string, *Server) {
+	t.Helper()
+	return serveWith(t, srv, New(srv, cfg))
+}
+
+// serveWith serves srv on loopback, through s if not nil.
+func serveWith(t *testing.T, srv *http.Server, s *Server) (string, *Server) {
+	t.Helper()
+	lingering := s != nil
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	served := make(chan error, 1)
-	var s *Server
 	if lingering {
-		s = New(srv, cfg)
 		go func() { served <- s.Serve(ln) }()
 		s.waitServing(t)
 	} else {
