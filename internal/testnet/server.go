@@ -3,12 +3,26 @@ package testnet
 import (
 	"context"
 	"net"
-	"testing"
 	"time"
 
 	"github.com/linger-go/linger"
-	"github.com/stretchr/testify/require"
 )
+
+// TB is the part of testing.TB these helpers use. The package does not
+// import testing (nor testify, which does), so a program that uses its
+// other helpers, the bench, links no test code.
+type TB interface {
+	Helper()
+	Cleanup(func())
+	Fatalf(format string, args ...any)
+}
+
+func must(t TB, err error, what string) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
 
 // Server is a linger.Listener whose finished closes a test reads, one at a
 // time, with [Server.Next].
@@ -20,7 +34,7 @@ type Server struct {
 // Serve makes a Server of the listener open returns for cfg, with cfg's
 // OnClose (if set) still called, and shuts it down when the test ends,
 // failing the test if that does not finish every close within 10 s.
-func Serve(t testing.TB, cfg linger.Config, open func(linger.Config) (*linger.Listener, error)) *Server {
+func Serve(t TB, cfg linger.Config, open func(linger.Config) (*linger.Listener, error)) *Server {
 	t.Helper()
 	s := &Server{closes: make(chan linger.CloseInfo, 4096)}
 	user := cfg.OnClose
@@ -31,33 +45,33 @@ func Serve(t testing.TB, cfg linger.Config, open func(linger.Config) (*linger.Li
 		s.closes <- ci
 	}
 	ln, err := open(cfg)
-	require.NoError(t, err)
+	must(t, err, "listen")
 	s.Listener = ln
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		require.NoError(t, ln.Shutdown(ctx), "Shutdown at test end")
+		must(t, ln.Shutdown(ctx), "Shutdown at test end")
 	})
 	return s
 }
 
 // Next waits for the next finished close, failing the test after 10 s.
-func (s *Server) Next(t testing.TB) linger.CloseInfo {
+func (s *Server) Next(t TB) linger.CloseInfo {
 	t.Helper()
 	select {
 	case ci := <-s.closes:
 		return ci
 	case <-time.After(10 * time.Second):
-		t.Fatal("no close finished within 10s")
+		t.Fatalf("no close finished within 10s")
 		return linger.CloseInfo{}
 	}
 }
 
 // Listen is a plain listener on 127.0.0.1:0, closed when the test ends.
-func Listen(t testing.TB) net.Listener {
+func Listen(t TB) net.Listener {
 	t.Helper()
 	ln, err := ListenTCP("127.0.0.1:0")
-	require.NoError(t, err)
+	must(t, err, "listen")
 	t.Cleanup(func() { ln.Close() })
 	return ln
 }
@@ -65,13 +79,13 @@ func Listen(t testing.TB) net.Listener {
 // Pair dials ln, over its own network (TCP or unix), and accepts,
 // returning the client's and the server's ends, both closed when the test
 // ends.
-func Pair(t testing.TB, ln net.Listener) (client, srv net.Conn) {
+func Pair(t TB, ln net.Listener) (client, srv net.Conn) {
 	t.Helper()
 	c, err := net.Dial(ln.Addr().Network(), ln.Addr().String())
-	require.NoError(t, err)
+	must(t, err, "dial")
 	t.Cleanup(func() { c.Close() })
 	s, err := ln.Accept()
-	require.NoError(t, err)
+	must(t, err, "accept")
 	t.Cleanup(func() { s.Close() })
 	return c, s
 }
