@@ -306,7 +306,9 @@ func TestDocBlocksCompile(t *testing.T) {
 	}
 	cmd := exec.Command(gobin, "vet", "./...")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off", "GOOS=linux", "CGO_ENABLED=0")
+	// -mod=mod lets the go command complete the scratch go.mod's
+	// requirements; GOWORK=off keeps a go.work of the caller's out.
+	cmd.Env = append(os.Environ(), "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" -mod=mod"), "GOWORK=off", "GOOS=linux", "CGO_ENABLED=0")
 	out, err := cmd.CombinedOutput()
 	if err == nil {
 		t.Logf("%d go blocks compiled and vetted", len(blocks))
