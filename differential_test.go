@@ -289,7 +289,7 @@ func TestCloseIdleOnHostileInput(t *testing.T) {
 			cl.Remote = ""
 			calls = append(calls, cl)
 		}
-		if took && !wasRescued && (len(calls) == 0 || got == nil) {
+		if took && !wasRescued && (len(calls) == 0 || len(got) == 0) {
 			// A close: nothing served, nothing answered. (If net/http's
 			// Read took the bytes while CloseIdle decided, and net/http
 			// answered and closed before the hand-back, the close comes

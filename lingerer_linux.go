@@ -583,5 +583,10 @@ func defaultMaxLingering() int {
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
 		return DefaultMaxLingering
 	}
-	return int(max(DefaultMaxLingering, min(rl.Cur/2, maxDefaultLingering)))
+	return maxLingeringFor(rl.Cur)
+}
+
+// maxLingeringFor is the default MaxLingering for a descriptor limit.
+func maxLingeringFor(limit uint64) int {
+	return int(max(DefaultMaxLingering, min(limit/2, maxDefaultLingering)))
 }
