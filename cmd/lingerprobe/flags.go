@@ -75,7 +75,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.maxIdle, "max-idle", 120*time.Second, "stop waiting for the backend to close an idle connection after this long (at most 10m)")
 	fs.IntVar(&o.maxRequests, "max-requests", 100, "send at most this many requests on one connection to find the backend's limit (0 skips)")
 	fs.IntVar(&o.raceN, "n", 200, "requests per method (GET, POST) swept around the idle timeout, one connection each (0 skips the race)")
-	fs.DurationVar(&o.sweep, "sweep", 5*time.Millisecond, "send the swept requests at the idle timeout ± this (widened to 3 round trips)")
+	fs.DurationVar(&o.sweep, "sweep", 5*time.Millisecond, "sweep the requests across twice this around the idle timeout, 1.5× before and 0.5× after (widened to 3 round trips)")
 	fs.IntVar(&o.conns, "conns", 100, "connections the race holds open at once")
 	fs.IntVar(&o.earlyBody, "early-body", 1<<20, "bytes of the POST body the backend is expected to answer before reading")
 	fs.IntVar(&o.earlyTries, "early-tries", 3, "how many such POSTs (0 skips)")

@@ -95,7 +95,7 @@ func (p *prober) idle(ctx context.Context) (idleReport, error) {
 			r := &res[i]
 			c, err := p.dial(ctx)
 			if err != nil {
-				r.err = err
+				r.err = fmt.Errorf("lingerprobe: %w", err)
 				return
 			}
 			defer c.Close()
@@ -126,7 +126,7 @@ func (p *prober) idle(ctx context.Context) (idleReport, error) {
 	rep.KeepAliveHeader = first.keepAlive
 	rep.AdvertisedSecs = keepAliveTimeout(first.keepAlive).Seconds()
 	rep.ConnectionClose = first.close
-	rep.RTTms = float64(res[0].rtt.Microseconds()) / 1000
+	rep.RTTms = ms(res[0].rtt)
 	rep.WaitedSecs = p.o.maxIdle.Seconds()
 	if first.close {
 		return rep, nil
@@ -235,19 +235,24 @@ const (
 )
 
 // race sends -n GETs and -n POSTs, each on its own connection idle for the
-// measured timeout plus an offset swept across ±sweep, -conns connections at
-// a time.
+// measured timeout plus an offset swept across about two -sweep, -conns
+// connections at a time.
 func (p *prober) race(ctx context.Context, idle idleReport) *raceReport {
 	rtt := time.Duration(idle.RTTms * float64(time.Millisecond))
 	spread := secs(idle.MaxSecs - idle.MinSecs)
 	sweep := max(p.o.sweep, 3*rtt, spread)
+	closes := secs(idle.TimeoutSecs)
 	// The close is seen half a round trip after the backend made it, and a
 	// request reaches the backend half a round trip after it is sent: the
-	// requests that meet the close are those sent a round trip before the
-	// close is seen.
-	center := secs(idle.TimeoutSecs) - rtt
+	// requests that meet the close are those sent about a round trip
+	// before the close is seen, and on a busy machine a few milliseconds
+	// earlier still (the reader's wake-up). Requests sent after the close
+	// is seen find it and are not sent. So the sweep runs from 1.5 sweeps
+	// before that moment to half a sweep after it.
+	from := -rtt - 3*sweep/2
+	to := -rtt + sweep/2
 	n := p.o.raceN
-	rep := &raceReport{SweepMs: float64(sweep.Microseconds()) / 1000, CenterSecs: center.Seconds()}
+	rep := &raceReport{IdleCloseSecs: closes.Seconds(), FromMs: ms(from), ToMs: ms(to)}
 	methods := []struct {
 		name string
 		body []byte
@@ -261,27 +266,38 @@ func (p *prober) race(ctx context.Context, idle idleReport) *raceReport {
 		results[m] = make([]result, n)
 	}
 	rounds := (2*n + p.o.conns - 1) / p.o.conns
-	p.logf("lingerprobe: sending %d requests around the %.3fs idle timeout (±%v), %d at a time: about %v",
-		2*n, center.Seconds(), sweep, min(p.o.conns, 2*n), (time.Duration(rounds) * (center + sweep)).Round(time.Second))
+	p.logf("lingerprobe: sending %d requests on connections idle %.3f s %+.1f to %+.1f ms, %d at a time: about %v",
+		2*n, closes.Seconds(), ms(from), ms(to), min(p.o.conns, 2*n), (time.Duration(rounds+1) * closes).Round(time.Second))
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(p.o.conns, 2*n) {
+	workers := min(p.o.conns, 2*n)
+	for k := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// Start the workers spread across one idle period, so their
+			// requests and the backend's closes do not all come at once:
+			// a burst of them delays the client's reads by milliseconds,
+			// against the backend's timers, and no balancer sends so.
+			t := time.NewTimer(closes * time.Duration(k) / time.Duration(workers))
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
 			for ctx.Err() == nil {
 				i := int(next.Add(1) - 1)
 				if i >= 2*n {
 					return
 				}
 				// Alternate methods so both see the same conditions; the
-				// j-th of a method goes at -sweep + 2·sweep·j/(n-1).
+				// j-th of a method goes at from + (to-from)·j/(n-1).
 				m, j := i%2, i/2
-				off := -sweep
+				off := from
 				if n > 1 {
-					off += time.Duration(int64(2*sweep) * int64(j) / int64(n-1))
+					off += time.Duration(int64(to-from) * int64(j) / int64(n-1))
 				}
-				results[m][j] = result{p.raceOne(ctx, center+off, methods[m].body), off}
+				results[m][j] = result{p.raceOne(ctx, closes+off, methods[m].body), off}
 			}
 		}()
 	}
@@ -311,13 +327,16 @@ func (p *prober) race(ctx context.Context, idle idleReport) *raceReport {
 		rc.Sent = n - rc.ClosedFirst
 		if len(failed) > 0 {
 			slices.Sort(failed)
-			rc.FailedFromMs = float64(failed[0].Microseconds()) / 1000
-			rc.FailedToMs = float64(failed[len(failed)-1].Microseconds()) / 1000
+			rc.FailedFromMs = ms(failed[0])
+			rc.FailedToMs = ms(failed[len(failed)-1])
 		}
 		rep.Methods = append(rep.Methods, rc)
 	}
 	return rep
 }
+
+// ms is d in milliseconds, to the microsecond.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // raceOne opens a connection, sends one GET, waits wait after its answer,
 // and then, if the connection still looks open, sends the request (a POST
@@ -424,7 +443,10 @@ func (p *prober) earlyOne(ctx context.Context, chunk []byte) (out string, status
 	c.SetDeadline(time.Now().Add(p.o.timeout))
 	a, rerr := c.read("POST")
 	if rerr != nil {
-		if classify(rerr) == endTimeout && werr != nil {
+		// A reset reports ECONNRESET once (Linux clears the socket's
+		// error as it reports it): if the write took it, the read sees
+		// only the end of a truncated answer.
+		if classify(werr) == endRST && classify(rerr) != endRST {
 			rerr = werr
 		}
 		return classify(rerr), 0, werr == nil

@@ -52,9 +52,11 @@ type maxReqReport struct {
 
 // raceReport is the sweep around the idle timeout.
 type raceReport struct {
-	CenterSecs float64     `json:"center_s"`
-	SweepMs    float64     `json:"sweep_ms"`
-	Methods    []raceCount `json:"methods"`
+	IdleCloseSecs float64 `json:"idle_close_s"` // the measured idle close the sweep is around
+	FromMs        float64 `json:"from_ms"`      // the first request's offset from it
+	ToMs          float64 `json:"to_ms"`        // the last one's
+
+	Methods []raceCount `json:"methods"`
 }
 
 // raceCount is one method's swept requests.
@@ -159,7 +161,7 @@ func (r *report) writeText(w io.Writer) error {
 	tw.Flush()
 
 	if rc := r.Race; rc != nil {
-		fmt.Fprintf(&b, "\nrequests sent on connections idle %.3f s ± %g ms, one connection each\n", rc.CenterSecs, rc.SweepMs)
+		fmt.Fprintf(&b, "\nrequests sent on connections idle %.3f s %+.1f to %+.1f ms, one connection each\n", rc.IdleCloseSecs, rc.FromMs, rc.ToMs)
 		row("  method", "sent", "answered", "EOF", "reset", "other", "not sent (closed first)")
 		for _, m := range rc.Methods {
 			ans := fmt.Sprint(m.Answered)

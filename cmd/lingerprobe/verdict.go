@@ -130,8 +130,11 @@ func notes(rep *report) []string {
 	if idle.UnaskedBytes > 0 {
 		n = append(n, fmt.Sprintf("the backend sent %d bytes nobody asked for on an idle connection before closing it (a 408?)", idle.UnaskedBytes))
 	}
-	if idle.Closed && idle.AdvertisedSecs > 0 && math.Abs(idle.AdvertisedSecs-idle.TimeoutSecs) > 1 {
-		n = append(n, fmt.Sprintf("the backend advertises Keep-Alive timeout=%g but closed idle connections after %s", idle.AdvertisedSecs, fmtSecs(idle.TimeoutSecs)))
+	if idle.Closed && idle.AdvertisedSecs > 0 && math.Abs(idle.AdvertisedSecs-idle.TimeoutSecs) >= 0.5 {
+		// Node (20 and later) closes keepAliveTimeoutBuffer, 1 s by
+		// default, after what it advertises, so that clients that honour
+		// the header close first; balancers do not read the header.
+		n = append(n, fmt.Sprintf("the backend advertises \"Keep-Alive: timeout=%g\" but closed idle connections after %s; balancers go by their own timeout, not the header", idle.AdvertisedSecs, fmtSecs(idle.TimeoutSecs)))
 	}
 	if m := rep.MaxRequests; m != nil && m.Served < m.Bound && m.End != "Connection: close" && m.End != "" {
 		n = append(n, fmt.Sprintf("the backend ended a connection after %d requests without \"Connection: close\" (%s): that races the balancer too", m.Served, m.End))
