@@ -101,8 +101,9 @@ func TestExpress(t *testing.T) {
 		assert.Equal(t, "Express", rep.Idle.PoweredBy)
 		assert.Equal(t, "node", rep.Verdict.Backend)
 		assert.Equal(t, 65.0, rep.Verdict.SuggestedSecs)
-		require.NotEmpty(t, rep.Verdict.Advice)
-		assert.Contains(t, rep.Verdict.Advice[0], "server.keepAliveTimeout = 65000; server.headersTimeout = 66000")
+		require.NotEmpty(t, rep.Verdict.FixBackend)
+		assert.Equal(t, "Node.js: server.keepAliveTimeout = 65000; server.headersTimeout = 66000;", rep.Verdict.FixBackend[0])
+		assert.Contains(t, rep.Verdict.FixBalancer, "ALB: idle_timeout.timeout_seconds")
 		require.NotNil(t, rep.Race)
 		for _, m := range rep.Race.Methods {
 			assert.Equal(t, 20, m.Sent+m.ClosedFirst, m.Method)

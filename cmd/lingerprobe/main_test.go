@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/linger-go/linger/internal/testnet"
+	"github.com/linger-go/linger/lingerhttp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -87,7 +89,8 @@ func TestGoShortIdleTimeoutRaces(t *testing.T) {
 	assert.Empty(t, rep.Idle.KeepAliveHeader)
 	assert.Equal(t, resultRaces, rep.Verdict.Result)
 	assert.Equal(t, 7.0, rep.Verdict.SuggestedSecs)
-	assert.Contains(t, strings.Join(rep.Verdict.Advice, "\n"), "IdleTimeout: 7 * time.Second")
+	assert.Contains(t, strings.Join(rep.Verdict.FixBackend, "\n"), "IdleTimeout: 7 * time.Second")
+	assert.Equal(t, "ALB: idle_timeout.timeout_seconds 1 or less", rep.Verdict.FixBalancer)
 	require.NotNil(t, rep.Race)
 	for _, m := range rep.Race.Methods {
 		assert.Equal(t, 30, m.Sent+m.ClosedFirst, m.Method)
@@ -112,7 +115,8 @@ func TestGoLongIdleTimeoutClean(t *testing.T) {
 		assert.True(t, rep.Idle.Closed)
 		assert.InDelta(t, 2.5, rep.Idle.TimeoutSecs, 0.25)
 		assert.Equal(t, resultClean, rep.Verdict.Result)
-		assert.Empty(t, rep.Verdict.Advice)
+		assert.Empty(t, rep.Verdict.FixBackend)
+		assert.Empty(t, rep.Verdict.FixBalancer)
 	})
 	t.Run("outlives the probe's wait", func(t *testing.T) {
 		t.Parallel()
@@ -166,7 +170,7 @@ func TestKeepAliveHeader(t *testing.T) {
 	assert.Equal(t, exitRaces, code)
 	assert.Contains(t, out, "Keep-Alive header            timeout=1")
 	assert.Contains(t, out, "verdict: RACES")
-	assert.Contains(t, out, "fix: raise the backend's idle timeout above the balancer's: Node.js: server.keepAliveTimeout = 8000; server.headersTimeout = 9000")
+	assert.Contains(t, out, "fix: keep idle connections open longer on the backend than on the balancer (8 s):\n  Node.js: server.keepAliveTimeout = 8000; server.headersTimeout = 9000;\n")
 	_, rep := probeJSON(t, url, "-lb-idle", "3s", "-max-idle", "3s", "-n", "0", "-early-tries", "0", "-max-requests", "0")
 	assert.Equal(t, "timeout=1", rep.Idle.KeepAliveHeader)
 	assert.Equal(t, 1.0, rep.Idle.AdvertisedSecs)
@@ -236,7 +240,8 @@ func TestJSONShape(t *testing.T) {
 	v := m["verdict"].(map[string]any)
 	assert.Equal(t, "races", v["result"])
 	assert.NotEmpty(t, v["reason"])
-	assert.Contains(t, strings.Join(toStrings(v["advice"]), "\n"), "nginx's keepalive_timeout in the upstream block")
+	assert.Contains(t, toStrings(v["fix_backend"]), "Go: http.Server{IdleTimeout: 6 * time.Second}, or lingerhttp, which retires idle connections with \"Connection: close\" instead of closing them")
+	assert.Equal(t, "nginx: keepalive_timeout 1s or less in the upstream block", v["fix_balancer"])
 }
 
 func toStrings(v any) []string {
@@ -338,4 +343,36 @@ func TestKeepAliveTimeoutParse(t *testing.T) {
 	} {
 		assert.Equal(t, want, keepAliveTimeout(h), h)
 	}
+}
+
+// lingerhttp retires a connection idle past IdleTimeout with
+// "Connection: close" and closes idle ones only after CloseIdleAfter: with
+// that above the balancer's idle timeout the probe finds it clean, sees the
+// retirements in the sweep, and no swept request is lost.
+func TestLingerhttpClean(t *testing.T) {
+	t.Parallel()
+	ln, err := testnet.ListenTCP("127.0.0.1:0")
+	require.NoError(t, err)
+	ls := lingerhttp.New(&http.Server{Handler: hello, IdleTimeout: 300 * time.Millisecond}, lingerhttp.Config{CloseIdleAfter: 2500 * time.Millisecond})
+	done := make(chan error, 1)
+	go func() { done <- ls.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		assert.NoError(t, ls.Shutdown(ctx))
+		assert.ErrorIs(t, <-done, http.ErrServerClosed)
+	})
+	url := "http://" + ln.Addr().String() + "/"
+	code, rep := probeJSON(t, url, "-lb-idle", "1s", "-max-idle", "6s", "-n", "20", "-conns", "40", "-early-tries", "2", "-max-requests", "0")
+	assert.Equal(t, exitClean, code)
+	assert.True(t, rep.Idle.Closed)
+	assert.GreaterOrEqual(t, rep.Idle.TimeoutSecs, 2.5)
+	assert.Equal(t, endFIN, rep.Idle.End)
+	require.NotNil(t, rep.Race)
+	for _, m := range rep.Race.Methods {
+		assert.Zero(t, m.EOF+m.Reset, "%s lost", m.Method)
+		assert.Positive(t, m.Retired, "%s retired", m.Method)
+	}
+	require.NotNil(t, rep.Early)
+	assert.Equal(t, 2, rep.Early.Whole, "the 404 arrives whole")
 }

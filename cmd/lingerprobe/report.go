@@ -93,7 +93,8 @@ type verdict struct {
 	Reason        string   `json:"reason"`
 	Backend       string   `json:"backend_guess,omitempty"`
 	SuggestedSecs float64  `json:"suggested_backend_idle_s,omitempty"`
-	Advice        []string `json:"advice,omitempty"`
+	FixBackend    []string `json:"fix_backend,omitempty"`  // one line per server; the guessed one first
+	FixBalancer   string   `json:"fix_balancer,omitempty"` // or this, on the balancer
 	Notes         []string `json:"notes,omitempty"`
 }
 
@@ -186,8 +187,14 @@ func (r *report) writeText(w io.Writer) error {
 
 	v := r.Verdict
 	fmt.Fprintf(&b, "\nverdict: %s — %s\n", strings.ToUpper(v.Result), v.Reason)
-	for _, a := range v.Advice {
-		fmt.Fprintf(&b, "  fix: %s\n", a)
+	if len(v.FixBackend) > 0 {
+		fmt.Fprintf(&b, "fix: keep idle connections open longer on the backend than on the balancer (%s):\n", fmtDur(secs(v.SuggestedSecs)))
+		for _, a := range v.FixBackend {
+			fmt.Fprintf(&b, "  %s\n", a)
+		}
+	}
+	if v.FixBalancer != "" {
+		fmt.Fprintf(&b, "or on the balancer:\n  %s\n", v.FixBalancer)
 	}
 	for _, n := range v.Notes {
 		fmt.Fprintf(&b, "  note: %s\n", n)

@@ -59,7 +59,7 @@ func judge(o *options, rep *report) verdict {
 	v.Backend = guessBackend(idle)
 	if v.Result == resultRaces {
 		v.SuggestedSecs = (lbIdle.Truncate(time.Second) + suggestedMargin).Seconds()
-		v.Advice = advice(o, v.Backend, time.Duration(v.SuggestedSecs)*time.Second, secs(idle.MinSecs))
+		v.FixBackend, v.FixBalancer = advice(o, v.Backend, time.Duration(v.SuggestedSecs)*time.Second, secs(idle.MinSecs))
 	}
 	v.Notes = notes(rep)
 	return v
@@ -86,13 +86,13 @@ func guessBackend(idle idleReport) string {
 }
 
 // advice is the settings that make the balancer close first: the backend's
-// idle timeout raised to suggested, or the balancer's lowered below the
-// backend's (closes); the guessed backend's line first.
-func advice(o *options, backend string, suggested, closes time.Duration) []string {
+// idle timeout raised to suggested (one line per server, the guessed
+// backend's first), or the balancer's lowered below the backend's (closes).
+func advice(o *options, backend string, suggested, closes time.Duration) (onBackend []string, onBalancer string) {
 	s := int(suggested.Seconds())
 	lines := map[string]string{
-		"node":   fmt.Sprintf("Node.js: server.keepAliveTimeout = %d000; server.headersTimeout = %d000 (keep headersTimeout above keepAliveTimeout)", s, s+1),
-		"go":     fmt.Sprintf("Go net/http: http.Server{IdleTimeout: %d * time.Second}; or lingerhttp (github.com/linger-go/linger/lingerhttp), which answers a connection idle past IdleTimeout with \"Connection: close\" instead of closing it", s),
+		"node":   fmt.Sprintf("Node.js: server.keepAliveTimeout = %d000; server.headersTimeout = %d000;", s, s+1),
+		"go":     fmt.Sprintf("Go: http.Server{IdleTimeout: %d * time.Second}, or lingerhttp, which retires idle connections with \"Connection: close\" instead of closing them", s),
 		"nginx":  fmt.Sprintf("nginx: keepalive_timeout %ds;", s),
 		"apache": fmt.Sprintf("Apache httpd: KeepAliveTimeout %d", s),
 	}
@@ -100,24 +100,23 @@ func advice(o *options, backend string, suggested, closes time.Duration) []strin
 	if backend != "" {
 		order = append([]string{backend}, order...)
 	}
-	var out []string
 	seen := map[string]bool{}
 	for _, k := range order {
 		if !seen[k] {
 			seen[k] = true
-			out = append(out, "raise the backend's idle timeout above the balancer's: "+lines[k])
+			onBackend = append(onBackend, lines[k])
 		}
 	}
 	below := fmtDur(max(closes-raceMargin, time.Second).Truncate(time.Second))
 	switch o.lb {
 	case "alb":
-		out = append(out, fmt.Sprintf("or lower the ALB's idle timeout (attribute idle_timeout.timeout_seconds) to %s or less", below))
+		onBalancer = fmt.Sprintf("ALB: idle_timeout.timeout_seconds %s or less", strings.TrimSuffix(below, " s"))
 	case "nginx":
-		out = append(out, fmt.Sprintf("or lower nginx's keepalive_timeout in the upstream block to %s or less", below))
+		onBalancer = fmt.Sprintf("nginx: keepalive_timeout %s or less in the upstream block", strings.ReplaceAll(below, " ", ""))
 	case "haproxy":
-		out = append(out, fmt.Sprintf("or make HAProxy drop idle server connections sooner than %s (global pool-purge-delay) and retry what still meets a close (retry-on conn-failure empty-response)", fmtDur(closes.Truncate(time.Second))))
+		onBalancer = fmt.Sprintf("HAProxy: drop idle server connections well before %s (global pool-purge-delay) and retry what still meets a close (retry-on conn-failure empty-response)", fmtDur(closes.Truncate(time.Second)))
 	}
-	return out
+	return onBackend, onBalancer
 }
 
 // notes are what else the measurements showed.
