@@ -162,8 +162,8 @@ func (r *report) writeText(w io.Writer) error {
 	tw.Flush()
 
 	if rc := r.Race; rc != nil {
-		fmt.Fprintf(&b, "\nrequests sent on connections idle %.3f s %+.1f to %+.1f ms, one connection each\n", rc.IdleCloseSecs, rc.FromMs, rc.ToMs)
-		row("  method", "sent", "answered", "EOF", "reset", "other", "not sent (closed first)")
+		fmt.Fprintf(&b, "\nrequests on connections idle %.3f s, from %.1f ms before to %.1f ms after the close was seen, one connection each\n", rc.IdleCloseSecs, -rc.FromMs, rc.ToMs)
+		row("  method", "sent", "answered", "lost: EOF", "lost: reset", "other", "not sent (closed first)")
 		for _, m := range rc.Methods {
 			ans := fmt.Sprint(m.Answered)
 			if m.Retired > 0 {
@@ -187,6 +187,9 @@ func (r *report) writeText(w io.Writer) error {
 
 	v := r.Verdict
 	fmt.Fprintf(&b, "\nverdict: %s — %s\n", strings.ToUpper(v.Result), v.Reason)
+	for _, n := range v.Notes {
+		fmt.Fprintf(&b, "  seen: %s\n", n)
+	}
 	if len(v.FixBackend) > 0 {
 		fmt.Fprintf(&b, "fix: keep idle connections open longer on the backend than on the balancer (%s):\n", fmtDur(secs(v.SuggestedSecs)))
 		for _, a := range v.FixBackend {
@@ -195,9 +198,6 @@ func (r *report) writeText(w io.Writer) error {
 	}
 	if v.FixBalancer != "" {
 		fmt.Fprintf(&b, "or on the balancer:\n  %s\n", v.FixBalancer)
-	}
-	for _, n := range v.Notes {
-		fmt.Fprintf(&b, "  note: %s\n", n)
 	}
 	fmt.Fprintf(&b, "(probe took %.1f s)\n", r.DurationSecs)
 	_, err := io.WriteString(w, b.String())

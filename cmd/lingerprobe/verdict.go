@@ -141,7 +141,7 @@ func notes(rep *report) []string {
 	if r := rep.Race; r != nil {
 		for _, m := range r.Methods {
 			if lost := m.EOF + m.Reset; lost > 0 {
-				n = append(n, fmt.Sprintf("%d of %d %ss sent at the idle timeout got no answer (%d EOF, %d reset), sent %+.1f to %+.1f ms from it",
+				n = append(n, fmt.Sprintf("%d of %d %ss sent as the backend closed the connection got no answer (%d EOF, %d reset), sent %+.1f to %+.1f ms from the close seen",
 					lost, m.Sent, m.Method, m.EOF, m.Reset, m.FailedFromMs, m.FailedToMs))
 			}
 			if m.Retired > 0 {
