@@ -220,7 +220,7 @@ func TestJSONShape(t *testing.T) {
 	assert.Equal(t, "nginx", m["balancer"])
 	assert.Equal(t, 1.0, m["balancer_idle_s"])
 	idle := m["idle"].(map[string]any)
-	for _, k := range []string{"status", "connection_close", "closed", "timeout_s", "timeout_min_s", "timeout_max_s", "end", "waited_s", "connect_ms"} {
+	for _, k := range []string{"status", "connection_close", "closed", "timeout_s", "timeout_min_s", "timeout_max_s", "end", "max_idle_s", "connect_ms"} {
 		assert.Contains(t, idle, k)
 	}
 	race := m["race"].(map[string]any)

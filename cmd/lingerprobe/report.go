@@ -38,7 +38,7 @@ type idleReport struct {
 	MaxSecs         float64 `json:"timeout_max_s,omitempty"`
 	End             string  `json:"end,omitempty"` // FIN, RST
 	UnaskedBytes    int     `json:"unasked_bytes,omitempty"`
-	WaitedSecs      float64 `json:"waited_s"`
+	WaitedSecs      float64 `json:"max_idle_s"`
 	RTTms           float64 `json:"connect_ms"`
 }
 
