@@ -88,7 +88,10 @@ func (p *prober) request(path string, body []byte) []byte {
 		method = "POST"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: lingerprobe\r\nAccept: */*\r\n", method, path, p.o.target.Host)
+	// "Connection: keep-alive" is implied in HTTP/1.1, but Apache httpd
+	// sends its "Keep-Alive: timeout=N, max=M" only to a client that says
+	// it, as Node's agent and browsers do.
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: lingerprobe\r\nAccept: */*\r\nConnection: keep-alive\r\n", method, path, p.o.target.Host)
 	if body != nil {
 		fmt.Fprintf(&b, "Content-Type: text/plain\r\nContent-Length: %d\r\n", len(body))
 	}
