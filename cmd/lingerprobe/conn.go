@@ -170,9 +170,15 @@ func (c *conn) looksClosed() bool {
 	}
 	st := peek(c.tcp)
 	if st == peekData && c.tls {
-		// A TLS record: maybe close_notify, maybe a session ticket. Send,
-		// and let the read tell.
-		return false
+		// A TLS record: close_notify, or a message crypto/tls takes in
+		// itself (a session ticket). A read of a millisecond tells: it
+		// ends in EOF after close_notify, in our deadline otherwise
+		// (crypto/tls keeps a timed-out read's state, and bufio hands the
+		// error out once).
+		c.SetReadDeadline(time.Now().Add(time.Millisecond))
+		_, err := c.br.Peek(1)
+		c.SetReadDeadline(time.Time{})
+		return !errors.Is(err, os.ErrDeadlineExceeded)
 	}
 	return st != peekNothing
 }

@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"strings"
@@ -381,4 +384,44 @@ func TestLingerhttpClean(t *testing.T) {
 	}
 	require.NotNil(t, rep.Early)
 	assert.Equal(t, 2, rep.Early.Whole, "the 404 arrives whole")
+}
+
+// Over https: net/http's idle close sends close_notify, then its FIN; the
+// probe finds the timeout and the end as over http, and counts no request
+// as lost that met a close_notify already there.
+func TestHTTPS(t *testing.T) {
+	t.Parallel()
+	cert, _, err := testnet.Certificate("lingerprobe")
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{
+		Handler:     hello,
+		IdleTimeout: time.Second,
+		TLSConfig:   &tls.Config{Certificates: []tls.Certificate{cert}},
+		ErrorLog:    log.New(io.Discard, "", 0), // the untrusted run's handshake errors
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.ServeTLS(ln, "", "")
+	}()
+	t.Cleanup(func() {
+		srv.Close()
+		<-done
+	})
+	url := "https://" + ln.Addr().String() + "/"
+	code, rep := probeJSON(t, url, "-insecure", "-lb-idle", "2s", "-max-idle", "3s", "-n", "20", "-conns", "40", "-early-tries", "1", "-max-requests", "5")
+	assert.Equal(t, exitRaces, code)
+	assert.InDelta(t, 1.0, rep.Idle.TimeoutSecs, 0.25)
+	assert.Equal(t, endFIN, rep.Idle.End)
+	require.NotNil(t, rep.Race)
+	for _, m := range rep.Race.Methods {
+		assert.Positive(t, m.ClosedFirst, "%s: requests after the close_notify are not sent", m.Method)
+		assert.Zero(t, m.Other, m.Method)
+		t.Logf("%s over TLS: %+v", m.Method, m)
+	}
+	code, _, errs := probeRun(t, url, "-lb-idle", "2s", "-max-idle", "3s")
+	assert.Equal(t, exitError, code, "the certificate is not trusted without -insecure")
+	assert.Contains(t, errs, "certificate")
 }
