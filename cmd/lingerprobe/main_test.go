@@ -57,6 +57,7 @@ func goServer(t *testing.T, srv *http.Server) string {
 	if srv.Handler == nil {
 		srv.Handler = hello
 	}
+	conns := trackConns(srv)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -65,8 +66,30 @@ func goServer(t *testing.T, srv *http.Server) string {
 	t.Cleanup(func() {
 		srv.Close()
 		<-done
+		conns.Wait()
 	})
 	return "http://" + ln.Addr().String() + "/"
+}
+
+// trackConns makes srv count its connections (keeping srv's own
+// ConnState), so that a test can wait for their goroutines: net/http's
+// Close does not, and a connection closed with a body unread sleeps in
+// closeWriteAndWait for 500 ms before it ends.
+func trackConns(srv *http.Server) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	inner := srv.ConnState
+	srv.ConnState = func(c net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			wg.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			defer wg.Done()
+		}
+		if inner != nil {
+			inner(c, st)
+		}
+	}
+	return &wg
 }
 
 // hello answers "hello" on / and 404 elsewhere, without reading a body.
@@ -401,6 +424,7 @@ func TestHTTPS(t *testing.T) {
 		TLSConfig:   &tls.Config{Certificates: []tls.Certificate{cert}},
 		ErrorLog:    log.New(io.Discard, "", 0), // the untrusted run's handshake errors
 	}
+	conns := trackConns(srv)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -409,6 +433,7 @@ func TestHTTPS(t *testing.T) {
 	t.Cleanup(func() {
 		srv.Close()
 		<-done
+		conns.Wait()
 	})
 	url := "https://" + ln.Addr().String() + "/"
 	code, rep := probeJSON(t, url, "-insecure", "-lb-idle", "2s", "-max-idle", "3s", "-n", "20", "-conns", "40", "-early-tries", "1", "-max-requests", "5")

@@ -19,6 +19,9 @@ import (
 // times, and the spread shows it.
 const idleConns = 3
 
+// raceBudget bounds the sweep's time: -n shrinks to fit it.
+const raceBudget = 10 * time.Minute
+
 // racePing is the swept POSTs' body.
 var racePing = []byte("lingerprobe ping")
 
@@ -252,6 +255,12 @@ func (p *prober) race(ctx context.Context, idle idleReport) *raceReport {
 	from := -rtt - 3*sweep/2
 	to := -rtt + sweep/2
 	n := p.o.raceN
+	// Each round of -conns requests takes one idle period, plus one for
+	// the staggered start: keep the whole under raceBudget.
+	if fit := (int(raceBudget/max(closes, time.Millisecond)) - 1) * p.o.conns / 2; n > fit {
+		n = max(fit, 1)
+		p.logf("lingerprobe: %d requests per method, not %d, to stay within %v", n, p.o.raceN, raceBudget)
+	}
 	rep := &raceReport{IdleCloseSecs: closes.Seconds(), FromMs: ms(from), ToMs: ms(to)}
 	methods := []struct {
 		name string
