@@ -130,9 +130,11 @@ func notes(rep *report) []string {
 		n = append(n, fmt.Sprintf("the backend sent %d bytes nobody asked for on an idle connection before closing it (a 408?)", idle.UnaskedBytes))
 	}
 	if idle.Closed && idle.AdvertisedSecs > 0 && math.Abs(idle.AdvertisedSecs-idle.TimeoutSecs) >= 0.5 {
-		// Node (20 and later) closes keepAliveTimeoutBuffer, 1 s by
-		// default, after what it advertises, so that clients that honour
-		// the header close first; balancers do not read the header.
+		// Node's http server times an idle socket out a second after the
+		// keepAliveTimeout it advertises (HTTP_SERVER_KEEP_ALIVE_TIMEOUT_BUFFER
+		// in lib/_http_server.js, server.keepAliveTimeoutBuffer in later
+		// versions), so that clients honouring the header close first;
+		// balancers do not read the header.
 		n = append(n, fmt.Sprintf("the backend advertises \"Keep-Alive: timeout=%g\" but closed idle connections after %s; balancers go by their own timeout, not the header", idle.AdvertisedSecs, fmtSecs(idle.TimeoutSecs)))
 	}
 	if m := rep.MaxRequests; m != nil && m.Served < m.Bound && m.End != "Connection: close" && m.End != "" {
