@@ -830,8 +830,13 @@ var dateLine = regexp.MustCompile(`(?m)^Date: [^\r\n]*\r$`)
 
 // normalizeDate replaces the value of every Date header line.
 func normalizeDate(b []byte) []byte {
-	return dateLine.ReplaceAll(b, []byte("Date: *\r"))
+	return keepAliveLine.ReplaceAll(dateLine.ReplaceAll(b, []byte("Date: *\r")), nil)
 }
+
+// keepAliveLine is lingerhttp's Keep-Alive header, which tells the client
+// the idle bound it keeps; plain net/http sends none. It is the one header
+// the comparisons leave out.
+var keepAliveLine = regexp.MustCompile(`Keep-Alive: timeout=[0-9]+\r\n`)
 
 // Class 5: connections net/http closes while its background read (started
 // while a handler runs, once the body is consumed) may be in flight, with
