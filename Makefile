@@ -6,8 +6,9 @@
 # make test-modules fetches the library and lingerprom as a user would, from
 # a file GOPROXY made from this tree as if v<X> and lingerprom/v<X> were
 # tagged, and builds a quick start with them (CONTRIBUTING.md, Releasing).
-# The modules are developed together through go.work; lingerprom/go.mod
-# requires the library's release version and replaces nothing.
+# The modules are developed together through go.work (bench: bench/go.work);
+# lingerprom/go.mod requires the library's release version and replaces
+# nothing.
 # make bench-publish runs the default benchmark and the restart scenario and
 # refreshes the tracked copy in bench/results/ that the README quotes.
 
