@@ -568,7 +568,7 @@ func (s *lingerSet) end(over []ended) {
 			// The owner's racing Read's bytes (see Conn.linger).
 			Discarded: e.discarded + c.late.Load(),
 		}
-		c.finish(info, e.start, lingerOutcome(info, l.cfg.LingerBytes, x.err, c.load().has(flagCut)))
+		c.finish(info, e.start, lingerOutcome(info, l.cfg.LingerBytes, x.err, c.load()))
 		l.stats.lingering.Add(-1)
 		l.lingerer.watched.Add(-1)
 	}
