@@ -46,27 +46,27 @@ func tlsPair(t *testing.T, s *testnet.Server, client *tls.Config) (*tls.Conn, *t
 func TestTLSCloseNotifyIsClean(t *testing.T) {
 	versions := []struct {
 		name   string
-		cfg    tls.Config
+		cfg    *tls.Config
 		notify int64 // close_notify's size on the wire
 	}{
 		// 5 of header, 2 of alert, 1 of content type, 16 of AEAD tag.
-		{"TLS 1.3", tls.Config{MinVersion: tls.VersionTLS13}, 24},
+		{"TLS 1.3", &tls.Config{MinVersion: tls.VersionTLS13}, 24},
 		// 5 of header, 8 of explicit nonce, 2 of alert, 16 of tag.
-		{"TLS 1.2 AES-GCM", tls.Config{MaxVersion: tls.VersionTLS12,
+		{"TLS 1.2 AES-GCM", &tls.Config{MaxVersion: tls.VersionTLS12,
 			CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}}, 31},
 		// 5 of header, 2 of alert, 16 of tag.
-		{"TLS 1.2 ChaCha20", tls.Config{MaxVersion: tls.VersionTLS12,
+		{"TLS 1.2 ChaCha20", &tls.Config{MaxVersion: tls.VersionTLS12,
 			CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}}, 23},
 	}
 	for _, p := range closePaths {
 		t.Run(p.name, func(t *testing.T) {
 			for _, v := range versions {
-				cfg := v.cfg
+				cfg := v.cfg.Clone()
 				cfg.InsecureSkipVerify = true
 				t.Run(v.name+"/after our close", func(t *testing.T) {
 					s := listen(t, linger.Config{})
 					p.prepare(s.Listener)
-					cli, srv := tlsPair(t, s, &cfg)
+					cli, srv := tlsPair(t, s, cfg)
 					require.NoError(t, srv.Close()) // our close_notify, then the lingering close
 					_, err := cli.Read(make([]byte, 1))
 					require.ErrorIs(t, err, io.EOF, "the client reads our close_notify")
@@ -79,7 +79,7 @@ func TestTLSCloseNotifyIsClean(t *testing.T) {
 				t.Run(v.name+"/queued before our close", func(t *testing.T) {
 					s := listen(t, linger.Config{})
 					p.prepare(s.Listener)
-					cli, srv := tlsPair(t, s, &cfg)
+					cli, srv := tlsPair(t, s, cfg)
 					require.NoError(t, cli.CloseWrite()) // its close_notify alone
 					waitQueued(t, srv.NetConn(), int(v.notify))
 					require.NoError(t, srv.Close())

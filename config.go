@@ -60,8 +60,8 @@ const (
 
 // Config tunes a [Listener]. The zero Config is the recommended production
 // setting; each field's comment gives its default and what zero means.
-// Invalid values are rejected by [Listen] with an error naming the field,
-// and by [Wrap] with a panic carrying the same message.
+// Invalid values are rejected by [Listen] with an error naming the field
+// and its value, and by [Wrap] with a panic carrying the same error.
 type Config struct {
 	// LingerTimeout bounds a lingering close: how long, from the owner's
 	// Close, the connection waits for the peer's FIN after our half-close
@@ -97,7 +97,9 @@ type Config struct {
 	// retransmissions. Zero means KeepAliveIdle + KeepAliveInterval ×
 	// KeepAliveCount (the pairing recommended so the two mechanisms agree
 	// on when a peer is dead; 150 s with the defaults), or no user timeout
-	// when keep-alive is off. Negative leaves the kernel's default.
+	// when keep-alive is off. Negative leaves the kernel's default. The
+	// kernel takes milliseconds in a C int: more than 2^31-1 ms (about
+	// 24.8 days) is invalid.
 	UserTimeout time.Duration
 
 	// AbortiveClose makes every Close abortive: SO_LINGER 0, so the kernel
@@ -133,12 +135,26 @@ type Config struct {
 	// connection). It may close other connections.
 	OnClose func(CloseInfo)
 
-	// ErrorLog receives socket options the kernel rejects, once per option
-	// and Listener (a rejected option is skipped, never fatal to Accept),
-	// and, once per Listener, a wrapped listener whose connections cannot
-	// half-close or are TLS connections (put linger under TLS, directly on
-	// the TCP listener). If nil, they go to the log package's standard
-	// logger.
+	// ErrorLog receives, one line each, what the Listener cannot do as
+	// configured. If nil, they go to the log package's standard logger.
+	// Each is reported once per Listener:
+	//   - a socket option the kernel rejects: it is skipped, never fatal to
+	//     Accept;
+	//   - a wrapped listener whose connections cannot half-close: they close
+	//     without lingering (outcome [Plain]); put other listener wrappers
+	//     (x/net/netutil.LimitListener, go-proxyproto) above linger;
+	//   - a wrapped listener that returns TLS connections: the server above
+	//     sees *linger.Conn, not the *tls.Conn, so net/http serves no HTTP/2
+	//     (clients that negotiated h2 fail), sets no Request.TLS and sees no
+	//     client certificate, and the lingering close waits for the peer's
+	//     close_notify rather than its FIN. Put TLS above linger:
+	//     tls.NewListener(linger.Wrap(tcpListener, cfg), tlsConfig),
+	//     [net/http.Server.ServeTLS] over the Listener, or lingerhttp's
+	//     ServeTLS;
+	//   - an MPTCP listener, at [Wrap], and the handshake stop it refuses,
+	//     at Close (see [Listener.Close]);
+	//   - a lingering close the kernel refuses to watch (Linux; it is
+	//     closed at once, outcome [Shed]).
 	ErrorLog *log.Logger
 }
 
@@ -150,21 +166,22 @@ const maxDefaultLingering = 1 << 20
 // maxUserTimeout is the largest TCP_USER_TIMEOUT, a C int of milliseconds.
 const maxUserTimeout = math.MaxInt32 * time.Millisecond
 
-// validate reports the first invalid field by name.
+// validate reports the first invalid field by name, with its value. What
+// a valid value is, and what zero means, is in each field's doc comment.
 func (c *Config) validate() error {
 	switch {
 	case c.LingerTimeout < 0:
-		return fmt.Errorf("linger: Config.LingerTimeout is negative (%v); use zero for the default %v", c.LingerTimeout, DefaultLingerTimeout)
+		return fmt.Errorf("linger: Config.LingerTimeout is negative (%v)", c.LingerTimeout)
 	case c.LingerBytes < 0:
-		return fmt.Errorf("linger: Config.LingerBytes is negative (%d); use zero for the default %d", c.LingerBytes, DefaultLingerBytes)
+		return fmt.Errorf("linger: Config.LingerBytes is negative (%d)", c.LingerBytes)
 	case c.MaxLingering < 0:
-		return fmt.Errorf("linger: Config.MaxLingering is negative (%d); use zero for the default %d", c.MaxLingering, DefaultMaxLingering)
+		return fmt.Errorf("linger: Config.MaxLingering is negative (%d)", c.MaxLingering)
 	case c.KeepAliveInterval < 0:
-		return fmt.Errorf("linger: Config.KeepAliveInterval is negative (%v); use zero for the default, or a negative KeepAliveIdle to turn keep-alive off", c.KeepAliveInterval)
-	case c.UserTimeout > maxUserTimeout:
-		return fmt.Errorf("linger: Config.UserTimeout is too large (%v); TCP_USER_TIMEOUT holds at most %v", c.UserTimeout, maxUserTimeout)
+		return fmt.Errorf("linger: Config.KeepAliveInterval is negative (%v)", c.KeepAliveInterval)
 	case c.KeepAliveCount < 0:
-		return fmt.Errorf("linger: Config.KeepAliveCount is negative (%d); use zero for the default, or a negative KeepAliveIdle to turn keep-alive off", c.KeepAliveCount)
+		return fmt.Errorf("linger: Config.KeepAliveCount is negative (%d)", c.KeepAliveCount)
+	case c.UserTimeout > maxUserTimeout:
+		return fmt.Errorf("linger: Config.UserTimeout is too large (%v)", c.UserTimeout)
 	}
 	return nil
 }

@@ -267,7 +267,7 @@ func (l *Listener) shed(c *Conn, info CloseInfo, start time.Duration, fd int, er
 	closeSocket(c, fd)
 	if !errors.Is(err, net.ErrClosed) {
 		l.watchErr.Do(func() {
-			l.logf("linger: the kernel refused to watch a lingering close (%v): such closes are closed at once, outcome shed (reported once)", err)
+			l.logf("linger: cannot watch a lingering close, closing it at once (outcome shed): %v", err)
 		})
 	}
 	info.Discarded = c.late.Load()
