@@ -28,34 +28,19 @@ const (
 	// started and then read our response. A peer that streams past it is
 	// hostile or broken and gets closed (outcome [Overflow]).
 	DefaultLingerBytes = 16 << 20
+)
 
-	// DefaultMaxLingering bounds how many connections linger at once where
-	// each lingering close is a goroutine of its own (every platform but
-	// Linux), and is the least bound on Linux. Past the bound, closes are
-	// shed (outcome [Shed]) rather than letting a flood of closes exhaust
-	// descriptors or memory. A lingering connection holds one file
-	// descriptor and its kernel socket, and no read buffer on Linux (the
-	// drain discards with MSG_TRUNC). Elsewhere it also holds a parked
-	// goroutine, about 3 KB of Go memory with its stack.
-	//
-	// On Linux, where a Listener's lingering TCP closes share one epoll
-	// set and one goroutine (about 500 bytes of Go memory each, measured
-	// with 9,000 lingering), descriptors are the bound that matters: the
-	// zero MaxLingering is half the process's descriptor limit (the soft
-	// RLIMIT_NOFILE when the Listener is made, which Go raises to the hard
-	// limit at start-up), so lingering closes can take at most half of
-	// them and the other half stays for open connections and everything
-	// else; never less than DefaultMaxLingering, and at most 2^20 (Linux's
-	// largest descriptor limit by default, fs.nr_open). With a limit of
-	// 20,000 that is 10,000; with the common 1,048,576, 524,288.
-	DefaultMaxLingering = 4096
+// minMaxLingering is MaxLingering's default where each lingering close is
+// a goroutine of its own (every platform but Linux), and its least default
+// on Linux (see Config.MaxLingering).
+const minMaxLingering = 4096
 
-	// DefaultKeepAliveIdle, DefaultKeepAliveInterval and
-	// DefaultKeepAliveCount are Go's own defaults for accepted connections
-	// (net.ListenConfig with KeepAlive zero).
-	DefaultKeepAliveIdle     = 15 * time.Second
-	DefaultKeepAliveInterval = 15 * time.Second
-	DefaultKeepAliveCount    = 9
+// Go's own keep-alive defaults for accepted connections (net.ListenConfig
+// with KeepAlive zero), the defaults of Config's KeepAlive fields.
+const (
+	defaultKeepAliveIdle     = 15 * time.Second
+	defaultKeepAliveInterval = 15 * time.Second
+	defaultKeepAliveCount    = 9
 )
 
 // Config tunes a [Listener]. The zero Config is the recommended production
@@ -75,10 +60,22 @@ type Config struct {
 	LingerBytes int64
 
 	// MaxLingering bounds how many connections of this listener linger at
-	// once; a Close beyond it closes at once (outcome [Shed]). Zero means
-	// half the descriptor limit on Linux, at least [DefaultMaxLingering],
-	// and DefaultMaxLingering elsewhere (see there why); negative is
-	// invalid.
+	// once; a Close beyond it closes at once (outcome [Shed]) rather than
+	// let a flood of closes exhaust descriptors or memory. A lingering
+	// connection holds one file descriptor and its kernel socket, and on
+	// Linux no read buffer (the drain discards with MSG_TRUNC). Negative
+	// is invalid. Zero means:
+	//   - on Linux, half the process's descriptor limit (the soft
+	//     RLIMIT_NOFILE when the Listener is made, which Go raises to the
+	//     hard limit at start-up), at least 4096 and at most 2^20 (Linux's
+	//     largest descriptor limit by default, fs.nr_open): 10,000 with a
+	//     limit of 20,000, 524,288 with the common 1,048,576. A Listener's
+	//     lingering TCP closes share one epoll set and one goroutine there,
+	//     about 500 bytes of Go memory each (measured with 9,000
+	//     lingering), so descriptors are the bound that matters, and half
+	//     of them stay for open connections and everything else;
+	//   - elsewhere, 4096: each lingering close is a goroutine of its own,
+	//     about 3 KB of Go memory with its stack.
 	MaxLingering int
 
 	// KeepAliveIdle, KeepAliveInterval and KeepAliveCount set TCP
@@ -198,13 +195,13 @@ func (c Config) withDefaults() Config {
 		c.MaxLingering = defaultMaxLingering()
 	}
 	if c.KeepAliveIdle == 0 {
-		c.KeepAliveIdle = DefaultKeepAliveIdle
+		c.KeepAliveIdle = defaultKeepAliveIdle
 	}
 	if c.KeepAliveInterval == 0 {
-		c.KeepAliveInterval = DefaultKeepAliveInterval
+		c.KeepAliveInterval = defaultKeepAliveInterval
 	}
 	if c.KeepAliveCount == 0 {
-		c.KeepAliveCount = DefaultKeepAliveCount
+		c.KeepAliveCount = defaultKeepAliveCount
 	}
 	if c.UserTimeout == 0 {
 		if c.KeepAliveIdle > 0 {

@@ -10,7 +10,7 @@ import (
 )
 
 // On Linux the zero MaxLingering is half the descriptor limit, at least
-// DefaultMaxLingering.
+// minMaxLingering.
 func TestDefaultMaxLingeringFollowsTheDescriptorLimit(t *testing.T) {
 	var rl unix.Rlimit
 	require.NoError(t, unix.Getrlimit(unix.RLIMIT_NOFILE, &rl))
@@ -18,7 +18,7 @@ func TestDefaultMaxLingeringFollowsTheDescriptorLimit(t *testing.T) {
 	require.NoError(t, err)
 	defer raw.Close()
 	l := Wrap(raw, Config{})
-	assert.Equal(t, int(max(DefaultMaxLingering, min(rl.Cur/2, 1<<20))), l.cfg.MaxLingering)
-	assert.GreaterOrEqual(t, l.cfg.MaxLingering, DefaultMaxLingering)
+	assert.Equal(t, int(max(minMaxLingering, min(rl.Cur/2, 1<<20))), l.cfg.MaxLingering)
+	assert.GreaterOrEqual(t, l.cfg.MaxLingering, minMaxLingering)
 	assert.Equal(t, 7, Wrap(raw, Config{MaxLingering: 7}).cfg.MaxLingering, "a set MaxLingering is kept")
 }

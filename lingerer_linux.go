@@ -576,12 +576,12 @@ func (s *lingerSet) end(over []ended) {
 
 // defaultMaxLingering is half the descriptors the process may open
 // (RLIMIT_NOFILE's soft limit, which Go raises to the hard limit at
-// start-up), at least DefaultMaxLingering and at most maxDefaultLingering:
-// see DefaultMaxLingering for why.
+// start-up), at least minMaxLingering and at most maxDefaultLingering:
+// see minMaxLingering for why.
 func defaultMaxLingering() int {
 	var rl unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
-		return DefaultMaxLingering
+		return minMaxLingering
 	}
-	return int(max(DefaultMaxLingering, min(rl.Cur/2, maxDefaultLingering)))
+	return int(max(minMaxLingering, min(rl.Cur/2, maxDefaultLingering)))
 }

@@ -178,7 +178,7 @@ func TestLingerPathsEndAlike(t *testing.T) {
 				}
 				st := s.Stats()
 				assert.EqualValues(t, 0, st.Lingering)
-				assert.EqualValues(t, n, st.Count(linger.Aborted))
+				assert.EqualValues(t, n, st.Outcomes[linger.Aborted])
 			})
 		})
 	}
@@ -378,12 +378,12 @@ func TestManySimultaneousClosesAreNotShed(t *testing.T) {
 		require.NoError(t, c.Close())
 	}
 	st := ln.Stats()
-	assert.Zero(t, st.Count(linger.Shed), "shed")
+	assert.Zero(t, st.Outcomes[linger.Shed], "shed")
 	assert.EqualValues(t, n, st.Lingering+st.Closed())
 	assert.LessOrEqual(t, runtime.NumGoroutine()-before, 2, "goroutines added by %d lingering closes", n)
 	clients.closeAll()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	require.NoError(t, ln.Shutdown(ctx))
-	assert.EqualValues(t, n, ln.Stats().Count(linger.Clean), "every close ended on the peer's FIN; stats %+v", ln.Stats())
+	assert.EqualValues(t, n, ln.Stats().Outcomes[linger.Clean], "every close ended on the peer's FIN; stats %+v", ln.Stats())
 }

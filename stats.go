@@ -114,14 +114,6 @@ type Stats struct {
 	Outcomes [NumOutcomes]int64
 }
 
-// Count returns the number of finished closes with outcome o.
-func (s Stats) Count(o Outcome) int64 {
-	if o < NumOutcomes {
-		return s.Outcomes[o]
-	}
-	return 0
-}
-
 // Closed returns the number of finished closes, whatever their outcome;
 // rescues are not closes.
 func (s Stats) Closed() int64 {

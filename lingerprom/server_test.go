@@ -108,11 +108,11 @@ linger_discarded_bytes_total{server="api"} %d
 	assert.GreaterOrEqual(t, adv.LongestLostIdle, 100*time.Millisecond, "lost after CloseIdleAfter idle")
 
 	st := ls.Listener().Stats()
-	assert.EqualValues(t, 1, st.Count(linger.Crossed))
-	assert.EqualValues(t, 1, st.Count(linger.Clean))
+	assert.EqualValues(t, 1, st.Outcomes[linger.Crossed])
+	assert.EqualValues(t, 1, st.Outcomes[linger.Clean])
 	want := map[string]float64{}
 	for o := range linger.NumOutcomes {
-		want[o.String()] = float64(st.Count(o))
+		want[o.String()] = float64(st.Outcomes[o])
 	}
 	assert.Equal(t, want, scrapedOutcomes(t, reg), "linger_closes_total is Stats.Outcomes")
 	assert.EqualValues(t, 1, advised.Load(), "lingerhttp still learns from every close: OnAdvice once")
