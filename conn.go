@@ -225,6 +225,8 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	}
 	c.endRead(t, n > 0)
 	if n > 0 {
+		// The bytes went by unseen: the stream is not known to be TLS.
+		c.setFlag(flagHeard)
 		c.lastIO.Store(int64(monotonic()))
 	}
 	if err == nil {
