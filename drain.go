@@ -57,7 +57,7 @@ func (c *Conn) closeInfo() pendingClose {
 	return p
 }
 
-// close runs once, from the owner's Close, in phase closing. It decides
+// close runs once, from the owner's Close or CloseIdle, in phase closing. It decides
 // whether the connection can close at once or must linger, and starts the
 // linger.
 func (c *Conn) close(p pendingClose) {

@@ -103,7 +103,10 @@ type CloseInfo struct {
 
 // Stats are a listener's counters since it was created.
 type Stats struct {
-	Accepted  int64 // connections returned by Accept
+	// Accepted counts connections taken from the kernel's accept queue:
+	// those Accept returned, and those closed unreturned because Shutdown
+	// had given up on its connections.
+	Accepted  int64
 	Open      int64 // accepted and not yet closed by their owner
 	Lingering int64 // closed by their owner, lingering close under way
 	Discarded int64 // bytes read and dropped by lingering closes

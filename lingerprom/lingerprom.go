@@ -29,7 +29,7 @@
 //
 // Every metric carries the collector's ConstLabels.
 //
-//	linger_accepted_connections_total          counter    connections returned by Accept
+//	linger_accepted_connections_total          counter    connections taken from the kernel (see linger.Stats.Accepted)
 //	linger_closes_total{outcome}               counter    finished closes by outcome: every linger.Outcome by name
 //	                                                      ("clean", "crossed", ...); "rescued" counts requests handed
 //	                                                      back by an idle close instead of closing
@@ -124,7 +124,7 @@ func newListenerMetrics(o Opts) *listenerMetrics {
 		idleBuckets = defaultIdleBuckets
 	}
 	return &listenerMetrics{
-		accepted: desc("linger_accepted_connections_total", "Connections returned by Accept."),
+		accepted: desc("linger_accepted_connections_total", "Connections taken from the kernel's accept queue (see linger.Stats.Accepted)."),
 		closes: desc("linger_closes_total",
 			`Finished closes of accepted connections, by outcome (see linger.Outcome); outcome="rescued" counts requests an idle close handed back instead of closing.`,
 			"outcome"),

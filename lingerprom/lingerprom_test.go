@@ -49,7 +49,7 @@ func TestCollectorCountsKnownCloses(t *testing.T) {
 	pair(t, ln)
 
 	err := testutil.ScrapeAndCompare(url, strings.NewReader(`
-# HELP linger_accepted_connections_total Connections returned by Accept.
+# HELP linger_accepted_connections_total Connections taken from the kernel's accept queue (see linger.Stats.Accepted).
 # TYPE linger_accepted_connections_total counter
 linger_accepted_connections_total{listener="public"} 3
 # HELP linger_open_connections Accepted connections not yet closed by their owner.

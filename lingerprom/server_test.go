@@ -94,7 +94,7 @@ lingerhttp_longest_lost_idle_seconds{server="api"} %s
 # HELP lingerhttp_suggested_idle_timeout_seconds The idle timeout that would have avoided the lost requests: longer than every gap seen, plus a margin.
 # TYPE lingerhttp_suggested_idle_timeout_seconds gauge
 lingerhttp_suggested_idle_timeout_seconds{server="api"} %s
-# HELP linger_accepted_connections_total Connections returned by Accept.
+# HELP linger_accepted_connections_total Connections taken from the kernel's accept queue (see linger.Stats.Accepted).
 # TYPE linger_accepted_connections_total counter
 linger_accepted_connections_total{server="api"} 2
 # HELP linger_discarded_bytes_total Bytes read and dropped by lingering closes.
