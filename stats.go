@@ -103,9 +103,9 @@ type CloseInfo struct {
 
 // Stats are a listener's counters since it was created.
 type Stats struct {
-	// Accepted counts connections taken from the kernel's accept queue:
-	// those Accept returned, and those closed unreturned because Shutdown
-	// had given up on its connections.
+	// Accepted counts connections taken from the kernel's accept queue,
+	// whether or not Accept returned them: [Listener.Close] takes the
+	// queue, and [Listener.Shutdown] closes what no Accept returned.
 	Accepted  int64
 	Open      int64 // accepted and not yet closed by their owner
 	Lingering int64 // closed by their owner, lingering close under way
