@@ -11,7 +11,8 @@ import (
 // applies, in this order, is reported: [Aborted], [Plain], [Clean] (the
 // peer had closed first and nothing was unread) and [Shed], decided when
 // the owner closes, or [Rescued] instead of a close; then how a lingering
-// close ended: [Overflow], [Aborted] (Shutdown's cut), [Timeout], [Reset];
+// close ended: [Overflow], [Aborted] (Shutdown's cut), [Timeout], [Reset],
+// [Shed] (the kernel refused to go on watching it);
 // then, the peer's FIN having come, [Clean] for a TLS connection that
 // discarded at most its close_notify, [Pending], [Crossed], else [Clean].
 //
