@@ -249,7 +249,7 @@ func BenchmarkLingeringAtTheLimit(b *testing.B) {
 				}
 				clear(cs)
 				st := ln.Stats()
-				shed += float64(st.Count(linger.Shed))
+				shed += float64(st.Outcomes[linger.Shed])
 				lingering += float64(st.Lingering)
 				perConn += (float64(testnet.HeapAndStacks()) - float64(base)) / float64(st.Lingering)
 				closeClients()
@@ -294,7 +294,7 @@ func BenchmarkSimultaneousCloses(b *testing.B) {
 				closeNs += float64(time.Since(start).Nanoseconds()) / float64(n)
 				if lln != nil {
 					st := lln.Stats()
-					shed += float64(st.Count(linger.Shed))
+					shed += float64(st.Outcomes[linger.Shed])
 					lingering += float64(st.Lingering)
 				}
 				clients.closeAll()

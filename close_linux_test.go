@@ -4,10 +4,12 @@ package linger_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"log"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -110,28 +112,52 @@ func isMPTCP(t *testing.T, ln net.Listener) bool {
 }
 
 // An MPTCP listener, which Go ≥ 1.24 creates by default, refuses the
-// socket filter: Close says so, with the remedy, instead of leaving the
-// race open in silence. Listen makes plain TCP listeners, where Go would
-// make MPTCP ones.
+// socket filter Close stops new handshakes with. Wrap says so at once, in
+// one line, not first at Close (during a deploy); Close still reports the
+// refusal. Listen makes plain TCP listeners, where Go would make MPTCP
+// ones: nothing to report.
 func TestMPTCPListener(t *testing.T) {
-	t.Setenv("GODEBUG", "multipathtcp=1") // what go 1.24+ in go.mod does
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	if !isMPTCP(t, ln) {
-		ln.Close()
-		t.Skip("the kernel gave a plain TCP socket: no MPTCP here")
+	for _, tc := range []struct {
+		name   string
+		listen func() (net.Listener, error)
+	}{
+		{"GODEBUG=multipathtcp=1", func() (net.Listener, error) {
+			t.Setenv("GODEBUG", "multipathtcp=1") // what go 1.24+ in go.mod does
+			return net.Listen("tcp", "127.0.0.1:0")
+		}},
+		{"SetMultipathTCP(true)", func() (net.Listener, error) {
+			var lc net.ListenConfig
+			lc.SetMultipathTCP(true)
+			return lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := tc.listen()
+			require.NoError(t, err)
+			if !isMPTCP(t, ln) {
+				ln.Close()
+				t.Skip("the kernel gave a plain TCP socket: no MPTCP here")
+			}
+			var logged bytes.Buffer
+			l := linger.Wrap(ln, linger.Config{ErrorLog: log.New(&logged, "", 0)})
+			atWrap := logged.String()
+			assert.Contains(t, atWrap, "MPTCP", "Wrap reports the MPTCP listener")
+			assert.Contains(t, atWrap, ln.Addr().String())
+			assert.Equal(t, 1, strings.Count(atWrap, "\n"), "one line")
+			require.NoError(t, l.Close())
+			atClose := strings.TrimPrefix(logged.String(), atWrap)
+			assert.Contains(t, atClose, "cannot stop new handshakes", "Close reports the refused filter")
+			assert.Equal(t, 1, strings.Count(atClose, "\n"), "one line")
+		})
 	}
-	var logged bytes.Buffer
-	l := linger.Wrap(ln, linger.Config{ErrorLog: log.New(&logged, "", 0)})
-	require.NoError(t, l.Close())
-	assert.Contains(t, logged.String(), "cannot stop new handshakes")
-	assert.Contains(t, logged.String(), "SetMultipathTCP(false)")
-
-	logged.Reset()
-	l, err = linger.Listen("tcp", "127.0.0.1:0", linger.Config{ErrorLog: log.New(&logged, "", 0)})
-	require.NoError(t, err)
-	require.NoError(t, l.Close())
-	assert.Empty(t, logged.String(), "Listen's listener is plain TCP: Close stops handshakes")
+	t.Run("Listen", func(t *testing.T) {
+		t.Setenv("GODEBUG", "multipathtcp=1")
+		var logged bytes.Buffer
+		l, err := linger.Listen("tcp", "127.0.0.1:0", linger.Config{ErrorLog: log.New(&logged, "", 0)})
+		require.NoError(t, err)
+		require.NoError(t, l.Close())
+		assert.Empty(t, logged.String(), "Listen's listener is plain TCP: Close stops handshakes")
+	})
 }
 
 // Close's handshake stop must not outlive it: the filter belongs to the

@@ -28,40 +28,25 @@ const (
 	// started and then read our response. A peer that streams past it is
 	// hostile or broken and gets closed (outcome [Overflow]).
 	DefaultLingerBytes = 16 << 20
+)
 
-	// DefaultMaxLingering bounds how many connections linger at once where
-	// each lingering close is a goroutine of its own (every platform but
-	// Linux), and is the least bound on Linux. Past the bound, closes are
-	// shed (outcome [Shed]) rather than letting a flood of closes exhaust
-	// descriptors or memory. A lingering connection holds one file
-	// descriptor and its kernel socket, and no read buffer on Linux (the
-	// drain discards with MSG_TRUNC). Elsewhere it also holds a parked
-	// goroutine, about 3 KB of Go memory with its stack.
-	//
-	// On Linux, where a Listener's lingering TCP closes share one epoll
-	// set and one goroutine (about 500 bytes of Go memory each, measured
-	// with 9,000 lingering), descriptors are the bound that matters: the
-	// zero MaxLingering is half the process's descriptor limit (the soft
-	// RLIMIT_NOFILE when the Listener is made, which Go raises to the hard
-	// limit at start-up), so lingering closes can take at most half of
-	// them and the other half stays for open connections and everything
-	// else; never less than DefaultMaxLingering, and at most 2^20 (Linux's
-	// largest descriptor limit by default, fs.nr_open). With a limit of
-	// 20,000 that is 10,000; with the common 1,048,576, 524,288.
-	DefaultMaxLingering = 4096
+// minMaxLingering is MaxLingering's default where each lingering close is
+// a goroutine of its own (every platform but Linux), and its least default
+// on Linux (see Config.MaxLingering).
+const minMaxLingering = 4096
 
-	// DefaultKeepAliveIdle, DefaultKeepAliveInterval and
-	// DefaultKeepAliveCount are Go's own defaults for accepted connections
-	// (net.ListenConfig with KeepAlive zero).
-	DefaultKeepAliveIdle     = 15 * time.Second
-	DefaultKeepAliveInterval = 15 * time.Second
-	DefaultKeepAliveCount    = 9
+// Go's own keep-alive defaults for accepted connections (net.ListenConfig
+// with KeepAlive zero), the defaults of Config's KeepAlive fields.
+const (
+	defaultKeepAliveIdle     = 15 * time.Second
+	defaultKeepAliveInterval = 15 * time.Second
+	defaultKeepAliveCount    = 9
 )
 
 // Config tunes a [Listener]. The zero Config is the recommended production
 // setting; each field's comment gives its default and what zero means.
-// Invalid values are rejected by [Listen] with an error naming the field,
-// and by [Wrap] with a panic carrying the same message.
+// Invalid values are rejected by [Listen] with an error naming the field
+// and its value, and by [Wrap] with a panic carrying the same error.
 type Config struct {
 	// LingerTimeout bounds a lingering close: how long, from the owner's
 	// Close, the connection waits for the peer's FIN after our half-close
@@ -75,10 +60,22 @@ type Config struct {
 	LingerBytes int64
 
 	// MaxLingering bounds how many connections of this listener linger at
-	// once; a Close beyond it closes at once (outcome [Shed]). Zero means
-	// half the descriptor limit on Linux, at least [DefaultMaxLingering],
-	// and DefaultMaxLingering elsewhere (see there why); negative is
-	// invalid.
+	// once; a Close beyond it closes at once (outcome [Shed]) rather than
+	// let a flood of closes exhaust descriptors or memory. A lingering
+	// connection holds one file descriptor and its kernel socket, and on
+	// Linux no read buffer (the drain discards with MSG_TRUNC). Negative
+	// is invalid. Zero means:
+	//   - on Linux, half the process's descriptor limit (the soft
+	//     RLIMIT_NOFILE when the Listener is made, which Go raises to the
+	//     hard limit at start-up), at least 4096 and at most 2^20 (Linux's
+	//     largest descriptor limit by default, fs.nr_open): 10,000 with a
+	//     limit of 20,000, 524,288 with the common 1,048,576. A Listener's
+	//     lingering TCP closes share one epoll set and one goroutine there,
+	//     about 500 bytes of Go memory each (measured with 9,000
+	//     lingering), so descriptors are the bound that matters, and half
+	//     of them stay for open connections and everything else;
+	//   - elsewhere, 4096: each lingering close is a goroutine of its own,
+	//     about 3 KB of Go memory with its stack.
 	MaxLingering int
 
 	// KeepAliveIdle, KeepAliveInterval and KeepAliveCount set TCP
@@ -97,7 +94,9 @@ type Config struct {
 	// retransmissions. Zero means KeepAliveIdle + KeepAliveInterval ×
 	// KeepAliveCount (the pairing recommended so the two mechanisms agree
 	// on when a peer is dead; 150 s with the defaults), or no user timeout
-	// when keep-alive is off. Negative leaves the kernel's default.
+	// when keep-alive is off. Negative leaves the kernel's default. The
+	// kernel takes milliseconds in a C int: more than 2^31-1 ms (about
+	// 24.8 days) is invalid.
 	UserTimeout time.Duration
 
 	// AbortiveClose makes every Close abortive: SO_LINGER 0, so the kernel
@@ -136,12 +135,26 @@ type Config struct {
 	// connection). It may close other connections.
 	OnClose func(CloseInfo)
 
-	// ErrorLog receives socket options the kernel rejects, once per option
-	// and Listener (a rejected option is skipped, never fatal to Accept),
-	// and, once per Listener, a wrapped listener whose connections cannot
-	// half-close or are TLS connections (put linger under TLS, directly on
-	// the TCP listener). If nil, they go to the log package's standard
-	// logger.
+	// ErrorLog receives, one line each, what the Listener cannot do as
+	// configured. If nil, they go to the log package's standard logger.
+	// Each is reported once per Listener:
+	//   - a socket option the kernel rejects: it is skipped, never fatal to
+	//     Accept;
+	//   - a wrapped listener whose connections cannot half-close: they close
+	//     without lingering (outcome [Plain]); put other listener wrappers
+	//     (x/net/netutil.LimitListener, go-proxyproto) above linger;
+	//   - a wrapped listener that returns TLS connections: the server above
+	//     sees *linger.Conn, not the *tls.Conn, so net/http serves no HTTP/2
+	//     (clients that negotiated h2 fail), sets no Request.TLS and sees no
+	//     client certificate, and the lingering close waits for the peer's
+	//     close_notify rather than its FIN. Put TLS above linger:
+	//     tls.NewListener(linger.Wrap(tcpListener, cfg), tlsConfig),
+	//     [net/http.Server.ServeTLS] over the Listener, or lingerhttp's
+	//     ServeTLS;
+	//   - an MPTCP listener, at [Wrap], and the handshake stop it refuses,
+	//     at Close (see [Listener.Close]);
+	//   - a lingering close the kernel refuses to watch (Linux; it is
+	//     closed at once, outcome [Shed]).
 	ErrorLog *log.Logger
 }
 
@@ -158,21 +171,22 @@ const maxUserTimeout = math.MaxInt32 * time.Millisecond
 // a Config in its own, as lingerhttp does, checks it when it is given.
 func (c Config) Validate() error { return c.validate() }
 
-// validate reports the first invalid field by name.
+// validate reports the first invalid field by name, with its value. What
+// a valid value is, and what zero means, is in each field's doc comment.
 func (c *Config) validate() error {
 	switch {
 	case c.LingerTimeout < 0:
-		return fmt.Errorf("linger: Config.LingerTimeout is negative (%v); use zero for the default %v", c.LingerTimeout, DefaultLingerTimeout)
+		return fmt.Errorf("linger: Config.LingerTimeout is negative (%v)", c.LingerTimeout)
 	case c.LingerBytes < 0:
-		return fmt.Errorf("linger: Config.LingerBytes is negative (%d); use zero for the default %d", c.LingerBytes, DefaultLingerBytes)
+		return fmt.Errorf("linger: Config.LingerBytes is negative (%d)", c.LingerBytes)
 	case c.MaxLingering < 0:
-		return fmt.Errorf("linger: Config.MaxLingering is negative (%d); use zero for the default %d", c.MaxLingering, DefaultMaxLingering)
+		return fmt.Errorf("linger: Config.MaxLingering is negative (%d)", c.MaxLingering)
 	case c.KeepAliveInterval < 0:
-		return fmt.Errorf("linger: Config.KeepAliveInterval is negative (%v); use zero for the default, or a negative KeepAliveIdle to turn keep-alive off", c.KeepAliveInterval)
-	case c.UserTimeout > maxUserTimeout:
-		return fmt.Errorf("linger: Config.UserTimeout is too large (%v); TCP_USER_TIMEOUT holds at most %v", c.UserTimeout, maxUserTimeout)
+		return fmt.Errorf("linger: Config.KeepAliveInterval is negative (%v)", c.KeepAliveInterval)
 	case c.KeepAliveCount < 0:
-		return fmt.Errorf("linger: Config.KeepAliveCount is negative (%d); use zero for the default, or a negative KeepAliveIdle to turn keep-alive off", c.KeepAliveCount)
+		return fmt.Errorf("linger: Config.KeepAliveCount is negative (%d)", c.KeepAliveCount)
+	case c.UserTimeout > maxUserTimeout:
+		return fmt.Errorf("linger: Config.UserTimeout is too large (%v)", c.UserTimeout)
 	}
 	return nil
 }
@@ -189,13 +203,13 @@ func (c Config) withDefaults() Config {
 		c.MaxLingering = defaultMaxLingering()
 	}
 	if c.KeepAliveIdle == 0 {
-		c.KeepAliveIdle = DefaultKeepAliveIdle
+		c.KeepAliveIdle = defaultKeepAliveIdle
 	}
 	if c.KeepAliveInterval == 0 {
-		c.KeepAliveInterval = DefaultKeepAliveInterval
+		c.KeepAliveInterval = defaultKeepAliveInterval
 	}
 	if c.KeepAliveCount == 0 {
-		c.KeepAliveCount = DefaultKeepAliveCount
+		c.KeepAliveCount = defaultKeepAliveCount
 	}
 	if c.UserTimeout == 0 {
 		if c.KeepAliveIdle > 0 {

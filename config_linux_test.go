@@ -10,7 +10,7 @@ import (
 )
 
 // On Linux the zero MaxLingering is half the descriptor limit, at least
-// DefaultMaxLingering.
+// minMaxLingering.
 func TestDefaultMaxLingeringFollowsTheDescriptorLimit(t *testing.T) {
 	var rl unix.Rlimit
 	require.NoError(t, unix.Getrlimit(unix.RLIMIT_NOFILE, &rl))
@@ -24,7 +24,7 @@ func TestDefaultMaxLingeringFollowsTheDescriptorLimit(t *testing.T) {
 		limit uint64
 		want  int
 	}{
-		{1024, 4096},       // the floor: DefaultMaxLingering
+		{1024, 4096},       // the floor: minMaxLingering
 		{8192, 4096},       // half is the floor
 		{20_000, 10_000},   // half; this machine's limit
 		{1 << 20, 1 << 19}, // the common 1,048,576

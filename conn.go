@@ -85,6 +85,9 @@ func (c *Conn) Read(b []byte) (int, error) {
 	n, err := c.conn.Read(b)
 	s := c.endRead(t, n > 0)
 	if n > 0 {
+		if !s.has(flagHeard) {
+			c.noteFirstBytes(b[:n])
+		}
 		if s.closed() {
 			// A Read parked when Close woke it can still be handed bytes
 			// that arrived meanwhile (the poller reports them ready). They
@@ -222,6 +225,8 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	}
 	c.endRead(t, n > 0)
 	if n > 0 {
+		// The bytes went by unseen: the stream is not known to be TLS.
+		c.setFlag(flagHeard)
 		c.lastIO.Store(int64(monotonic()))
 	}
 	if err == nil {

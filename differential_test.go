@@ -276,10 +276,10 @@ func TestCloseIdleOnHostileInput(t *testing.T) {
 			runtime.Gosched()
 		}
 		waitParked(t, "linger.(*Conn).Read")
-		before := wrap.ll.Stats().Count(linger.Rescued)
+		before := wrap.ll.Stats().Outcomes[linger.Rescued]
 		c.Write([]byte(seed))
 		took := lc.CloseIdle()
-		wasRescued := wrap.ll.Stats().Count(linger.Rescued) > before
+		wasRescued := wrap.ll.Stats().Outcomes[linger.Rescued] > before
 		require.NoError(t, c.SetDeadline(time.Now().Add(differentialTimeout)))
 		c.CloseWrite()
 		got, _ := io.ReadAll(c)

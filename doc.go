@@ -73,6 +73,16 @@
 // rejected request, an unread body, a hijacked stream) are never served.
 // Package lingerhttp wires this up for net/http.
 //
+// # Invalid arguments
+//
+// A function that returns an error reports an invalid argument as that
+// error ([Listen]). A constructor that returns no error ([Wrap]) panics at
+// once with the same error value, as [regexp.MustCompile] does, rather
+// than fail later with a nil dereference. Either way the error names the
+// argument or the Config field and its value, in one short line
+// ("linger: Config.LingerBytes is negative (-1)", "linger: Wrap of a nil
+// listener"); what is valid is said in the doc comment of what it names.
+//
 // # What it cannot do
 //
 // A request that is already on the wire when our FIN leaves still fails: the

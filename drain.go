@@ -57,7 +57,7 @@ func (c *Conn) closeInfo() pendingClose {
 	return p
 }
 
-// close runs once, from the owner's Close, in phase closing. It decides
+// close runs once, from the owner's Close or CloseIdle, in phase closing. It decides
 // whether the connection can close at once or must linger, and starts the
 // linger.
 func (c *Conn) close(p pendingClose) {
@@ -156,23 +156,42 @@ func (c *Conn) linger(info CloseInfo, start time.Duration, rc syscall.RawConn) {
 	info.Discarded += c.late.Load()
 
 	c.conn.Close()
-	c.finish(info, start, lingerOutcome(info, limit, err, c.load().has(flagCut)))
+	c.finish(info, start, lingerOutcome(info, limit, err, c.load()))
 }
 
+// tlsAlertMax is the most one TLS alert record takes on the wire, a
+// client's close_notify: 24 bytes in TLS 1.3 (5 of header, 2 of alert, 1
+// of inner content type, 16 of AEAD tag; RFC 8446 §5.2), 31 in TLS 1.2
+// with AES-GCM (8 more of explicit nonce; RFC 5288 §3), 23 with ChaCha20
+// (RFC 7905). TLS clients send it when they close, so a lingering close
+// of a healthy TLS connection discards it after our close, or finds it
+// already queued when the server stopped reading first (net/http's HTTP/2
+// server does). No request fits: the shortest HTTP/1 request with its
+// blank line, "GET / HTTP/1.0\r\n\r\n", is 18 bytes, and a record adds at
+// least 14 (TLS 1.3 with AES-CCM-8's 8-byte tag), 22 with Go's suites; an
+// HTTP/2 HEADERS frame has 9 bytes of header alone. (CBC suites' alerts
+// are larger, 37 bytes and up: those still count as Crossed or Pending.)
+const tlsAlertMax = 31
+
 // lingerOutcome says how a lingering close ended, from the bytes it
-// discarded (the owner's late ones included) and what ended its drain:
-// io.EOF at the peer's FIN, os.ErrDeadlineExceeded at the deadline or at
-// Shutdown's cut, nil past limit, or the socket's error.
-func lingerOutcome(info CloseInfo, limit int64, err error, cut bool) Outcome {
+// discarded (the owner's late ones included), what ended its drain
+// (io.EOF at the peer's FIN, os.ErrDeadlineExceeded at the deadline or at
+// Shutdown's cut, nil past limit, or the socket's error) and the Conn's
+// state (Shutdown's cut, TLS). On a TLS connection, a drain that ended on
+// the peer's FIN having discarded no more than one alert record (its
+// close_notify) is Clean: it is how a healthy TLS connection ends.
+func lingerOutcome(info CloseInfo, limit int64, err error, s state) Outcome {
 	switch {
 	case info.Discarded > limit:
 		return Overflow
-	case errors.Is(err, os.ErrDeadlineExceeded) && cut:
+	case errors.Is(err, os.ErrDeadlineExceeded) && s.has(flagCut):
 		return Aborted
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return Timeout
 	case err != io.EOF:
 		return Reset
+	case s.has(flagTLS) && info.Discarded <= tlsAlertMax:
+		return Clean
 	case info.Unread > 0:
 		return Pending
 	case info.Discarded > 0:

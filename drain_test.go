@@ -57,7 +57,7 @@ func TestCloseWithUnreadBytesSendsFINNotRST(t *testing.T) {
 			assert.Equal(t, 100, ci.Unread)
 			assert.EqualValues(t, 100, ci.Discarded)
 		}
-		assert.EqualValues(t, n, s.Stats().Count(linger.Pending))
+		assert.EqualValues(t, n, s.Stats().Outcomes[linger.Pending])
 	})
 }
 
@@ -247,7 +247,7 @@ func TestMaxLingeringShedsBeyondTheBound(t *testing.T) {
 	assert.Equal(t, c2.LocalAddr().String(), ci.RemoteAddr.String())
 	st := s.Stats()
 	assert.EqualValues(t, 1, st.Lingering)
-	assert.EqualValues(t, 1, st.Count(linger.Shed))
+	assert.EqualValues(t, 1, st.Outcomes[linger.Shed])
 	c1.Close()
 	assert.Equal(t, linger.Clean, s.Next(t).Outcome)
 }

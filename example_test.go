@@ -112,7 +112,7 @@ func ExampleListener_Shutdown() {
 		log.Fatal(err)
 	}
 	st := ln.Stats()
-	fmt.Println("accepted", st.Accepted, "crossed", st.Count(linger.Crossed), "lingering", st.Lingering)
+	fmt.Println("accepted", st.Accepted, "crossed", st.Outcomes[linger.Crossed], "lingering", st.Lingering)
 	// Output:
 	// closed: crossed discarded 14 bytes
 	// accepted 1 crossed 1 lingering 0

@@ -178,9 +178,9 @@ func testNoDescriptorLeaks(t *testing.T, prepare func(*linger.Listener)) {
 	assert.Equal(t, int64(n), s.Closed(), "closes finished; stats %+v", s)
 	assert.Zero(t, s.Open, "open")
 	assert.Zero(t, s.Lingering, "lingering")
-	assert.Equal(t, perKind(0), s.Count(linger.Clean), "clean closes; stats %+v", s)
-	assert.Equal(t, perKind(1), s.Count(linger.Pending), "pending closes; stats %+v", s)
-	assert.Equal(t, perKind(2), s.Count(linger.Crossed), "crossed closes; stats %+v", s)
+	assert.Equal(t, perKind(0), s.Outcomes[linger.Clean], "clean closes; stats %+v", s)
+	assert.Equal(t, perKind(1), s.Outcomes[linger.Pending], "pending closes; stats %+v", s)
+	assert.Equal(t, perKind(2), s.Outcomes[linger.Crossed], "crossed closes; stats %+v", s)
 }
 
 // countFDs counts this process's open descriptors.

@@ -213,7 +213,7 @@ func TestHandoffIsRejected(t *testing.T) {
 		ln := linger.Wrap(inner, linger.Config{})
 		err := ln.Handoff()
 		require.Error(t, err)
-		assert.Contains(t, err.Error(), "linger: Listener.Handoff: the wrapped listener (*linger_test.noSocket) is not a socket")
+		assert.Contains(t, err.Error(), "linger: Handoff: *linger_test.noSocket is not a socket another process can hold")
 		assert.False(t, inner.closed, "a rejected Handoff closes nothing")
 	})
 	t.Run("after Close", func(t *testing.T) {
@@ -221,7 +221,7 @@ func TestHandoffIsRejected(t *testing.T) {
 		require.NoError(t, ln.Close())
 		err := ln.Handoff()
 		assert.ErrorIs(t, err, net.ErrClosed)
-		assert.Contains(t, err.Error(), "may have taken the accept queue")
+		assert.Contains(t, err.Error(), "linger: Handoff after Close or Handoff")
 	})
 	t.Run("twice", func(t *testing.T) {
 		ln := listen(t, linger.Config{})

@@ -119,6 +119,7 @@ type lingerSet struct {
 	queue lingerQueue    // by deadline: all share LingerTimeout, so by start
 	slots []*lingerEntry // by the slot each epoll event names; nil: free
 	free  []int32        // free slots
+	gens  int32          // adopted so far, mod 2^32: each entry's gen
 }
 
 // handover is a close on its way into the set: the owner has half-closed
@@ -143,6 +144,7 @@ type lingerEntry struct {
 	fd        int32
 	index     int32 // in the queue
 	slot      int32 // in slots, and the epoll event's data
+	gen       int32 // in the epoll event's data too: which entry of the slot
 }
 
 // lingerQueue is a min-heap of entries by start (container/heap).
@@ -265,14 +267,21 @@ func closeSocket(c *Conn, fd int) {
 // descriptor under us (net.ErrClosed, see withGoFD).
 func (l *Listener) shed(c *Conn, info CloseInfo, start time.Duration, fd int, err error) {
 	closeSocket(c, fd)
-	if !errors.Is(err, net.ErrClosed) {
-		l.watchErr.Do(func() {
-			l.logf("linger: the kernel refused to watch a lingering close (%v): such closes are closed at once, outcome shed (reported once)", err)
-		})
-	}
+	l.watchRefused(err)
 	info.Discarded = c.late.Load()
 	c.finish(info, start, Shed)
 	l.stats.lingering.Add(-1)
+}
+
+// watchRefused reports, once, that the kernel refused to watch a
+// lingering close, which was shed; not when the owner closed Go's
+// descriptor under us (net.ErrClosed): that is no fault of the kernel's.
+func (l *Listener) watchRefused(err error) {
+	if !errors.Is(err, net.ErrClosed) {
+		l.watchErr.Do(func() {
+			l.logf("linger: cannot watch a lingering close, closing it at once (outcome shed): %v", err)
+		})
+	}
 }
 
 func newLingerSet(l *Listener) (*lingerSet, error) {
@@ -321,6 +330,8 @@ type ended struct {
 	err error
 	// fired: it ended on its one-shot event, which disarmed its watch.
 	fired bool
+	// unwatched: the kernel refused to re-arm its watch (err says why).
+	unwatched bool
 }
 
 // watch is the set's goroutine: it takes over the closes handed to it,
@@ -375,18 +386,52 @@ func (lg *lingerer) watch(s *lingerSet) {
 		if err != nil {
 			continue // a deadline, or a wake: see above
 		}
-		for _, ev := range events[:n] {
-			e := s.slots[ev.Fd]
-			if done, err := e.discard(l.cfg.LingerBytes); done {
-				s.remove(e)
-				over = append(over, ended{e, err, true})
-			} else {
-				s.arm(e, unix.EPOLL_CTL_MOD) // one-shot: again for the next bytes
-			}
-		}
+		over = s.ready(events[:n], over)
 		s.end(over)
 		clear(over)
 	}
+}
+
+// ready discards what each socket of events holds, and appends to over
+// the lingers that are over, removed from the set; it re-arms the others
+// (one-shot: again for the next bytes). A linger whose re-arm the kernel
+// refuses is over too (unwatched): left as it is, it would wait, deaf to
+// its peer's FIN, until its deadline.
+//
+// An event may name an entry that is gone: its linger ended by deadline
+// or Shutdown's cut while its watch stayed armed, because the EPOLL_CTL_DEL
+// in end could not reach the socket (the owner had closed Go's descriptor
+// under us, see withGoFD) and the socket lives on through a descriptor of
+// the owner's (File()), so the kernel keeps the watch. Its slot is free
+// then, or another entry's: the generation in the event tells, and such an
+// event is dropped. One-shot, it comes once.
+func (s *lingerSet) ready(events []unix.EpollEvent, over []ended) []ended {
+	limit := s.l.cfg.LingerBytes
+	for i := range events {
+		e := s.entryOf(&events[i])
+		if e == nil {
+			continue
+		}
+		if done, err := e.discard(limit); done {
+			s.remove(e)
+			over = append(over, ended{e: e, err: err, fired: true})
+		} else if err := s.arm(e, unix.EPOLL_CTL_MOD); err != nil {
+			s.remove(e)
+			over = append(over, ended{e: e, err: err, fired: true, unwatched: true})
+		}
+	}
+	return over
+}
+
+// entryOf returns the entry ev names, or nil if it is gone.
+func (s *lingerSet) entryOf(ev *unix.EpollEvent) *lingerEntry {
+	if ev.Fd < 0 || int(ev.Fd) >= len(s.slots) {
+		return nil
+	}
+	if e := s.slots[ev.Fd]; e != nil && e.gen == ev.Pad {
+		return e
+	}
+	return nil
 }
 
 // adopt adds a handed-over close's socket to the set (arm): bytes and a
@@ -396,7 +441,8 @@ func (lg *lingerer) watch(s *lingerSet) {
 // reports whether Shutdown has cut the close already.
 func (s *lingerSet) adopt(h handover) (cut bool) {
 	c, l := h.c, s.l
-	e := &lingerEntry{c: c, start: h.start, idle: h.info.Idle, unread: int32(h.info.Unread), fd: int32(h.fd), slot: s.takeSlot()}
+	s.gens++
+	e := &lingerEntry{c: c, start: h.start, idle: h.info.Idle, unread: int32(h.info.Unread), fd: int32(h.fd), slot: s.takeSlot(), gen: s.gens}
 	if err := s.arm(e, unix.EPOLL_CTL_ADD); err != nil {
 		s.free = append(s.free, e.slot)
 		l.shed(c, h.info, h.start, h.fd, err)
@@ -410,8 +456,9 @@ func (s *lingerSet) adopt(h handover) (cut bool) {
 
 // arm watches e's socket for one event (EPOLLONESHOT): a linger that
 // ends on it, as most do at the peer's FIN, then needs no EPOLL_CTL_DEL.
-// The event names the slot, not the descriptor: a descriptor number is
-// reused as soon as it is closed.
+// The event names the slot and the entry's generation, not the
+// descriptor: a descriptor number is reused as soon as it is closed, and
+// a slot as soon as its linger ends (see ready).
 func (s *lingerSet) arm(e *lingerEntry, op int) error {
 	if e.goFD() {
 		err := net.ErrClosed
@@ -422,7 +469,8 @@ func (s *lingerSet) arm(e *lingerEntry, op int) error {
 }
 
 func (s *lingerSet) armFD(e *lingerEntry, op, fd int) error {
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: e.slot}
+	// Fd and Pad are the two halves of epoll_data, returned as given.
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: e.slot, Pad: e.gen}
 	return unix.EpollCtl(s.epfd, op, fd, &ev)
 }
 
@@ -447,13 +495,13 @@ func (s *lingerSet) due(over []ended, now time.Duration, cut bool) []ended {
 	for len(s.queue) > 0 && s.queue[0].start+timeout <= now {
 		e := s.queue[0]
 		s.remove(e)
-		over = append(over, ended{e, os.ErrDeadlineExceeded, false})
+		over = append(over, ended{e: e, err: os.ErrDeadlineExceeded})
 	}
 	if cut {
 		n := len(over)
 		for _, e := range s.queue {
 			if e.c.load().has(flagCut) {
-				over = append(over, ended{e, os.ErrDeadlineExceeded, false})
+				over = append(over, ended{e: e, err: os.ErrDeadlineExceeded})
 			}
 		}
 		for _, x := range over[n:] { // removing reorders the queue: not while ranging over it
@@ -568,7 +616,14 @@ func (s *lingerSet) end(over []ended) {
 			// The owner's racing Read's bytes (see Conn.linger).
 			Discarded: e.discarded + c.late.Load(),
 		}
-		c.finish(info, e.start, lingerOutcome(info, l.cfg.LingerBytes, x.err, c.load().has(flagCut)))
+		o := lingerOutcome(info, l.cfg.LingerBytes, x.err, c.load())
+		if x.unwatched {
+			// Closed before its peer's FIN, as a close the kernel refused
+			// to watch at all is (adopt).
+			o = Shed
+			l.watchRefused(x.err)
+		}
+		c.finish(info, e.start, o)
 		l.stats.lingering.Add(-1)
 		l.lingerer.watched.Add(-1)
 	}
@@ -576,17 +631,17 @@ func (s *lingerSet) end(over []ended) {
 
 // defaultMaxLingering is half the descriptors the process may open
 // (RLIMIT_NOFILE's soft limit, which Go raises to the hard limit at
-// start-up), at least DefaultMaxLingering and at most maxDefaultLingering:
-// see DefaultMaxLingering for why.
+// start-up), at least minMaxLingering and at most maxDefaultLingering:
+// see minMaxLingering for why.
 func defaultMaxLingering() int {
 	var rl unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
-		return DefaultMaxLingering
+		return minMaxLingering
 	}
 	return maxLingeringFor(rl.Cur)
 }
 
 // maxLingeringFor is the default MaxLingering for a descriptor limit.
 func maxLingeringFor(limit uint64) int {
-	return int(max(DefaultMaxLingering, min(limit/2, maxDefaultLingering)))
+	return int(max(minMaxLingering, min(limit/2, maxDefaultLingering)))
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/linger-go/linger/internal/testnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // lingerPaths are the ways a TCP connection lingers on Linux: in the
@@ -178,7 +179,7 @@ func TestLingerPathsEndAlike(t *testing.T) {
 				}
 				st := s.Stats()
 				assert.EqualValues(t, 0, st.Lingering)
-				assert.EqualValues(t, n, st.Count(linger.Aborted))
+				assert.EqualValues(t, n, st.Outcomes[linger.Aborted])
 			})
 		})
 	}
@@ -296,6 +297,62 @@ func TestLingerOfASocketClosedUnderIt(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// An owner that took a File() of a connection and closed the
+// *net.TCPConn under the linger leaves the socket open through its File,
+// and the set's watch on it armed: the set cannot remove a watch on a
+// descriptor that is gone, and the kernel keeps a watch until the socket's
+// last descriptor closes. When the linger has ended (deadline) and bytes
+// then arrive, the kernel reports the ended linger's slot, free or
+// another's by then. The set must drop that event, not panic (which would
+// end the process) nor drain another connection.
+func TestStaleEventAfterOwnerClosedUnderTheLinger(t *testing.T) {
+	const timeout = 400 * time.Millisecond
+	s := listen(t, linger.Config{LingerTimeout: timeout})
+	linger.HandOverGoFD(s.Listener)
+	clientA, srvA := pair(t, s)
+	f, err := srvA.(*linger.Conn).NetConn().(*net.TCPConn).File()
+	require.NoError(t, err)
+	t.Cleanup(func() { f.Close() })
+	require.NoError(t, srvA.Close())
+	// C's linger, handed to the set after A's, ends on its FIN: by then
+	// the set has taken A over and watches it.
+	clientC, srvC := pair(t, s)
+	require.NoError(t, srvC.Close())
+	_, err = clientC.Read(make([]byte, 1))
+	require.ErrorIs(t, err, io.EOF)
+	require.NoError(t, clientC.Close())
+	require.Equal(t, linger.Clean, s.Next(t).Outcome)
+	require.NoError(t, srvA.(*linger.Conn).NetConn().Close(), "the owner closes Go's descriptor under the linger")
+
+	// B lingers past A's deadline, so the set outlives A. The pause only
+	// spaces the two deadlines; what the test waits on are the closes'
+	// ends.
+	time.Sleep(timeout / 2)
+	clientB, srvB := pair(t, s)
+	require.NoError(t, srvB.Close())
+	ci := s.Next(t)
+	assert.Equal(t, linger.Timeout, ci.Outcome, "A ends at its deadline")
+	if linger.Watched(s.Listener) != 1 {
+		t.Skip("B's linger ended with A's: the machine was too slow to space their deadlines")
+	}
+
+	_, err = clientA.Write([]byte("stale"))
+	require.NoError(t, err)
+	// The bytes reached A's socket, so the kernel has queued the stale
+	// event before B's FIN below.
+	rc, err := f.SyscallConn()
+	require.NoError(t, err)
+	require.NoError(t, rc.Control(func(fd uintptr) {
+		_, err = unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 10_000)
+	}))
+	require.NoError(t, err)
+
+	require.NoError(t, clientB.Close())
+	ci = s.Next(t)
+	assert.Equal(t, linger.Clean, ci.Outcome, "B ends on its FIN, undisturbed")
+	assert.Zero(t, ci.Discarded)
+}
+
 // OnClose runs on the epoll set's goroutine; closing another connection
 // of the same Listener from it must not deadlock.
 func TestOnCloseMayCloseAnotherConnection(t *testing.T) {
@@ -378,12 +435,12 @@ func TestManySimultaneousClosesAreNotShed(t *testing.T) {
 		require.NoError(t, c.Close())
 	}
 	st := ln.Stats()
-	assert.Zero(t, st.Count(linger.Shed), "shed")
+	assert.Zero(t, st.Outcomes[linger.Shed], "shed")
 	assert.EqualValues(t, n, st.Lingering+st.Closed())
 	assert.LessOrEqual(t, runtime.NumGoroutine()-before, 2, "goroutines added by %d lingering closes", n)
 	clients.closeAll()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	require.NoError(t, ln.Shutdown(ctx))
-	assert.EqualValues(t, n, ln.Stats().Count(linger.Clean), "every close ended on the peer's FIN; stats %+v", ln.Stats())
+	assert.EqualValues(t, n, ln.Stats().Outcomes[linger.Clean], "every close ended on the peer's FIN; stats %+v", ln.Stats())
 }

@@ -16,5 +16,5 @@ func (*lingerer) take(*Conn, CloseInfo, time.Duration, syscall.RawConn) bool { r
 func (*lingerer) cut() {}
 
 // defaultMaxLingering: a goroutine per lingering close costs kilobytes, so
-// the bound stays DefaultMaxLingering.
-func defaultMaxLingering() int { return DefaultMaxLingering }
+// the bound stays minMaxLingering.
+func defaultMaxLingering() int { return minMaxLingering }

@@ -2,9 +2,11 @@ package linger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"net"
+	"reflect"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -46,11 +48,21 @@ type Listener struct {
 
 // Wrap returns a Listener that accepts from ln and gives every accepted
 // connection the socket options and graceful close configured by cfg.
-// Wrap panics if cfg is invalid, with the error [Listen] would return;
-// use Listen, or check the Config yourself, where cfg comes from input.
+//
+// Wrap returns no error, so it panics on invalid arguments, as
+// [regexp.MustCompile] does: a nil ln ("linger: Wrap of a nil listener"),
+// or an invalid cfg, with the error [Listen] would return. Use Listen, or
+// check the Config first, where cfg comes from input.
+//
+// On Linux, Wrap reports to [Config.ErrorLog] a listener that is MPTCP,
+// which Go 1.24 and later create by default: on it, Close cannot stop new
+// handshakes (see [Listener.Close]).
 func Wrap(ln net.Listener, cfg Config) *Listener {
+	if isNil(ln) {
+		panic(nilListenerError(ln))
+	}
 	if err := cfg.validate(); err != nil {
-		panic(err.Error())
+		panic(err)
 	}
 	l := &Listener{
 		ln:        ln,
@@ -59,7 +71,27 @@ func Wrap(ln net.Listener, cfg Config) *Listener {
 		closeDone: make(chan struct{}),
 	}
 	l.changed.L = &l.mu
+	if isMPTCP(ln) {
+		l.logf("linger: listener %v is MPTCP: Close cannot stop its new handshakes", ln.Addr())
+	}
 	return l
+}
+
+// isNil reports whether ln is nil, or a nil pointer in an interface: a
+// nil *net.TCPListener dereferences nil in Addr.
+func isNil(ln net.Listener) bool {
+	if ln == nil {
+		return true
+	}
+	v := reflect.ValueOf(ln)
+	return v.Kind() == reflect.Pointer && v.IsNil()
+}
+
+func nilListenerError(ln net.Listener) error {
+	if ln == nil {
+		return errors.New("linger: Wrap of a nil listener")
+	}
+	return fmt.Errorf("linger: Wrap of a nil listener (%T)", ln)
 }
 
 // Listen announces on the local network address, as [net.Listen] does,
@@ -173,10 +205,15 @@ func (l *Listener) closedErr() error {
 // socket activation, a restart's successor), so Close removes it again
 // just before the socket closes; a SYN in the microseconds between the two
 // can still be reset. A [Listen] listener is nobody else's and closes with
-// its filter. The kernel refuses the filter on an MPTCP listener, which Go
-// 1.24 and later create by default; Close then reports it to
-// [Config.ErrorLog] and closes without it. [Listen] listens with plain
-// TCP.
+// its filter.
+//
+// The kernel refuses the filter on an MPTCP listener, which Go creates by
+// default on Linux when the main module's go.mod says go 1.24 or later
+// (GODEBUG multipathtcp): Close then reports it to [Config.ErrorLog] and
+// closes without it, so a connection that completes while it closes is
+// reset with its request. [Wrap] reports such a listener at once. Listen
+// with plain TCP instead: [Listen] does, or
+// [net.ListenConfig.SetMultipathTCP](false), or GODEBUG=multipathtcp=0.
 //
 // When another process goes on accepting from the same socket (a restart
 // in place), use [Listener.Handoff] instead, which leaves the queue to it.
@@ -247,7 +284,7 @@ func (l *Listener) Close() error {
 // Handoff cannot save those.
 func (l *Listener) Handoff() error {
 	if _, ok := l.ln.(syscall.Conn); !ok {
-		return fmt.Errorf("linger: Listener.Handoff: the wrapped listener (%T) is not a socket another process can hold; use Close", l.ln)
+		return fmt.Errorf("linger: Handoff: %T is not a socket another process can hold", l.ln)
 	}
 	l.mu.Lock()
 	first := !l.closed
@@ -255,7 +292,7 @@ func (l *Listener) Handoff() error {
 	l.mu.Unlock()
 	if !first {
 		return &net.OpError{Op: "close", Net: l.ln.Addr().Network(), Addr: l.ln.Addr(),
-			Err: fmt.Errorf("linger: Listener.Handoff after Close or Handoff, which may have taken the accept queue: %w", net.ErrClosed)}
+			Err: fmt.Errorf("linger: Handoff after Close or Handoff: %w", net.ErrClosed)}
 	}
 	defer close(l.closeDone)
 	if ul, ok := l.ln.(interface{ SetUnlinkOnClose(bool) }); ok {
@@ -328,20 +365,12 @@ func (l *Listener) takeAcceptQueue() (rc syscall.RawConn, refusing bool) {
 		err := refuseNewConnections(rc)
 		refusing = err == nil
 		if err != nil {
-			l.logf("linger: Close cannot stop new handshakes before it closes the listener (%v), so a connection that completes "+
-				"while it closes is reset with its request; %s", err, mptcpHint)
+			l.logf("linger: Close cannot stop new handshakes on %v: %v", l.ln.Addr(), err)
 		}
 	}
 	l.backlogAppend(acceptQueued(rc))
 	return rc, refusing
 }
-
-// mptcpHint is the remedy when the kernel refuses the socket filter:
-// MPTCP listening sockets accept only some socket options, and Go, from
-// the go 1.24 line of a main module's go.mod on, listens with MPTCP by
-// default where the kernel has it (GODEBUG multipathtcp; net/dial.go).
-const mptcpHint = "if the listener is MPTCP (Go 1.24+ listens with MPTCP by default on Linux), listen with plain TCP: " +
-	"net.ListenConfig.SetMultipathTCP(false), GODEBUG=multipathtcp=0, or linger.Listen"
 
 // Close waits, new handshakes stopped, two round trips of the listener's
 // own peers for the handshakes under way to complete: a handshake's last
@@ -501,7 +530,9 @@ func (l *Listener) applySockopts(c *Conn) {
 			return
 		}
 		if _, ok := c.conn.(interface{ CloseWrite() error }); !ok {
-			l.reportOnce(optHalfClose, fmt.Errorf("the wrapped listener returns %T, which hides CloseWrite: these connections close plainly (outcome plain), without lingering; wrap the TCP listener itself and put other listener wrappers outside linger", c.conn))
+			l.optErr[optHalfClose].Do(func() {
+				l.logf("linger: the wrapped listener returns %T, which hides CloseWrite: its connections close without lingering (outcome plain)", c.conn)
+			})
 		}
 		return
 	}
@@ -526,7 +557,7 @@ func (l *Listener) reportOnce(opt int, err error) {
 		return
 	}
 	l.optErr[opt].Do(func() {
-		l.logf("linger: %s on accepted connections is not possible, skipping it (reported once): %v", sockoptNames[opt], err)
+		l.logf("linger: cannot set %s on accepted connections: %v", sockoptNames[opt], err)
 	})
 }
 
@@ -537,16 +568,13 @@ type tlsConn interface {
 	HandshakeContext(context.Context) error
 }
 
-// tlsUnderLinger is the report for a TLS listener wrapped by linger. A
-// *tls.Conn has CloseWrite, so the half-close report never fires for it,
-// yet the layering breaks what servers learn from the *tls.Conn itself:
-// net/http's Serve runs its TLS path (ALPN, HTTP/2, Request.TLS) only for
-// a *tls.Conn (net/http/server.go, conn.serve).
-const tlsUnderLinger = "linger: the wrapped listener returns %T, a TLS connection, so the server above linger sees *linger.Conn instead: " +
-	"net/http then serves no HTTP/2 (clients that negotiated h2 fail with \"frame too large\"), sets no Request.TLS and sees no client certificate, " +
-	"and the lingering close waits for the peer's close_notify rather than its FIN; " +
-	"wrap the TCP listener and put TLS on top: tls.NewListener(linger.Wrap(tcpListener, cfg), tlsConfig), " +
-	"http.Server.ServeTLS(linger.Wrap(tcpListener, cfg), certFile, keyFile) or lingerhttp's ServeTLS (reported once)"
+// tlsUnderLinger is the report for a TLS listener wrapped by linger
+// ([Config.ErrorLog] says what it breaks). A *tls.Conn has CloseWrite, so
+// the half-close report never fires for it, yet the layering breaks what
+// servers learn from the *tls.Conn itself: net/http's Serve runs its TLS
+// path (ALPN, HTTP/2, Request.TLS) only for a *tls.Conn (net/http/server.go,
+// conn.serve).
+const tlsUnderLinger = "linger: the wrapped listener returns %T, a TLS connection, which the server above linger cannot see: put linger under TLS"
 
 // logf writes to Config.ErrorLog, or the standard logger.
 func (l *Listener) logf(format string, args ...any) {

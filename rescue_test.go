@@ -89,7 +89,7 @@ func TestCloseNeverRescues(t *testing.T) {
 	assert.ErrorIs(t, err, net.ErrClosed, "the closed connection does not come back")
 	st := s.Stats()
 	assert.EqualValues(t, 1, st.Accepted)
-	assert.EqualValues(t, 0, st.Count(linger.Rescued))
+	assert.EqualValues(t, 0, st.Outcomes[linger.Rescued])
 }
 
 // parkedRead starts a Read on srv in a goroutine and waits until it is
@@ -144,7 +144,7 @@ func TestCloseIdleDeliversToTheWaitingRead(t *testing.T) {
 		assert.Equal(t, 200, resp.StatusCode)
 		client.Close()
 		assert.Equal(t, linger.Clean, s.Next(t).Outcome)
-		assert.EqualValues(t, 1, s.Stats().Count(linger.Rescued))
+		assert.EqualValues(t, 1, s.Stats().Outcomes[linger.Rescued])
 		return
 	}
 	t.Fatal("CloseIdle never found the Read waiting with the request queued")
@@ -192,7 +192,7 @@ func TestCloseIdleIgnoresAReadBegunBeforeTheMark(t *testing.T) {
 		ci := s.Next(t)
 		assert.NotEqual(t, linger.Rescued, ci.Outcome)
 		if strings.HasPrefix(r, "error: ") {
-			assert.EqualValues(t, 0, s.Stats().Count(linger.Rescued))
+			assert.EqualValues(t, 0, s.Stats().Outcomes[linger.Rescued])
 			return
 		}
 	}
@@ -259,7 +259,7 @@ func TestCloseIdleNeverTakesWhatIsNotARequest(t *testing.T) {
 			assert.NoError(t, err, "a clean FIN")
 			client.Close()
 			assert.NotEqual(t, linger.Rescued, s.Next(t).Outcome)
-			assert.EqualValues(t, 0, s.Stats().Count(linger.Rescued))
+			assert.EqualValues(t, 0, s.Stats().Outcomes[linger.Rescued])
 		})
 	}
 }
@@ -316,7 +316,7 @@ func TestRescueLeavesTLSAlone(t *testing.T) {
 	// count can still come from a Read that had already taken the record
 	// while CloseIdle decided (the close then comes later, as it would
 	// have without rescue), which the served bodies above check.
-	assert.LessOrEqual(t, st.Count(linger.Rescued), int64(crossed+served)/10, "rescues only where the Read had taken the bytes")
+	assert.LessOrEqual(t, st.Outcomes[linger.Rescued], int64(crossed+served)/10, "rescues only where the Read had taken the bytes")
 }
 
 // A server that closes idle connections after 20 ms from another
@@ -401,14 +401,14 @@ func TestCloseIdleServesTheIdleRace(t *testing.T) {
 
 	t.Run("linger", func(t *testing.T) {
 		st, _, ok, failed := run(t, linger.Config{})
-		t.Logf("linger: ok %d failed %d pending %d crossed %d", ok, failed, st.Count(linger.Pending), st.Count(linger.Crossed))
-		assert.Positive(t, st.Count(linger.Pending), "control: without rescue, requests queued at the close are lost")
-		assert.Zero(t, st.Count(linger.Rescued))
+		t.Logf("linger: ok %d failed %d pending %d crossed %d", ok, failed, st.Outcomes[linger.Pending], st.Outcomes[linger.Crossed])
+		assert.Positive(t, st.Outcomes[linger.Pending], "control: without rescue, requests queued at the close are lost")
+		assert.Zero(t, st.Outcomes[linger.Rescued])
 	})
 	t.Run("rescue", func(t *testing.T) {
 		st, served, ok, failed := run(t, linger.Config{Rescue: linger.HTTP1Request})
-		t.Logf("rescue: ok %d failed %d rescued %d pending %d crossed %d", ok, failed, st.Count(linger.Rescued), st.Count(linger.Pending), st.Count(linger.Crossed))
-		assert.Positive(t, st.Count(linger.Rescued), "requests waiting at an idle close were served")
+		t.Logf("rescue: ok %d failed %d rescued %d pending %d crossed %d", ok, failed, st.Outcomes[linger.Rescued], st.Outcomes[linger.Pending], st.Outcomes[linger.Crossed])
+		assert.Positive(t, st.Outcomes[linger.Rescued], "requests waiting at an idle close were served")
 		for id, n := range served {
 			assert.Equal(t, 1, n, "request %s served once", id)
 		}
@@ -418,7 +418,7 @@ func TestCloseIdleServesTheIdleRace(t *testing.T) {
 		// machine that goroutine can be late by the whole idle bound, so
 		// allow a few such closes, never a share that would hide a rescue
 		// that does not work.
-		assert.LessOrEqual(t, st.Count(linger.Pending), max(1, st.Count(linger.Rescued)/10), "requests queued at a close were rescued")
+		assert.LessOrEqual(t, st.Outcomes[linger.Pending], max(1, st.Outcomes[linger.Rescued]/10), "requests queued at a close were rescued")
 		assert.Equal(t, ok, len(served), "every served request reached its client")
 	})
 }
@@ -486,6 +486,6 @@ func TestRescueDuringHTTPShutdown(t *testing.T) {
 		}
 	}
 	st := s.Stats()
-	t.Logf("served %d of %d during shutdown; rescued %d, pending %d, crossed %d", served, conns, st.Count(linger.Rescued), st.Count(linger.Pending), st.Count(linger.Crossed))
-	assert.EqualValues(t, 0, st.Count(linger.Rescued), "nothing is rescued once the listener is closed")
+	t.Logf("served %d of %d during shutdown; rescued %d, pending %d, crossed %d", served, conns, st.Outcomes[linger.Rescued], st.Outcomes[linger.Pending], st.Outcomes[linger.Crossed])
+	assert.EqualValues(t, 0, st.Outcomes[linger.Rescued], "nothing is rescued once the listener is closed")
 }

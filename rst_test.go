@@ -287,7 +287,7 @@ func runRSTKind(t *testing.T, ns *testNetns, k rstKind, prepare func(*linger.Lis
 	assert.Equal(t, int64(k.runs), s.Closed(), "closes finished")
 	var got int64
 	for _, o := range k.outcomes {
-		got += s.Count(o)
+		got += s.Outcomes[o]
 	}
 	assert.Equal(t, int64(k.runs), got, "closes with outcome %v; stats %+v", k.outcomes, s)
 	assert.Zero(t, wrongUnread.Load(), "closes whose CloseInfo.Unread was not %d (first: %d)", k.unread, firstUnread.Load())

@@ -365,7 +365,7 @@ func (b *backend) stats() string {
 		return "raw listener"
 	}
 	s := b.ll.Stats()
-	return fmt.Sprintf("accepted %d, rescued %d, pending %d, crossed %d", s.Accepted, s.Count(linger.Rescued), s.Count(linger.Pending), s.Count(linger.Crossed))
+	return fmt.Sprintf("accepted %d, rescued %d, pending %d, crossed %d", s.Accepted, s.Outcomes[linger.Rescued], s.Outcomes[linger.Pending], s.Outcomes[linger.Crossed])
 }
 
 // waitFor waits for ch to be closed, failing the test after shutdownTimeout.

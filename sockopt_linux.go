@@ -202,3 +202,21 @@ func roundTrip(rc syscall.RawConn) (time.Duration, bool) {
 	}
 	return time.Duration(info.Min_rtt) * time.Microsecond, true
 }
+
+// isMPTCP reports whether ln's socket is MPTCP: its protocol (SO_PROTOCOL,
+// socket(7)) is IPPROTO_MPTCP (262, Linux 5.6). Go listens with MPTCP by
+// default from the go 1.24 line of a main module's go.mod on, where the
+// kernel has it (GODEBUG multipathtcp; net/dial.go).
+func isMPTCP(ln net.Listener) bool {
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	proto := 0
+	rc.Control(func(fd uintptr) { proto, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PROTOCOL) })
+	return proto == unix.IPPROTO_MPTCP
+}

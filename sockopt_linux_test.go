@@ -60,3 +60,15 @@ func queued(rc syscall.RawConn) int {
 	rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
 	return n
 }
+
+// waitQueued waits, without reading, until c's receive queue holds at
+// least n bytes: RawConn.Read parks in Go's poller until c is readable.
+func waitQueued(t *testing.T, c net.Conn, n int) {
+	t.Helper()
+	rc, err := c.(syscall.Conn).SyscallConn()
+	require.NoError(t, err)
+	require.NoError(t, rc.Read(func(fd uintptr) bool {
+		q, _ := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+		return q >= n
+	}))
+}

@@ -37,3 +37,6 @@ func roundTrip(syscall.RawConn) (time.Duration, bool) { return 0, false }
 func closeRefusing(_ syscall.RawConn, closeGo func() error) ([]net.Conn, error) {
 	return nil, closeGo()
 }
+
+// isMPTCP: Close stops no handshakes elsewhere, so MPTCP changes nothing.
+func isMPTCP(net.Listener) bool { return false }

@@ -14,7 +14,7 @@ package linger
 // Besides the phase the word holds facts the close depends on (the peer's
 // FIN was read, SO_LINGER 0, the owner's CloseWrite, Shutdown's cut, the
 // owner's Detach, a Close or a Read's bytes that arrived while CloseIdle
-// was deciding) and, when rescue is configured, the Reads in flight: how
+// was deciding, whether the stream began as TLS) and, when rescue is configured, the Reads in flight: how
 // many began since the current idle mark (fresh) and how many before it
 // (stale). A rescue needs a fresh Read and no stale one, so bytes go only
 // to a Read the owner started after it declared itself idle, never to one
@@ -57,6 +57,8 @@ const (
 	flagCloseAsked = 1 << 9  // Close was called while CloseIdle was deciding
 	flagTook       = 1 << 10 // a Read returned bytes while CloseIdle was deciding
 	flagGoFD       = 1 << 11 // its linger watches Go's own descriptor, not a dup (lingerer_linux.go)
+	flagHeard      = 1 << 12 // a Read has returned bytes: flagTLS is decided
+	flagTLS        = 1 << 13 // those first bytes began a TLS handshake record (noteFirstBytes)
 
 	genShift   = 16 // idle marks so far, mod 2^16: which mark a fresh Read belongs to
 	genMask    = 0xffff << genShift
@@ -151,6 +153,20 @@ func (c *Conn) endRead(t readToken, gotBytes bool) state {
 			return n
 		}
 	}
+}
+
+// noteFirstBytes notes, from the first bytes a Read returned, whether the
+// stream is TLS: a TLS connection begins with the client's handshake
+// record, content type 22 (0x16) and a legacy version whose first byte is
+// 3 (RFC 8446 §5.1, RFC 5246 §6.2.1). No HTTP/1 method, HTTP/2 preface or
+// PROXY protocol header begins so. The close's outcome uses it (see
+// tlsAlertMax); it is set once, in any phase.
+func (c *Conn) noteFirstBytes(b []byte) {
+	f := uint64(flagHeard)
+	if len(b) >= 2 && b[0] == 0x16 && b[1] == 0x03 {
+		f |= flagTLS
+	}
+	c.setFlag(f)
 }
 
 // markIdle: open or idle → idle, as a new mark.

@@ -1,6 +1,9 @@
 package linger
 
 import (
+	"io"
+	"os"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -97,4 +100,54 @@ func TestStateMarkWraps(t *testing.T) {
 	assert.True(t, s.has(flagShutWrite))
 	assert.EqualValues(t, 3<<genShift, s.gen())
 	assert.Zero(t, s.fresh()+s.stale())
+}
+
+// The first bytes a Read returns decide whether a stream is TLS: a
+// handshake record (0x16) of a TLS version (0x03 ...), and only the first.
+func TestFirstBytesNoteTLS(t *testing.T) {
+	for _, tc := range []struct {
+		first []byte
+		tls   bool
+	}{
+		{[]byte{0x16, 0x03, 0x01, 0x02, 0x00}, true},
+		{[]byte{0x16, 0x03}, true},
+		{[]byte{0x16}, false}, // too short to tell: not counted as TLS
+		{[]byte("GET / HTTP/1.1\r\n"), false},
+		{[]byte("PRI * HTTP/2.0\r\n"), false},
+		{[]byte("PROXY TCP4 "), false},
+		{[]byte{0x17, 0x03, 0x03}, false}, // application data: not a stream's start
+	} {
+		c := &Conn{}
+		c.noteFirstBytes(tc.first)
+		assert.True(t, c.load().has(flagHeard))
+		assert.Equal(t, tc.tls, c.load().has(flagTLS), "%q", tc.first)
+	}
+}
+
+// How a lingering close that ended on the peer's FIN is counted: on a TLS
+// connection one alert record (a close_notify) is no request.
+func TestLingerOutcomeOfTLS(t *testing.T) {
+	const limit = 1 << 20
+	tls := state(flagHeard | flagTLS)
+	for _, tc := range []struct {
+		s         state
+		unread    int
+		discarded int64
+		err       error
+		want      Outcome
+	}{
+		{tls, 0, 24, io.EOF, Clean},   // TLS 1.3 close_notify after our close
+		{tls, 31, 31, io.EOF, Clean},  // TLS 1.2 AES-GCM, queued unread
+		{tls, 0, 32, io.EOF, Crossed}, // more than one alert: a request
+		{tls, 40, 40, io.EOF, Pending},
+		{tls, 0, 24, os.ErrDeadlineExceeded, Timeout},
+		{tls, 0, 24, syscall.ECONNRESET, Reset},
+		{tls | flagCut, 0, 24, os.ErrDeadlineExceeded, Aborted},
+		{flagHeard, 0, 20, io.EOF, Crossed}, // plaintext: 20 bytes are a request
+		{flagHeard, 20, 20, io.EOF, Pending},
+		{0, 0, 0, io.EOF, Clean},
+	} {
+		info := CloseInfo{Unread: tc.unread, Discarded: tc.discarded}
+		assert.Equal(t, tc.want, lingerOutcome(info, limit, tc.err, tc.s), "%+v", tc)
+	}
 }

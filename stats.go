@@ -8,44 +8,59 @@ import (
 )
 
 // Outcome says how a connection's close ended. The first outcome that
-// applies, in this order, is reported: [Rescued], [Aborted], [Plain] and
-// [Shed] (decided when the owner closes), then how a lingering close ended
-// ([Reset], [Overflow], [Timeout]), then what it saw before the peer's FIN
-// ([Pending], [Crossed]), else [Clean].
+// applies, in this order, is reported: [Aborted], [Plain], [Clean] (the
+// peer had closed first and nothing was unread) and [Shed], decided when
+// the owner closes, or [Rescued] instead of a close; then how a lingering
+// close ended: [Overflow], [Aborted] (Shutdown's cut), [Timeout], [Reset],
+// [Shed] (the kernel refused to go on watching it);
+// then, the peer's FIN having come, [Clean] for a TLS connection that
+// discarded at most its close_notify, [Pending], [Crossed], else [Clean].
+//
+// Pending and Crossed are the outcomes that mean a request met the close;
+// the others say how the close itself went.
 type Outcome uint8
 
 const (
-	// Clean: the peer's FIN came and nothing was discarded, or the peer had
-	// already closed and nothing was unread, so no linger was needed.
+	// Clean: the connection ended normally, FIN for FIN, and no request
+	// was lost. The peer's FIN came and nothing was discarded, or the peer
+	// had closed first with nothing unread; on a TLS connection (one whose
+	// first bytes were a TLS handshake record), what was discarded was at
+	// most one alert record, the client's close_notify, which is how TLS
+	// clients end a connection.
 	Clean Outcome = iota
-	// Pending: unread bytes were already waiting in the receive queue when
-	// the owner closed: a request that had arrived, or a body left unread.
-	// The lingering close discarded them and ended on the peer's FIN.
+	// Pending: a request, or a body, had arrived and was unread when the
+	// owner closed. The lingering close discarded it and ended on the
+	// peer's FIN, without a RST; the peer got no answer to it.
 	Pending
 	// Crossed: the peer sent bytes after the owner's close, before our FIN
 	// reached it: a request crossed the close on the wire. The lingering
 	// close discarded them and ended on the peer's FIN, without a RST.
 	Crossed
-	// Timeout: no FIN from the peer within [Config.LingerTimeout].
+	// Timeout: the peer sent no FIN within [Config.LingerTimeout]; the
+	// connection was closed anyway.
 	Timeout
-	// Overflow: the peer sent more than [Config.LingerBytes] while we
-	// lingered; the connection was closed with data unread.
+	// Overflow: the peer sent more than [Config.LingerBytes] while the
+	// close lingered; the connection was closed with data unread.
 	Overflow
-	// Reset: the peer reset the connection while we lingered.
+	// Reset: the peer reset the connection while the close lingered.
 	Reset
-	// Shed: [Config.MaxLingering] connections were already lingering, so
-	// this one was closed at once.
+	// Shed: closed at once, without lingering, because
+	// [Config.MaxLingering] connections were already lingering, or the
+	// kernel refused to watch one more lingering close (reported to
+	// [Config.ErrorLog] once).
 	Shed
-	// Aborted: an abortive close was asked for ([Config.AbortiveClose] or
-	// [Conn.SetLinger](0)), or [Listener.Shutdown]'s context ended first.
+	// Aborted: closed without waiting for the peer, as asked: an abortive
+	// close ([Config.AbortiveClose] or [Conn.SetLinger](0), the kernel
+	// sends RST), or [Listener.Shutdown]'s context ended first (FIN, no
+	// linger).
 	Aborted
-	// Rescued: the idle close did not happen ([Conn.CloseIdle]). The request
-	// already waiting in the receive queue was handed to the owner's waiting
-	// Read. The connection's final close is reported later, on its own.
+	// Rescued: not a close: [Conn.CloseIdle] found the next request
+	// already waiting and handed it to the owner's waiting Read instead.
+	// The connection's final close is reported later, on its own.
 	Rescued
-	// Plain: the connection cannot half-close, so it was closed at once,
-	// without lingering: it is not TCP-like (a pipe), or a listener wrapped
-	// below linger returns connections that hide CloseWrite
+	// Plain: closed at once, without lingering, because the connection
+	// cannot half-close: it is not TCP-like (a pipe), or a listener
+	// wrapped below linger returns connections that hide CloseWrite
 	// (x/net/netutil.LimitListener, go-proxyproto). The kernel may still
 	// reset such a close; Accept logs the wrapper's type once. Put linger
 	// innermost, directly on the TCP listener.
@@ -89,7 +104,10 @@ type CloseInfo struct {
 
 // Stats are a listener's counters since it was created.
 type Stats struct {
-	Accepted  int64 // connections returned by Accept
+	// Accepted counts connections taken from the kernel's accept queue,
+	// whether or not Accept returned them: [Listener.Close] takes the
+	// queue, and [Listener.Shutdown] closes what no Accept returned.
+	Accepted  int64
 	Open      int64 // accepted and not yet closed by their owner
 	Lingering int64 // closed by their owner, lingering close under way
 	Discarded int64 // bytes read and dropped by lingering closes
@@ -98,14 +116,6 @@ type Stats struct {
 	// Outcomes[linger.Crossed]. Outcomes[linger.Rescued] counts requests
 	// handed back instead of closed, which are not closes.
 	Outcomes [NumOutcomes]int64
-}
-
-// Count returns the number of finished closes with outcome o.
-func (s Stats) Count(o Outcome) int64 {
-	if o < NumOutcomes {
-		return s.Outcomes[o]
-	}
-	return 0
 }
 
 // Closed returns the number of finished closes, whatever their outcome;

@@ -63,8 +63,8 @@ func TestStatsVarInDebugVars(t *testing.T) {
 
 	got := debugVars(t)
 	st := s.Stats()
-	require.EqualValues(t, 1, st.Count(linger.Clean))
-	require.EqualValues(t, 1, st.Count(linger.Crossed))
+	require.EqualValues(t, 1, st.Outcomes[linger.Clean])
+	require.EqualValues(t, 1, st.Outcomes[linger.Crossed])
 	assert.EqualValues(t, 3, st.Accepted)
 	assert.EqualValues(t, 3, got["Accepted"])
 	assert.EqualValues(t, 1, got["Open"])
@@ -74,7 +74,7 @@ func TestStatsVarInDebugVars(t *testing.T) {
 	require.True(t, ok, "Outcomes is an object: %v", got)
 	assert.Len(t, outcomes, int(linger.NumOutcomes), "every outcome, zeros too")
 	for o := range linger.NumOutcomes {
-		assert.EqualValues(t, st.Count(o), outcomes[o.String()], "outcome %v", o)
+		assert.EqualValues(t, st.Outcomes[o], outcomes[o.String()], "outcome %v", o)
 	}
 }
 

@@ -111,7 +111,7 @@ func (p *connProbe) snapshot(ln net.Listener) *shutdownSnapshot {
 		stats := st.Stats()
 		s.Open, s.Lingering = stats.Open, stats.Lingering
 		s.StatsOutcome = fmt.Sprintf("clean %d, pending %d, crossed %d, timeout %d, aborted %d, rescued %d",
-			stats.Count(linger.Clean), stats.Count(linger.Pending), stats.Count(linger.Crossed), stats.Count(linger.Timeout), stats.Count(linger.Aborted), stats.Count(linger.Rescued))
+			stats.Outcomes[linger.Clean], stats.Outcomes[linger.Pending], stats.Outcomes[linger.Crossed], stats.Outcomes[linger.Timeout], stats.Outcomes[linger.Aborted], stats.Outcomes[linger.Rescued])
 	}
 	p.mu.Lock()
 	if !p.start.IsZero() {

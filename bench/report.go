@@ -251,7 +251,7 @@ func (row *row) notes() string {
 	if s := row.Stats; s != nil {
 		// Every outcome the library names; rescues have their column.
 		for o := linger.Outcome(0); !strings.HasPrefix(o.String(), "Outcome("); o++ {
-			if n := s.Count(o); n > 0 && o != linger.Rescued {
+			if n := s.Outcomes[o]; n > 0 && o != linger.Rescued {
 				parts = append(parts, fmt.Sprintf("%s %d", o, n))
 			}
 		}
@@ -318,7 +318,7 @@ func (row *row) rescuedColumn() string {
 	if row.Stats == nil {
 		return ""
 	}
-	return strconv.FormatInt(row.Stats.Count(linger.Rescued), 10)
+	return strconv.FormatInt(row.Stats.Outcomes[linger.Rescued], 10)
 }
 
 // checkFailures lists the checked scenarios where a variant other than raw

@@ -145,7 +145,7 @@ func (d *driver) apacheDeploy(s *scenario) error {
 			dr.counters = &c
 		}
 		if stop.Stats != nil {
-			dr.rescued = stop.Stats.Count(linger.Rescued)
+			dr.rescued = stop.Stats.Outcomes[linger.Rescued]
 		}
 		if d.ctx.Err() != nil {
 			return err
@@ -192,7 +192,7 @@ func (s *shutdownReport) describe() string {
 	}
 	if st := s.Stats; st != nil {
 		str += fmt.Sprintf(" (its listener: accepted %d, clean %d, pending %d, crossed %d, timeout %d, aborted %d, rescued %d)",
-			st.Accepted, st.Count(linger.Clean), st.Count(linger.Pending), st.Count(linger.Crossed), st.Count(linger.Timeout), st.Count(linger.Aborted), st.Count(linger.Rescued))
+			st.Accepted, st.Outcomes[linger.Clean], st.Outcomes[linger.Pending], st.Outcomes[linger.Crossed], st.Outcomes[linger.Timeout], st.Outcomes[linger.Aborted], st.Outcomes[linger.Rescued])
 	}
 	return str
 }

@@ -96,9 +96,9 @@ func (s *deployScraper) after() {
 	s.got.Stats = make(map[string]int64)
 	var diff []string
 	for o := range linger.NumOutcomes {
-		s.got.Stats[o.String()] = st.Count(o)
-		if got, ok := s.got.After[o.String()]; !ok || got != st.Count(o) {
-			diff = append(diff, fmt.Sprintf("%s scraped %d, Stats %d", o, got, st.Count(o)))
+		s.got.Stats[o.String()] = st.Outcomes[o]
+		if got, ok := s.got.After[o.String()]; !ok || got != st.Outcomes[o] {
+			diff = append(diff, fmt.Sprintf("%s scraped %d, Stats %d", o, got, st.Outcomes[o]))
 		}
 	}
 	if len(diff) > 0 {

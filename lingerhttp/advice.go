@@ -65,9 +65,8 @@ func (s *Server) noteClose(ci linger.CloseInfo) {
 	s.mu.Lock()
 	_, ours := s.idleShut[key]
 	delete(s.idleShut, key) // its close is over, or it was rescued
-	lost := ours && (ci.Outcome == linger.Crossed || ci.Outcome == linger.Pending) &&
-		// The client's close_notify: no request.
-		!(s.tls.Load() && ci.Discarded <= closeNotifyMax)
+	// A TLS client's close_notify alone is Clean (linger's Outcome).
+	lost := ours && (ci.Outcome == linger.Crossed || ci.Outcome == linger.Pending)
 	if !lost {
 		s.mu.Unlock()
 		return

@@ -117,7 +117,7 @@ func TestHandoffDrainsWhileTheSuccessorServes(t *testing.T) {
 	old.serve <- http.ErrServerClosed
 	st := old.Listener().Stats()
 	assert.EqualValues(t, 0, st.Open+st.Lingering)
-	assert.EqualValues(t, 0, st.Count(linger.Pending)+st.Count(linger.Crossed)+st.Count(linger.Reset)+st.Count(linger.Aborted))
+	assert.EqualValues(t, 0, st.Outcomes[linger.Pending]+st.Outcomes[linger.Crossed]+st.Outcomes[linger.Reset]+st.Outcomes[linger.Aborted])
 }
 
 // noSocket is a listener another process cannot hold: no descriptor.

@@ -191,7 +191,6 @@ type Server struct {
 
 	ln       atomic.Pointer[linger.Listener]
 	draining atomic.Bool
-	tls      atomic.Bool // ServeTLS: linger is under TLS
 	handoff  atomic.Bool // the drain is Handoff's; set before draining
 
 	mu        sync.Mutex

@@ -47,27 +47,10 @@ func (s *Server) ServeTLS(ln net.Listener, certFile, keyFile string) error {
 	return s.serve(ln, s.tlsServer(certFile, keyFile))
 }
 
-// tlsServer returns http.Server's ServeTLS as a Serve for serveLinger,
-// and notes that the Server serves TLS once it is the one serving.
+// tlsServer returns http.Server's ServeTLS as a Serve for serveLinger.
 func (s *Server) tlsServer(certFile, keyFile string) func(net.Listener) error {
-	return func(ln net.Listener) error {
-		s.tls.Store(true)
-		return s.srv.ServeTLS(ln, certFile, keyFile)
-	}
+	return func(ln net.Listener) error { return s.srv.ServeTLS(ln, certFile, keyFile) }
 }
-
-// closeNotifyMax is the most a TLS client's close_notify takes on the
-// wire: one alert record, 24 bytes in TLS 1.3 (5 of header, 2 of alert, 1
-// of content type, 16 of AEAD tag), 31 in TLS 1.2 with AES-GCM (8 more of
-// explicit nonce). Clients answer our close_notify with theirs (Go's
-// Transport does when it closes the connection), after our close: linger
-// counts it as crossed. On HTTP/2 it can also come just before our close
-// and stay unread, as net/http's HTTP/2 server stops reading once it has
-// decided to close: pending (the tls-idle-race benchmark's pending closes
-// discarded 24 bytes each). No request fits: the shortest HTTP/1 request
-// line with its blank line is 18 bytes, 40 with TLS 1.3's overhead; an
-// HTTP/2 HEADERS frame alone has 9 bytes of header.
-const closeNotifyMax = 32
 
 // checkListener refuses a nil listener, a linger.Listener (Serve wraps
 // the listener itself) and a listener made by crypto/tls, whose type is

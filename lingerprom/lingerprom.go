@@ -29,7 +29,7 @@
 //
 // Every metric carries the collector's ConstLabels.
 //
-//	linger_accepted_connections_total          counter    connections returned by Accept
+//	linger_accepted_connections_total          counter    connections taken from the kernel (see linger.Stats.Accepted)
 //	linger_closes_total{outcome}               counter    finished closes by outcome: every linger.Outcome by name
 //	                                                      ("clean", "crossed", ...); "rescued" counts requests handed
 //	                                                      back by an idle close instead of closing
@@ -49,7 +49,7 @@
 //
 // A metric appears once its source is connected: the counters and gauges
 // once the collector watches a listener (for a ServerCollector, once Serve
-// has begun), the histograms once OnClose or Observe has been called. A
+// has begun), the histograms once OnClose has been called. A
 // collector that was never connected shows no data rather than zeros that
 // would read as "nothing went wrong".
 //
@@ -60,7 +60,8 @@
 // the balancer keeps idle upstream connections longer than the backend
 // does (lower the balancer's idle timeout, or let lingerhttp retire
 // connections). Pending closes are requests that had already arrived, and
-// also bodies a handler left unread:
+// also bodies a handler left unread. A TLS client's close_notify, which
+// healthy TLS connections end with, counts as clean, not as either:
 //
 //	sum by (instance) (rate(linger_closes_total{outcome=~"crossed|pending"}[5m]))
 //
@@ -108,7 +109,7 @@ type listenerMetrics struct {
 	accepted, closes, open, lingering, discarded *prometheus.Desc
 
 	closeDuration, closeIdle prometheus.Histogram
-	observed                 atomic.Bool // OnClose or Observe was called: the histograms are fed
+	observed                 atomic.Bool // OnClose was called: the histograms are fed
 }
 
 func newListenerMetrics(o Opts) *listenerMetrics {
@@ -123,7 +124,7 @@ func newListenerMetrics(o Opts) *listenerMetrics {
 		idleBuckets = defaultIdleBuckets
 	}
 	return &listenerMetrics{
-		accepted: desc("linger_accepted_connections_total", "Connections returned by Accept."),
+		accepted: desc("linger_accepted_connections_total", "Connections taken from the kernel's accept queue (see linger.Stats.Accepted)."),
 		closes: desc("linger_closes_total",
 			`Finished closes of accepted connections, by outcome (see linger.Outcome); outcome="rescued" counts requests an idle close handed back instead of closing.`,
 			"outcome"),
@@ -211,7 +212,7 @@ func (c *Collector) Watch(l *linger.Listener) { c.ln.Store(l) }
 
 // OnClose returns a function for [linger.Config.OnClose] that feeds c's
 // close-duration and idle-at-close histograms, then calls next, the
-// OnClose you had, if it is not nil:
+// OnClose you had or your own, if it is not nil:
 //
 //	cfg.OnClose = c.OnClose(cfg.OnClose)
 //
@@ -219,10 +220,6 @@ func (c *Collector) Watch(l *linger.Listener) { c.ln.Store(l) }
 func (c *Collector) OnClose(next func(linger.CloseInfo)) func(linger.CloseInfo) {
 	return c.m.onClose(next)
 }
-
-// Observe feeds c's histograms with one finished close, for an OnClose
-// that you write yourself.
-func (c *Collector) Observe(ci linger.CloseInfo) { c.m.observe(ci) }
 
 // Describe implements [prometheus.Collector].
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) { c.m.describe(ch) }

@@ -49,7 +49,7 @@ func TestCollectorCountsKnownCloses(t *testing.T) {
 	pair(t, ln)
 
 	err := testutil.ScrapeAndCompare(url, strings.NewReader(`
-# HELP linger_accepted_connections_total Connections returned by Accept.
+# HELP linger_accepted_connections_total Connections taken from the kernel's accept queue (see linger.Stats.Accepted).
 # TYPE linger_accepted_connections_total counter
 linger_accepted_connections_total{listener="public"} 3
 # HELP linger_open_connections Accepted connections not yet closed by their owner.
@@ -164,14 +164,15 @@ func TestCollectorShowsOnlyWhatIsConnected(t *testing.T) {
 	assert.Equal(t, 7, count(), "and the listener's counters and gauges")
 }
 
-func TestObserveFillsTheBuckets(t *testing.T) {
+func TestOnCloseFillsTheBuckets(t *testing.T) {
 	m := lingerprom.NewCollector(lingerprom.Opts{
 		ConstLabels:  prometheus.Labels{"listener": "public"},
 		CloseBuckets: []float64{0.001, 0.5, 2.5},
 		IdleBuckets:  []float64{1, 60, 90},
 	})
-	m.Observe(linger.CloseInfo{Outcome: linger.Clean, Linger: 250 * time.Millisecond, Idle: 500 * time.Millisecond})
-	m.Observe(linger.CloseInfo{Outcome: linger.Crossed, Linger: 2500 * time.Millisecond, Idle: 64 * time.Second})
+	onClose := m.OnClose(nil)
+	onClose(linger.CloseInfo{Outcome: linger.Clean, Linger: 250 * time.Millisecond, Idle: 500 * time.Millisecond})
+	onClose(linger.CloseInfo{Outcome: linger.Crossed, Linger: 2500 * time.Millisecond, Idle: 64 * time.Second})
 	err := testutil.CollectAndCompare(m, strings.NewReader(`
 # HELP linger_close_duration_seconds How long closes took, from the owner's Close until the socket was closed (the lingering close).
 # TYPE linger_close_duration_seconds histogram
@@ -197,7 +198,7 @@ linger_close_idle_seconds_count{listener="public"} 2
 // bound, 2 s) apart from one the peer answered.
 func TestDefaultBucketsSeparateLingerTimeouts(t *testing.T) {
 	m := lingerprom.NewCollector(lingerprom.Opts{ConstLabels: prometheus.Labels{"listener": "public"}})
-	m.Observe(linger.CloseInfo{Outcome: linger.Timeout, Linger: linger.DefaultLingerTimeout + 3*time.Millisecond})
+	m.OnClose(nil)(linger.CloseInfo{Outcome: linger.Timeout, Linger: linger.DefaultLingerTimeout + 3*time.Millisecond})
 	reg := prometheus.NewRegistry()
 	require.NoError(t, reg.Register(m))
 	families, err := reg.Gather()

@@ -56,10 +56,6 @@ func (c *ServerCollector) OnClose(next func(linger.CloseInfo)) func(linger.Close
 	return c.m.onClose(next)
 }
 
-// Observe feeds c's histograms with one finished close, for an OnClose
-// that you write yourself.
-func (c *ServerCollector) Observe(ci linger.CloseInfo) { c.m.observe(ci) }
-
 // Describe implements [prometheus.Collector].
 func (c *ServerCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.m.describe(ch)

@@ -94,7 +94,7 @@ lingerhttp_longest_lost_idle_seconds{server="api"} %s
 # HELP lingerhttp_suggested_idle_timeout_seconds The idle timeout that would have avoided the lost requests: longer than every gap seen, plus a margin.
 # TYPE lingerhttp_suggested_idle_timeout_seconds gauge
 lingerhttp_suggested_idle_timeout_seconds{server="api"} %s
-# HELP linger_accepted_connections_total Connections returned by Accept.
+# HELP linger_accepted_connections_total Connections taken from the kernel's accept queue (see linger.Stats.Accepted).
 # TYPE linger_accepted_connections_total counter
 linger_accepted_connections_total{server="api"} 2
 # HELP linger_discarded_bytes_total Bytes read and dropped by lingering closes.
@@ -108,11 +108,11 @@ linger_discarded_bytes_total{server="api"} %d
 	assert.GreaterOrEqual(t, adv.LongestLostIdle, 100*time.Millisecond, "lost after CloseIdleAfter idle")
 
 	st := ls.Listener().Stats()
-	assert.EqualValues(t, 1, st.Count(linger.Crossed))
-	assert.EqualValues(t, 1, st.Count(linger.Clean))
+	assert.EqualValues(t, 1, st.Outcomes[linger.Crossed])
+	assert.EqualValues(t, 1, st.Outcomes[linger.Clean])
 	want := map[string]float64{}
 	for o := range linger.NumOutcomes {
-		want[o.String()] = float64(st.Count(o))
+		want[o.String()] = float64(st.Outcomes[o])
 	}
 	assert.Equal(t, want, scrapedOutcomes(t, reg), "linger_closes_total is Stats.Outcomes")
 	assert.EqualValues(t, 1, advised.Load(), "lingerhttp still learns from every close: OnAdvice once")

@@ -39,7 +39,7 @@ func TestGRPCClosePaths(t *testing.T) {
 			// timing: a 2 s run may see none. Run again (at most 4 more
 			// times) until it does, so that the assertions below test
 			// something.
-			for i := 0; path == grpcload.PathAgeGrace && i < 4 && (lin.Failed == 0 || st.Count(linger.Crossed)+st.Count(linger.Pending) == 0); i++ {
+			for i := 0; path == grpcload.PathAgeGrace && i < 4 && (lin.Failed == 0 || st.Outcomes[linger.Crossed]+st.Outcomes[linger.Pending] == 0); i++ {
 				t.Logf("linger %v: no stream cut, again", lin)
 				lin = grpcload.Run(context.Background(), wrap, opts).Paths[0]
 				require.NoError(t, lin.Err)
@@ -58,14 +58,14 @@ func TestGRPCClosePaths(t *testing.T) {
 			assert.Zero(t, lin.Resets, "RPCs lost to a reset under linger: %v", lin.Errors)
 			assert.EqualValues(t, lin.ServerConns, st.Accepted)
 			assert.EqualValues(t, st.Accepted, st.Closed(), "every accepted connection's close finished")
-			assert.Zero(t, st.Count(linger.Reset)+st.Count(linger.Timeout)+st.Count(linger.Overflow)+st.Count(linger.Shed)+st.Count(linger.Aborted), "lingering closes that ended badly")
+			assert.Zero(t, st.Outcomes[linger.Reset]+st.Outcomes[linger.Timeout]+st.Outcomes[linger.Overflow]+st.Outcomes[linger.Shed]+st.Outcomes[linger.Aborted], "lingering closes that ended badly")
 			if path == grpcload.PathAgeGrace {
 				// Grace expiry fails the streams in flight with either
 				// listener, so their numbers differ by chance; what
 				// linger changes is that the client's bytes crossing the
 				// close are discarded (Crossed) instead of drawing a RST.
 				assert.Positive(t, lin.Failed, "the grace expired with streams in flight")
-				assert.Positive(t, st.Count(linger.Crossed)+st.Count(linger.Pending), "closes that met client bytes, each a RST without linger")
+				assert.Positive(t, st.Outcomes[linger.Crossed]+st.Outcomes[linger.Pending], "closes that met client bytes, each a RST without linger")
 
 				// Control: the same load with every close abortive
 				// (SO_LINGER 0) shows that the Resets count sees resets.
