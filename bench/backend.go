@@ -62,6 +62,9 @@ type shutdownReport struct {
 	// Stats: the deployed server's listener's, when Shutdown returned
 	// (nil: it does not count).
 	Stats *linger.Stats `json:"stats,omitempty"`
+	// PeerFDs: the descriptors the deployed server held for connections,
+	// if its backend counts them.
+	PeerFDs *peerFDs `json:"peerFds,omitempty"`
 }
 
 // Timing of the backends' servers.
@@ -85,6 +88,7 @@ type backendRun struct {
 	preStop time.Duration   // the shutdown event sleeps this long first
 	deploy  *deployScraper  // the shutdown scenario's scrape of the deployed server; nil for raw
 	probe   *connProbe      // follows the deployed server's connections
+	fds     *fdSampler      // counts the deployed server's connection descriptors
 	before  netns.Counters
 	counted bool
 	memBase uint64
@@ -215,6 +219,9 @@ func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
 				r.probe = &connProbe{}
 				r.probe.hook(srv)
 			}
+			if b.peerFDs && i == 0 {
+				r.fds = startFDSampler(inner.Addr().(*net.TCPAddr).Port)
+			}
 		}
 		var ln net.Listener
 		if b.lingerAll {
@@ -330,6 +337,9 @@ func (r *backendRun) shutdownFirst(req request) *shutdownReport {
 	if r.probe != nil {
 		r.probe.shutdownBegins()
 	}
+	if r.fds != nil {
+		r.fds.now()
+	}
 	time.Sleep(r.preStop) // a preStop hook: serve on while the balancer deregisters
 	timeout := 30 * time.Second
 	if req.TimeoutMs > 0 {
@@ -366,6 +376,9 @@ func (r *backendRun) shutdownFirst(req request) *shutdownReport {
 		}
 	}
 	rep := &shutdownReport{Ms: float64(time.Since(start)) / float64(time.Millisecond)}
+	if r.fds != nil {
+		rep.PeerFDs = r.fds.end()
+	}
 	if st, ok := r.lns[0].(statser); ok {
 		stats := st.Stats()
 		rep.Stats = &stats
@@ -396,6 +409,9 @@ func (r *backendRun) stop() response {
 		if resp.GRPC, err = r.grpc.stop(); err != nil {
 			resp.Err = "grpc: " + err.Error()
 		}
+	}
+	if r.fds != nil {
+		r.fds.end()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

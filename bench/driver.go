@@ -42,6 +42,13 @@ type sizes struct {
 	grpcFor                              time.Duration // per close path, variant and round
 	grpcRounds                           int
 	smuggleAttempts, smuggleRounds       int // attacks per nginx mode and variant, over the rounds
+	// slowloris-deploy: peers that stop after 1–3 bytes of their next
+	// request (and half as many with half a request line), the rows
+	// (slowlorisModes) run and the deploys per variant and row.
+	slowlorisPeers, slowlorisModes, slowlorisRounds int
+	// node-keepalive: Node's lanes per client kind, the swept requests
+	// each lane sends, and rounds.
+	nodeLanes, nodePerLane, nodeRounds int
 }
 
 var (
@@ -58,6 +65,8 @@ var (
 		overheadFor: 2 * time.Second, overheadPairs: 3, overheadConns: 10000,
 		grpcFor: 1500 * time.Millisecond, grpcRounds: 2,
 		smuggleAttempts: 20, smuggleRounds: 2,
+		slowlorisPeers: 200, slowlorisModes: 3, slowlorisRounds: 1,
+		nodeLanes: 200, nodePerLane: 3, nodeRounds: 1,
 	}
 	// Quick mode keeps two rounds wherever it can, so every variant runs
 	// first once: with one round, raw would always run first.
@@ -77,6 +86,9 @@ var (
 		// before it closes, and which variant runs first does not move
 		// a count that must be 0.
 		smuggleAttempts: 6, smuggleRounds: 1,
+		// One deploy per row and variant: each costs Shutdown's seconds.
+		slowlorisPeers: 50, slowlorisModes: 1, slowlorisRounds: 1,
+		nodeLanes: 40, nodePerLane: 2, nodeRounds: 1,
 	}
 )
 
@@ -142,14 +154,17 @@ func runDriver(o options, backendNS, noNetns string) int {
 	var skipped []string
 	skip := make(map[string]string)
 	for _, s := range scenarios {
-		if s.proxy == "" || !d.selected(s) {
+		if s.proxy == "" && s.needs == nil || !d.selected(s) {
 			continue
 		}
 		switch {
-		case !d.counted:
+		case s.proxy != "" && !d.counted:
 			skip[s.name] = "needs network namespaces"
-		default:
+		case s.proxy != "":
 			skip[s.name] = proxyMissing(s.proxy)
+		}
+		if skip[s.name] == "" && s.needs != nil {
+			skip[s.name] = s.needs()
 		}
 		if why := skip[s.name]; why != "" {
 			skipped = append(skipped, s.name)

@@ -40,7 +40,7 @@ func TestShutdownDeadlineSnapshot(t *testing.T) {
 	close(release)
 	require.True(t, rep.DeadlineHit, "%+v", rep)
 	assert.Contains(t, rep.Err, "context deadline exceeded")
-	assert.Contains(t, rep.Err, "1 connections serving a request", "lingerhttp's Shutdown says what was open")
+	assert.Contains(t, rep.Err, "1 active, 0 idle and 0 lingering connections", "lingerhttp's Shutdown says what was open")
 	s := rep.AtDeadline
 	require.NotNil(t, s)
 	assert.Equal(t, map[string]int{"active": 1}, s.Conns)

@@ -36,12 +36,13 @@ type row struct {
 	Counters  *netns.Counters    `json:"backendCounters,omitempty"` // nil: not counted (not root)
 	Stats     *linger.Stats      `json:"lingerStats,omitempty"`     // nil: the listener does not count
 	Extra     map[string]float64 `json:"extra,omitempty"`
-	Smuggle   *smuggleCounts     `json:"smuggle,omitempty"` // the smuggle rows' own columns
-	Scrape    *deployScrape      `json:"scrape,omitempty"`  // the shutdown rows' deploy scrape
-	Restart   *restartCounts     `json:"restart,omitempty"` // the restart rows' own columns
-	Note      string             `json:"note,omitempty"`    // heads the notes
-	Errors    []string           `json:"errors,omitempty"`  // a few distinct failures (grpc)
-	Deploys   []deployResult     `json:"deploys,omitempty"` // apache-deploy: each deploy
+	Smuggle   *smuggleCounts     `json:"smuggle,omitempty"`   // the smuggle rows' own columns
+	Scrape    *deployScrape      `json:"scrape,omitempty"`    // the shutdown rows' deploy scrape
+	Restart   *restartCounts     `json:"restart,omitempty"`   // the restart rows' own columns
+	Slowloris *slowlorisCounts   `json:"slowloris,omitempty"` // the slowloris rows' own columns
+	Note      string             `json:"note,omitempty"`      // heads the notes
+	Errors    []string           `json:"errors,omitempty"`    // a few distinct failures (grpc)
+	Deploys   []deployResult     `json:"deploys,omitempty"`   // apache-deploy: each deploy
 	// Deadlines: the deploys whose Shutdown ran into its deadline, and
 	// what was still open just before (apache-deploy).
 	Deadlines []string `json:"shutdownDeadlines,omitempty"`
@@ -108,6 +109,7 @@ type results struct {
 	Nginx       string          `json:"nginx,omitempty"`
 	HAProxy     string          `json:"haproxy,omitempty"`
 	Apache      string          `json:"apache,omitempty"`
+	Node        string          `json:"node,omitempty"` // node-keepalive's Node.js
 	RSTSource   string          `json:"rstSource"`
 	WallSeconds float64         `json:"wallSeconds"`
 	Skipped     []string        `json:"skipped,omitempty"`
@@ -163,22 +165,27 @@ func (r *results) markdown() string {
 	if r.RSTSource != "" && !strings.HasPrefix(r.RSTSource, "kernel") {
 		rsts = "backend RSTs (not counted: not root)"
 	}
-	var mainRows, smuggleRows, restartRows []*row
+	var mainRows, smuggleRows, restartRows, slowlorisRows []*row
 	for _, row := range r.Rows {
 		switch {
 		case row.Smuggle != nil:
 			smuggleRows = append(smuggleRows, row)
+		case row.Slowloris != nil:
+			slowlorisRows = append(slowlorisRows, row)
 		case row.Restart != nil:
 			restartRows = append(restartRows, row)
 		default:
 			mainRows = append(mainRows, row)
 		}
 	}
-	if len(mainRows) > 0 || len(smuggleRows)+len(restartRows) == 0 {
+	if len(mainRows) > 0 || len(smuggleRows)+len(restartRows)+len(slowlorisRows) == 0 {
 		b.WriteString(mainTable(mainRows, rsts))
 	}
 	if len(smuggleRows) > 0 {
 		b.WriteString(smuggleTable(smuggleRows, rsts))
+	}
+	if len(slowlorisRows) > 0 {
+		b.WriteString(slowlorisTable(slowlorisRows, rsts))
 	}
 	for _, row := range r.Rows {
 		for _, line := range row.Deadlines {
@@ -207,8 +214,12 @@ func (r *results) markdown() string {
 		b.WriteString("\n")
 	}
 	b.WriteString("\n" + legend)
-	fmt.Fprintf(&b, "RSTs: %s. Mode %s, %.0f s, %s, %d CPUs, %s; %s; %s; %s.\n",
+	fmt.Fprintf(&b, "RSTs: %s. Mode %s, %.0f s, %s, %d CPUs, %s; %s; %s; %s",
 		r.RSTSource, r.Mode, r.WallSeconds, r.Kernel, r.NProc, r.Go, orNone(r.Nginx, "no nginx"), orNone(r.HAProxy, "no HAProxy"), orNone(r.Apache, "no Apache"))
+	if r.Node != "" {
+		fmt.Fprintf(&b, "; Node.js %s", r.Node)
+	}
+	b.WriteString(".\n")
 	for _, s := range r.Skipped {
 		fmt.Fprintf(&b, "Skipped %s.\n", s)
 	}
@@ -225,6 +236,8 @@ grpc-*: grpc-go clients and server (bench/internal/grpcload), the server closing
 shutdown: a rolling deploy. At the same moment nginx is reloaded with the backend marked down and the backend is told to stop, as Kubernetes does; raw and linger call http.Server.Shutdown at once, lingerhttp's Shutdown serves on for DrainDelay (1 s) first, and raw+prestop (raw listener) sleeps as long before http.Server.Shutdown, as a Kubernetes preStop hook does. client-leg retries: POSTs that Go's transport resent (Idempotency-Key) after nginx's reload closed their client connection, not the backend's doing. The linger variants' deployed backend is exported by lingerprom through a Prometheus registry, scraped before and after the deploy; its scraped linger_closes_total must equal that listener's Stats (-check fails otherwise).
 apache-idle: nginx-idle's bursts through Apache httpd 2.4 (event MPM, mod_proxy_balancer, one member with keepalive=On ttl=60: pooled upstream connections kept 60 s). apache-deploy (only with -only apache-deploy; -deploys N per variant): the rolling deploy of one of two members behind Apache, which nobody tells (no reload, no health check): 16 clients POST steadily (not replayable, so every loss shows; -deploy-think paces them), the backend is told to stop with a 10 s Shutdown context, the load goes on until just after Shutdown returned; the note gives each deploy's failed requests, when they were sent, close-abort RSTs (abort on close + data) and Shutdown time; other statuses (503) are counted under other and named in the notes. Apache answers a request lost on a reused upstream connection by closing the client's connection without an answer (EOF) if the client's connection had served a request before, else with 502.
 smuggle-*: an attack through nginx, which answers /admin with 403 itself: a POST whose body, as nginx forwards it, is a request with a method of 6000 X, then a DELETE of /admin/users; the backend answers the POST 401 without reading the body. Three shapes take turns: long (a padding request after the DELETE takes the body past 256 KiB, net/http's post-handler discard limit), short (6 KiB), chunked (short, sent chunked; nginx forwards it with a Content-Length). http1.0: nginx's default upstream (HTTP/1.0, Connection: close); keepalive: HTTP/1.1 with an upstream keep-alive pool. reached backend: attacks the backend's handler answered; backend /admin runs: DELETEs that got past nginx (-check fails on any); admin answers seen: the /admin handler's answers that reached the attacker; direct /admin: requests for /admin sent to nginx, and how many it answered 403.
+slowloris-deploy: issue 21's peers during a deploy. Peers (200; -quick 50) each get one response on a keep-alive connection and send 1–3 bytes of their next request ("G", "GE", "GET"), half as many more send half a request line on a new connection, and 8 normal clients POST on; then the backend (IdleTimeout 1 s, ReadHeaderTimeout 0; -rht: 1 s) is deployed away at once: raw, http.Server.Shutdown; lingerhttp, its Shutdown (DrainDelay 1 s, DrainIdle 5 s); each with a 20 s context. The peers read, and close when they see the server's FIN; -deaf: they never read nor close, so each lingering close waits for its LingerTimeout (2 s). conn fds: the descriptors the backend held for the deployed server's connections (/proc/self/fd matched with /proc/net/tcp), when Shutdown returned and at most (the normal clients' included). peers ended: those whose connection the server ended (FIN or RST seen) by the time Shutdown returned, and the last one, from the deploy (-deaf: looked at when Shutdown returned). -check: lingerhttp's Shutdown returns within DrainDelay + DrainIdle + LingerTimeout + 2 s (10 s), before its deadline, with 0 descriptors held; raw is the control. normal requests, RSTs: the normal clients', which stop when the closed listener refuses them (each refusal one RST). -quick runs slowloris-deploy alone.
+node-keepalive-agent, -fetch: Node.js's own keep-alive clients against a backend with IdleTimeout 1 s: http.Agent with keepAlive (one per lane), and the built-in fetch (undici; a dispatcher with one connection per lane). 200 lanes (-quick 40) each send an opening POST, then 3 (-quick 2) more, each after an idle gap of 1 s + an offset from −12 to +12 ms; requests: the swept ones. raw+keepalive-hdr: net/http whose handler adds Keep-Alive: timeout=1 (as Apache httpd and Node's server send it); lingerhttp-no-hdr: lingerhttp with its Keep-Alive: timeout=N masked (the handler sets Keep-Alive: max=1000, which Node ignores), retiring alone. reused: OK requests sent on a reused connection (the server numbers requests per connection). Node keeps a connection for N − 1 s of a timeout=N, so for timeout=1 it does not reuse at all. -check: lingerhttp fails none and sends no RST.
 Notes: the listener's close outcomes (Stats), then scenario details: proxies' error-log lines by kind, client dials, Shutdown time.
 `
 
@@ -312,6 +325,27 @@ func smuggleTable(rows []*row, rsts string) string {
 		})
 }
 
+// slowlorisTable renders the slowloris rows: the deploy's Shutdown and
+// the descriptors the peers held, then the normal clients' requests.
+func slowlorisTable(rows []*row, rsts string) string {
+	return table("| scenario | variant | peers set up (1–3 bytes after a response + half a request line) | Shutdown s (bar) | before its 20 s deadline | conn fds at Shutdown's end / peak | peers ended by then (last at s) | normal requests | OK | "+rsts+" | notes |",
+		"|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|", rows, func(row *row) string {
+			sl := row.Slowloris
+			rst, _ := row.resetColumns()
+			bar := ""
+			if sl.BoundMs > 0 {
+				bar = fmt.Sprintf(" (≤ %.0f)", sl.BoundMs/1000)
+			}
+			before := "yes"
+			if sl.DeadlineHit {
+				before = "no"
+			}
+			return fmt.Sprintf("| %s | %s | %d of %d + %d | %.2f%s | %s | %d / %d | %d (%.2f) | %d | %d | %s | %s |",
+				row.Scenario, row.Variant, sl.SetUp, sl.Reused, sl.HalfLines, sl.ShutdownMs/1000, bar, before,
+				sl.FDsAtEnd, sl.FDsPeak, sl.Ended, sl.LastEndMs/1000, row.Requests, row.OK, rst, row.notes())
+		})
+}
+
 // rescuedColumn is the listener's rescued count, empty where the listener
 // does not count (raw).
 func (row *row) rescuedColumn() string {
@@ -334,6 +368,24 @@ func (r *results) checkFailures() []string {
 	for _, row := range r.Rows {
 		if s := row.Scrape; s != nil && len(s.Mismatch) > 0 {
 			bad = append(bad, fmt.Sprintf("%s/%s: the deploy's Prometheus scrape was not the listener's Stats: %s", row.Scenario, row.Variant, strings.Join(s.Mismatch, "; ")))
+		}
+		if sl := row.Slowloris; sl != nil {
+			name := row.Scenario + "/" + row.Variant
+			if scn := scenarioOfRow(row.Scenario); scn != nil && slices.Contains(scn.boundedShutdown, row.Variant) {
+				switch {
+				case sl.DeadlineHit:
+					bad = append(bad, fmt.Sprintf("%s: Shutdown ran into its deadline", name))
+				case sl.BoundMs > 0 && sl.ShutdownMs > sl.BoundMs:
+					bad = append(bad, fmt.Sprintf("%s: Shutdown took %.2f s, above its bound %.0f s", name, sl.ShutdownMs/1000, sl.BoundMs/1000))
+				}
+				if sl.FDsAtEnd > 0 {
+					bad = append(bad, fmt.Sprintf("%s: %d connection descriptors held after Shutdown returned", name, sl.FDsAtEnd))
+				}
+				if sl.SetUp < sl.Reused+sl.HalfLines {
+					bad = append(bad, fmt.Sprintf("%s: %d of %d peers set up, so the scenario tested too little", name, sl.SetUp, sl.Reused+sl.HalfLines))
+				}
+			}
+			continue
 		}
 		if s := row.Smuggle; s != nil {
 			name := row.Scenario + "/" + row.Variant

@@ -38,6 +38,9 @@ type backend struct {
 	// takes the first away. scrape: that server's listener is also
 	// exported through lingerprom and scraped before and after.
 	deploy, scrape bool
+	// peerFDs: the shutdown event also reports the descriptors the
+	// deployed server held for connections (slowloris-deploy).
+	peerFDs bool
 	// lingerAll: every close lingers until the driver lets go, so
 	// nothing may time out or be shed (memory per lingering connection);
 	// it replaces the variant's listener.
@@ -89,6 +92,7 @@ var backends = []*backend{
 	unreadCloseBackend, idleRaceBackend, tlsIdleRaceBackend, sweepBackend, earlyResponseBackend,
 	proxyIdleBackend, proxyIdleTLSBackend, shutdownBackend, apacheDeployBackend, smuggleBackend,
 	grpcBackend, overheadBackend, memoryBackend, shutdownIdleBackend, restartBackend,
+	slowlorisBackend, slowlorisRHTBackend, nodeKeepAliveBackend,
 }
 
 func backendNamed(name string) (*backend, bool) {
@@ -135,8 +139,11 @@ type scenario struct {
 	name    string
 	backend *backend
 	proxy   string // the proxy it needs ("nginx", "haproxy", "apache2"), if any
-	run     func(d *driver, s *scenario) error
-	rows    []string // the rows it makes, in order, if not one named after it
+	// needs, if set, says why another tool it needs cannot run here, or
+	// "" if it can (node-keepalive: Node.js); the run skips it then.
+	needs func() string
+	run   func(d *driver, s *scenario) error
+	rows  []string // the rows it makes, in order, if not one named after it
 	// optIn: it runs only when -only names it (its many runs do not fit
 	// the default run's budget).
 	optIn bool
@@ -153,6 +160,11 @@ type scenario struct {
 	// the balancer fails over; lossless rows are held to their failed
 	// requests and the close-abort counters, not to TcpOutRsts.
 	refusedAfterClose bool
+	// boundedShutdown: in these variants' rows the deploy's Shutdown
+	// returns within its bar, before its context's deadline, and the
+	// deployed server holds no connection descriptor after it
+	// (slowloris-deploy: lingerhttp's promise that no peer holds it).
+	boundedShutdown []string
 }
 
 var scenarios = []*scenario{
@@ -175,6 +187,10 @@ var scenarios = []*scenario{
 	{name: "grpc", backend: grpcBackend, run: (*driver).grpc, rows: grpcRowNames(), noRSTs: true},
 	// Also runs memoryBackend and shutdownIdleBackend, into no row.
 	{name: "overhead", backend: overheadBackend, run: (*driver).overhead},
+	// Shutdown's time and the descriptors peers that stopped sending
+	// hold; -check holds lingerhttp to its bound (raw is the control).
+	{name: "slowloris-deploy", backend: slowlorisBackend, run: (*driver).slowloris, rows: slowlorisRowNames(), boundedShutdown: []string{"lingerhttp"}},
+	{name: "node-keepalive", backend: nodeKeepAliveBackend, run: (*driver).nodeKeepAlive, rows: nodeRowNames(), needs: nodeMissing, lossless: []string{"lingerhttp"}},
 	{name: "restart", backend: restartBackend, proxy: "nginx", run: (*driver).restart, rows: restartRowNames(), optIn: true, lossless: []string{"lingerhttp+tableflip"}},
 }
 

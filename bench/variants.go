@@ -43,6 +43,17 @@ var variants = []variant{
 		wrap:    func(ln net.Listener, _ *http.Server) net.Listener { return ln },
 		preStop: deployDrainDelay,
 	},
+	// node-keepalive's controls for lingerhttp's Keep-Alive: timeout=N:
+	// net/http with the header added by hand, and lingerhttp with it
+	// masked, retiring alone (scenarios_node.go).
+	{name: "raw+keepalive-hdr", wrap: func(ln net.Listener, srv *http.Server) net.Listener {
+		withKeepAliveTimeout(srv)
+		return ln
+	}},
+	{name: "lingerhttp-no-hdr", serve: func(srv *http.Server, ln net.Listener, drainDelay time.Duration) net.Listener {
+		withoutKeepAliveTimeout(srv)
+		return serveLingerHTTP(srv, ln, drainDelay)
+	}},
 	// The restart scenario's in-place restarts with tableflip: each
 	// generation of the backend is a process that re-executes itself
 	// with the listening socket inherited (restart.go serves them).
