@@ -24,19 +24,15 @@ type Listener struct {
 	cfg   Config // with defaults applied
 	stats counters
 
-	mu        sync.Mutex
-	conns     map[*Conn]struct{} // accepted, close not yet finished, not detached while open
-	running   int                // lingering-close goroutines not yet returned
-	changed   cond.Cond          // broadcast when conns or running shrink; L is &mu
-	aborting  bool               // Shutdown's context ended
-	closed    bool               // Close was called
-	closeDone chan struct{}      // closed when the first Close or Handoff has closed ln
-	owned     bool               // Listen made ln: no other process holds its socket
-	backlog   []*Conn            // taken from the kernel's accept queue at Close, for Accept
-	accepts   atomic.Int32       // Accept calls in progress
-	// acceptedAfterClose: an Accept call failed after Close, so an accept
-	// loop is running and takes the backlog before it sees the error.
-	acceptedAfterClose bool
+	st        atomic.Uint64 // the lifecycle: see state.go (lphase)
+	closeDone chan struct{} // closed when the first Close or Handoff has closed ln
+	owned     bool          // Listen made ln: no other process holds its socket; set before Listen returns
+
+	mu      sync.Mutex
+	conns   map[*Conn]struct{} // accepted, close not yet finished, not detached while open
+	running int                // lingering-close goroutines not yet returned
+	changed cond.Cond          // broadcast when conns or running shrink; L is &mu
+	backlog []*Conn            // taken from the kernel's accept queue at Close, for Accept
 
 	optErr   [numSockopts]sync.Once
 	tlsWarn  sync.Once // a TLS listener under linger, reported once
@@ -124,11 +120,11 @@ func Listen(network, address string, cfg Config) (*Listener, error) {
 // rejects never fails Accept: it is skipped and reported to
 // [Config.ErrorLog] once. Each accepted socket is returned once.
 func (l *Listener) Accept() (net.Conn, error) {
-	l.accepts.Add(1)
-	defer l.accepts.Add(-1)
+	l.noteAccept(+1)
+	defer l.noteAccept(-1)
 	nc, err := l.ln.Accept()
 	if err != nil {
-		if l.isClosed() {
+		if l.lload().closing() {
 			// Close takes the queue once more as the socket closes:
 			// report the listener closed only after that.
 			<-l.closeDone
@@ -154,29 +150,12 @@ func (l *Listener) Accept() (net.Conn, error) {
 func (l *Listener) takeBacklog() *Conn {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed {
-		l.acceptedAfterClose = true
-	}
 	if len(l.backlog) == 0 {
 		return nil
 	}
 	c := l.backlog[0]
 	l.backlog = l.backlog[1:]
 	return c
-}
-
-// isClosed reports whether Close or Handoff has been called.
-func (l *Listener) isClosed() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.closed
-}
-
-// acceptLoopSeen reports whether an Accept call has failed since Close.
-func (l *Listener) acceptLoopSeen() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.acceptedAfterClose
 }
 
 func (l *Listener) closedErr() error {
@@ -218,11 +197,7 @@ func (l *Listener) closedErr() error {
 // When another process goes on accepting from the same socket (a restart
 // in place), use [Listener.Handoff] instead, which leaves the queue to it.
 func (l *Listener) Close() error {
-	l.mu.Lock()
-	first := !l.closed
-	l.closed = true
-	l.mu.Unlock()
-	if !first {
+	if !l.beginClose() {
 		// net/http closes a listener more than once (Serve's deferred
 		// close, Shutdown's): a later Close must not close the socket
 		// while the first one is still taking the accept queue.
@@ -230,7 +205,7 @@ func (l *Listener) Close() error {
 		return l.ln.Close()
 	}
 	rc, refusing := l.takeAcceptQueue()
-	defer close(l.closeDone)
+	defer l.endClose()
 	if !refusing {
 		return l.ln.Close()
 	}
@@ -286,15 +261,11 @@ func (l *Listener) Handoff() error {
 	if _, ok := l.ln.(syscall.Conn); !ok {
 		return fmt.Errorf("linger: Handoff: %T is not a socket another process can hold", l.ln)
 	}
-	l.mu.Lock()
-	first := !l.closed
-	l.closed = true
-	l.mu.Unlock()
-	if !first {
+	if !l.beginClose() {
 		return &net.OpError{Op: "close", Net: l.ln.Addr().Network(), Addr: l.ln.Addr(),
 			Err: fmt.Errorf("linger: Handoff after Close or Handoff: %w", net.ErrClosed)}
 	}
-	defer close(l.closeDone)
+	defer l.endClose()
 	if ul, ok := l.ln.(interface{ SetUnlinkOnClose(bool) }); ok {
 		ul.SetUnlinkOnClose(false)
 	}
@@ -329,7 +300,7 @@ func (l *Listener) Stats() Stats {
 // ends within LingerTimeout.
 func (l *Listener) Shutdown(ctx context.Context) error {
 	l.Close()
-	if l.accepts.Load() == 0 && !l.acceptLoopSeen() {
+	if s := l.lload(); s.accepts() == 0 && !s.has(lflagLoopSeen) {
 		// Nobody is accepting, nor has since Close: the connections
 		// Close took from the kernel's accept queue would wait for
 		// nothing. (A server whose accept loop is between two calls at
@@ -427,7 +398,7 @@ func (l *Listener) backlogAppend(ncs []net.Conn) {
 // abort closes every tracked connection now and waits for their closes.
 func (l *Listener) abort() {
 	l.mu.Lock()
-	l.aborting = true
+	l.startAbort()
 	conns := make([]*Conn, 0, len(l.conns))
 	for c := range l.conns {
 		conns = append(conns, c)
@@ -435,17 +406,13 @@ func (l *Listener) abort() {
 	l.mu.Unlock()
 
 	for _, c := range conns {
-		c.Close() // closes at once while l.aborting; no-op if the owner closed it
+		c.Close() // closes at once while aborting; no-op if the owner closed it
 		c.cutLinger()
 	}
 	l.changed.Wait(nil, func() bool { return l.running == 0 })
 }
 
-func (l *Listener) isAborting() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.aborting
-}
+func (l *Listener) isAborting() bool { return l.lload().phase() == lAborting }
 
 // track adds c to the connections Shutdown waits for. It reports false
 // once Shutdown has given up waiting.
@@ -454,7 +421,7 @@ func (l *Listener) track(c *Conn) bool {
 	defer l.mu.Unlock()
 	l.stats.accepted.Add(1)
 	l.stats.open.Add(1)
-	if l.aborting {
+	if l.isAborting() { // startAbort runs with l.mu held, too
 		return false
 	}
 	l.conns[c] = struct{}{}

@@ -252,10 +252,15 @@ func (c *Conn) handBack() bool {
 	}
 }
 
-// endRescue: rescuing → closing, the decision being a close.
+// endRescue: rescuing → closing, the decision being a close. Only
+// CloseIdle's decision moves a connection out of rescuing (takeForClose
+// leaves it there, with CloseAsked), so the phase is rescuing here.
 func (c *Conn) endRescue() {
 	for {
 		s := c.load()
+		if s.phase() != phaseRescuing {
+			return
+		}
 		if c.cas(s, (s &^ (flagCloseAsked | flagTook)).with(phaseClosing)) {
 			return
 		}
@@ -277,6 +282,107 @@ func (c *Conn) advance(next phase, from ...phase) {
 			return
 		}
 		if c.cas(s, s.with(next)) {
+			return
+		}
+	}
+}
+
+// The Listener's lifecycle is one word too, moved only by these
+// transitions:
+//
+//	accepting → closing    the first Close or Handoff (closing: it takes the
+//	                       accept queue and closes the socket)
+//	closing → closed       that close is done (closeDone is closed)
+//	closed → aborting      Shutdown's context ended: every connection closes
+//	                       at once, and none is tracked any more
+//
+// Besides the phase the word holds a fact, loop seen (an Accept began or
+// returned once the close had begun: an accept loop is running and takes
+// the backlog), and the Accept calls in progress.
+
+type lphase uint64
+
+const (
+	lAccepting lphase = iota // Accept serves
+	lClosing                 // the first Close or Handoff is under way
+	lClosed                  // the socket is closed
+	lAborting                // Shutdown's context ended
+)
+
+var lphaseNames = [...]string{"accepting", "closing", "closed", "aborting"}
+
+func (p lphase) String() string {
+	if int(p) < len(lphaseNames) {
+		return lphaseNames[p]
+	}
+	return "lphase(" + strconv.Itoa(int(p)) + ")"
+}
+
+// The layout of a Listener's word.
+const (
+	lphaseMask = 0x3
+
+	lflagLoopSeen = 1 << 2 // an Accept ran after the close began
+
+	acceptsShift = 32 // Accept calls in progress
+	accepts1     = 1 << acceptsShift
+)
+
+type lstate uint64
+
+func (s lstate) phase() lphase        { return lphase(s & lphaseMask) }
+func (s lstate) has(f uint64) bool    { return uint64(s)&f != 0 }
+func (s lstate) accepts() uint64      { return uint64(s) >> acceptsShift }
+func (s lstate) with(p lphase) lstate { return s&^lphaseMask | lstate(p) }
+
+// closing reports whether Close or Handoff has been called.
+func (s lstate) closing() bool { return s.phase() >= lClosing }
+
+func (l *Listener) lload() lstate { return lstate(l.st.Load()) }
+
+// ladvance moves the phase to next if it is from, keeping everything else,
+// and reports whether it did.
+func (l *Listener) ladvance(next, from lphase) bool {
+	for {
+		s := l.lload()
+		if s.phase() != from {
+			return false
+		}
+		if l.st.CompareAndSwap(uint64(s), uint64(s.with(next))) {
+			return true
+		}
+	}
+}
+
+// beginClose: accepting → closing, for the first Close or Handoff; it
+// reports false for any later one.
+func (l *Listener) beginClose() bool { return l.ladvance(lClosing, lAccepting) }
+
+// endClose: closing → closed.
+func (l *Listener) endClose() {
+	l.ladvance(lClosed, lClosing)
+	close(l.closeDone)
+}
+
+// startAbort: closed → aborting. With l.mu held, so that no connection is
+// tracked after abort has taken the list (see track).
+func (l *Listener) startAbort() { l.ladvance(lAborting, lClosed) }
+
+// noteAccept counts an Accept call in progress (n = +1 or -1) and, once
+// the close has begun, notes that an accept loop runs.
+func (l *Listener) noteAccept(n int) {
+	for {
+		s := l.lload()
+		next := s
+		if n > 0 {
+			next += accepts1
+		} else {
+			next -= accepts1
+		}
+		if s.closing() {
+			next |= lflagLoopSeen
+		}
+		if l.st.CompareAndSwap(uint64(s), uint64(next)) {
 			return
 		}
 	}

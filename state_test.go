@@ -151,3 +151,50 @@ func TestLingerOutcomeOfTLS(t *testing.T) {
 		assert.Equal(t, tc.want, lingerOutcome(info, limit, tc.err, tc.s), "%+v", tc)
 	}
 }
+
+// The Listener's word: each transition moves only from the phase it
+// names, and the facts and the Accept count ride along.
+func TestListenerTransitions(t *testing.T) {
+	l := &Listener{closeDone: make(chan struct{})}
+	phaseIs := func(p lphase) { t.Helper(); assert.Equal(t, p, l.lload().phase()) }
+	phaseIs(lAccepting)
+
+	l.startAbort() // only from closed
+	phaseIs(lAccepting)
+	l.noteAccept(+1)
+	assert.EqualValues(t, 1, l.lload().accepts())
+	assert.False(t, l.lload().has(lflagLoopSeen), "an Accept before the close is no loop after it")
+
+	require.True(t, l.beginClose())
+	phaseIs(lClosing)
+	assert.False(t, l.beginClose(), "a second Close or Handoff is not the first")
+	assert.True(t, l.lload().closing())
+	l.noteAccept(-1) // the Accept in progress returns after the close began
+	assert.EqualValues(t, 0, l.lload().accepts())
+	assert.True(t, l.lload().has(lflagLoopSeen))
+
+	l.startAbort()
+	phaseIs(lClosing)
+	l.endClose()
+	phaseIs(lClosed)
+	select {
+	case <-l.closeDone:
+	default:
+		t.Fatal("endClose closes closeDone")
+	}
+	assert.False(t, l.isAborting())
+	l.startAbort()
+	phaseIs(lAborting)
+	assert.True(t, l.isAborting())
+	assert.True(t, l.lload().closing())
+	assert.False(t, l.beginClose())
+	assert.Equal(t, "aborting", l.lload().phase().String())
+}
+
+// endRescue moves only a connection CloseIdle is deciding on.
+func TestEndRescueOnlyFromRescuing(t *testing.T) {
+	c := &Conn{rescueOn: true}
+	c.markIdle()
+	c.endRescue()
+	assert.Equal(t, phaseIdle, c.load().phase(), "not rescuing: nothing moves")
+}
