@@ -224,7 +224,9 @@ type connKey struct{}
 // bytes of a request that has begun to arrive, stays bounded: by the idle
 // timeout as plain net/http counts it while that is ahead, else by
 // ReadHeaderTimeout (or ReadTimeout, else IdleTimeout) from the first
-// byte. If you configure HTTP/2 yourself
+// byte. The connections net/http sees (ConnState, Hijack) are the
+// Server's own type, which embeds the *linger.Conn: use [linger.ConnOf] to
+// reach it. If you configure HTTP/2 yourself
 // (golang.org/x/net/http2.ConfigureServer), do it after Serve begins.
 func New(srv *http.Server, cfg Config) *Server {
 	if srv == nil {
