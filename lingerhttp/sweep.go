@@ -159,6 +159,10 @@ func (s *Server) closeIdle() {
 			c.Close()
 			continue
 		}
+		// Noted before: a close's outcome can be reported before
+		// CloseIdle returns. (Had net/http closed the connection itself
+		// in the instant between the note and a refusal, that close
+		// would count as ours.)
 		s.noteIdleClose(lc)
 		if lc.CloseIdle() {
 			continue
