@@ -48,12 +48,13 @@ func init() {
 	scenarios = append(scenarios, &scenario{
 		name: "faults", backend: faultsIdleRaceBackend, proxy: "nginx", run: (*driver).faults,
 		rows: faultRowNames, optIn: true, lossless: []string{"lingerhttp"}, lossyLink: true,
-		// A SYN that nginx sent before the deploy closed the listener,
-		// lost and retransmitted after (1 s later), is refused with a
-		// RST by the backend's kernel; nginx tries the other upstream.
-		// That is the loss's doing, not the close's: the lossless rows
-		// are held to their failed requests and to the close-abort
-		// counters, not to TcpOutRsts.
+		// Over a lossy link the backend's kernel answers with a RST a
+		// segment that arrives, retransmitted, for a connection or a
+		// listener already gone: a SYN nginx sent before the deploy
+		// closed the listener, lost and resent 1 s later, is refused
+		// (nginx tries the other upstream). That is the loss's doing,
+		// not the close's: the lossless rows are held to their failed
+		// requests and to the close-abort counters, not to TcpOutRsts.
 		refusedAfterClose: true,
 		needs: func() string {
 			if _, err := exec.LookPath("nft"); err != nil {
