@@ -69,8 +69,9 @@ func TestDescriptorPressure(t *testing.T) {
 		return
 	}
 
-	t.Run("accept-loop", func(t *testing.T) { pressure(t, pressureLoop, false) })
-	t.Run("net-http", func(t *testing.T) { pressure(t, pressureHTTP, true) })
+	t.Run("accept-loop", func(t *testing.T) { pressure(t, pressureLoop, false, false) })
+	t.Run("net-http", func(t *testing.T) { pressure(t, pressureHTTP, true, false) })
+	t.Run("accept-loop-silent-peers", func(t *testing.T) { pressure(t, pressureLoop, false, true) })
 	if !t.Failed() {
 		goleak.VerifyNone(t)
 		fmt.Println(pressureDoneMark)
@@ -167,7 +168,10 @@ func (l *emfileListener) Accept() (net.Conn, error) {
 	return c, err
 }
 
-func pressure(t *testing.T, serve pressureServer, overHTTP bool) {
+// pressure runs pressureClients clients against serve at the descriptor
+// limit. With silent, the clients never close: each lingering close ends
+// by its LingerTimeout, and only that frees descriptors for Accept.
+func pressure(t *testing.T, serve pressureServer, overHTTP, silent bool) {
 	// The runtime's poller and a first listener exist before the count.
 	warm, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -179,9 +183,15 @@ func pressure(t *testing.T, serve pressureServer, overHTTP bool) {
 	saved := rl
 	t.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved) })
 
+	// Longer than the test, so that only the clients' FINs end these
+	// lingers; with silent peers, short, so that their timeouts do.
+	lingerTimeout, want := 10*time.Second, linger.Clean
+	if silent {
+		lingerTimeout, want = 200*time.Millisecond, linger.Timeout
+	}
 	outcomes := make(chan linger.CloseInfo, pressureClients)
 	inner, err := linger.Listen("tcp", "127.0.0.1:0", linger.Config{
-		LingerTimeout: 10 * time.Second, // longer than the test: only the clients' FINs end these lingers
+		LingerTimeout: lingerTimeout,
 		OnClose:       func(ci linger.CloseInfo) { outcomes <- ci },
 	})
 	require.NoError(t, err)
@@ -209,11 +219,20 @@ func pressure(t *testing.T, serve pressureServer, overHTTP bool) {
 	// frees the descriptor for the next Accept.
 	var cw sync.WaitGroup
 	var answered, eofs, noEMFILE atomic.Int64
+	if silent {
+		t.Cleanup(func() {
+			for _, c := range clients {
+				c.Close()
+			}
+		})
+	}
 	for _, c := range clients {
 		cw.Add(1)
 		go func() {
 			defer cw.Done()
-			defer c.Close()
+			if !silent {
+				defer c.Close()
+			}
 			c.SetDeadline(time.Now().Add(30 * time.Second))
 			br := bufio.NewReader(c)
 			if !pressureExchange(t, c, br, overHTTP) {
@@ -235,7 +254,7 @@ func pressure(t *testing.T, serve pressureServer, overHTTP bool) {
 	cw.Wait()
 
 	// Every close reports its outcome; the lingers ended on the clients'
-	// FINs, none was cut or shed.
+	// FINs (silent: their timeouts), none was cut or shed.
 	got := make(map[linger.Outcome]int)
 	for range pressureClients {
 		select {
@@ -245,7 +264,7 @@ func pressure(t *testing.T, serve pressureServer, overHTTP bool) {
 			t.Fatalf("only %d of %d closes reported an outcome: %v; stats %+v", len(got), pressureClients, got, inner.Stats())
 		}
 	}
-	assert.Equal(t, map[linger.Outcome]int{linger.Clean: pressureClients}, got, "outcomes")
+	assert.Equal(t, map[linger.Outcome]int{want: pressureClients}, got, "outcomes")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -267,7 +286,11 @@ func pressure(t *testing.T, serve pressureServer, overHTTP bool) {
 	assert.EqualValues(t, pressureClients, s.Closed(), "closed")
 	assert.Zero(t, s.Open, "open")
 	assert.Zero(t, s.Lingering, "lingering")
-	assert.Equal(t, fdsBefore, countFDs(t), "descriptors open after Shutdown")
+	open := fdsBefore
+	if silent {
+		open += pressureClients // the clients' own ends, closed at cleanup
+	}
+	assert.Equal(t, open, countFDs(t), "descriptors open after Shutdown")
 }
 
 // pressureExchange sends the client's request and reads its answer, a
