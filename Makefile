@@ -36,6 +36,7 @@ bench:
 bench-quick:
 	bench/run -quick -check
 	bench/run -quick -check -only restart
+	bench/run -quick -check -only faults
 
 bench-publish:
 	bench/run -publish

@@ -97,6 +97,7 @@ type driver struct {
 	o       options
 	sz      sizes
 	host    string // the backend's address
+	netns   string // the backend's network namespace, "" on loopback
 	counted bool   // the backend counts its namespace's RSTs
 	tmp     string // the proxies' configs and logs
 	backend *backendProc
@@ -125,7 +126,7 @@ func runDriver(o options, backendNS, noNetns string) int {
 		d.sz.apacheRounds = o.apacheRounds
 	}
 	if backendNS != "" {
-		d.host, d.counted = backendIP, true
+		d.host, d.counted, d.netns = backendIP, true, backendNS
 	}
 	tmp, err := filepath.Abs(filepath.Join(o.out, "tmp", fmt.Sprintf("run-%d", os.Getpid())))
 	if err != nil {

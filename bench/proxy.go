@@ -90,6 +90,14 @@ type proxyConfig struct {
 	// TLS: the upstream terminates TLS (proxy_pass https://; nginx reuses
 	// TLS sessions and, by default, verifies nothing).
 	TLS bool
+	// LossyLink: the link to the upstreams loses packets (the faults
+	// scenario). nginx then marks an upstream down only after 5 failed
+	// attempts within 10 s (max_fails=5 fail_timeout=10s), not after the
+	// first: one connection that a lost packet times out or a request
+	// that crosses an idle close is not a dead server, and with both
+	// upstreams marked down nginx answers 502 itself ("no live
+	// upstreams"), without trying either.
+	LossyLink bool
 
 	// Apache's: where its modules are, and the user its children run as
 	// (it refuses to serve as root; empty when not root).
@@ -116,7 +124,7 @@ http {
 	scgi_temp_path {{.Dir}}/scgi;
 	upstream backend {
 {{- range .Upstreams}}
-		server {{.}} max_fails=1 fail_timeout=30s{{if index $.Down .}} down{{end}};
+		server {{.}} {{if $.LossyLink}}max_fails=5 fail_timeout=10s{{else}}max_fails=1 fail_timeout=30s{{end}}{{if index $.Down .}} down{{end}};
 {{- end}}
 {{- if not .HTTP10}}
 		keepalive 32;

@@ -165,6 +165,9 @@ type scenario struct {
 	// deployed server holds no connection descriptor after it
 	// (slowloris-deploy: lingerhttp's promise that no peer holds it).
 	boundedShutdown []string
+	// lossyLink: its proxy is configured for a lossy link (proxyConfig's
+	// LossyLink), so a lost packet is not a failed upstream.
+	lossyLink bool
 }
 
 var scenarios = []*scenario{

@@ -131,7 +131,7 @@ func (d *driver) shutdown(s *scenario) error {
 	scn := s.name
 	return d.alternate(d.sz.shutdownRounds, s.backend, func(v variant) error {
 		return d.run(scn, s.backend, v, func(addrs []string) error {
-			p, err := startProxy("nginx", filepath.Join(d.tmp, scn+"-"+v.name), addrs)
+			p, err := startProxyConfig("nginx", filepath.Join(d.tmp, scn+"-"+v.name), proxyConfig{Upstreams: addrs, LossyLink: s.lossyLink})
 			if err != nil {
 				return err
 			}

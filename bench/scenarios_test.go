@@ -18,7 +18,7 @@ func TestOptInScenarios(t *testing.T) {
 	named := &driver{o: options{only: map[string]bool{"nginx-tls-idle": true}}}
 	assert.True(t, named.selected(optIn))
 	assert.False(t, named.selected(always))
-	assert.Equal(t, []string{"nginx-tls-idle", "apache-deploy", "restart"}, optInScenarios())
+	assert.Equal(t, []string{"nginx-tls-idle", "apache-deploy", "restart", "faults"}, optInScenarios())
 }
 
 // -only takes known scenario names; an unknown one (a row's name, a
@@ -84,5 +84,5 @@ func TestRegistry(t *testing.T) {
 		"grpc-idle", "grpc-age", "grpc-gracefulstop", "grpc-agegrace"}, noRSTs)
 	assert.Equal(t, []string{"idle-race/lingerhttp", "tls-idle-race/lingerhttp", "nginx-idle/lingerhttp", "haproxy-idle/lingerhttp", "apache-idle/lingerhttp",
 		"nginx-tls-idle/lingerhttp", "shutdown/lingerhttp", "apache-deploy/lingerhttp", "node-keepalive-agent/lingerhttp", "node-keepalive-fetch/lingerhttp",
-		"restart-nginx/lingerhttp+tableflip", "restart-haproxy/lingerhttp+tableflip"}, lossless)
+		"restart-nginx/lingerhttp+tableflip", "restart-haproxy/lingerhttp+tableflip", "loss3-idle-race/lingerhttp", "loss3-deploy/lingerhttp"}, lossless)
 }
