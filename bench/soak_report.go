@@ -88,7 +88,7 @@ func (s *soakResult) notes(row *row) string {
 func (s *soakResult) svg(date, kernel string) string {
 	const (
 		panelW, panelH = 760.0, 110.0
-		left, top      = 70.0, 48.0
+		left, top      = 70.0, 64.0
 		gap            = 36.0
 		bottom         = 56.0
 	)
@@ -111,7 +111,7 @@ func (s *soakResult) svg(date, kernel string) string {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
 	b.WriteString(`<rect width="100%" height="100%" fill="white"/>` + "\n")
 	fmt.Fprintf(&b, `<text x="%.0f" y="18" font-size="14" font-weight="bold">soak: the lingerhttp backend process over %.0f s of mixed traffic, deploys and restarts</text>`+"\n", left, s.Seconds)
-	fmt.Fprintf(&b, `<text x="%.0f" y="32" fill="#555">%s, kernel %s, a sample every %.0f s</text>`+"\n", left, date, kernel, s.IntervalMs/1000)
+	fmt.Fprintf(&b, `<text x="%.0f" y="32" fill="#555">%s, kernel %s, a sample every %s s</text>`+"\n", left, date, kernel, trimFloat(s.IntervalMs/1000))
 	for pi, p := range panels {
 		y0 := top + float64(pi)*(panelH+gap)
 		peak := 0.0
