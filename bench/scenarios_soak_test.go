@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/xml"
 	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -140,4 +141,20 @@ func TestSoakSVG(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 5, lines)
+}
+
+// A run with the soak's row prints its table, writes soak.svg next to
+// latest.json, and -check holds the row to the soak's bars alone.
+func TestSoakResults(t *testing.T) {
+	r := soakRow(120, flat)
+	res := &results{Rows: []*row{r}, RSTSource: "kernel counters"}
+	assert.Contains(t, res.markdown(), "| soak | lingerhttp | 120 | 1000 | 1000 | 0 | 3 | 0 / 0 | 1 / 1 |")
+	assert.Empty(t, res.checkFailures(), "TcpOutRsts alone is not a soak failure")
+	r.Counters.AbortOnClose = 2
+	assertFailures(t, res.checkFailures(), "TCPAbortOnClose 2")
+
+	dir := t.TempDir()
+	require.NoError(t, res.write(dir))
+	assert.FileExists(t, filepath.Join(dir, "soak.svg"))
+	assert.NoFileExists(t, filepath.Join(dir, "sweep.svg"))
 }
