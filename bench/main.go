@@ -59,7 +59,7 @@ func main() {
 	flag.BoolVar(&o.check, "check", false, "exit 1 if linger lets the backend send a RST in "+strings.Join(noRSTs, ", ")+
 		", or a request fails or a RST is sent in "+strings.Join(lossless, ", ")+
 		", or the backend's /admin runs in smuggle, or lingerhttp's deploy Shutdown in "+strings.Join(slowlorisRowNames(), ", ")+
-		" outlasts its bound or leaves a connection descriptor open")
+		" outlasts its bound or leaves a connection descriptor open, or the soak fails a request, aborts a close or grows")
 	flag.StringVar(&only, "only", "", "comma-separated scenarios to run (default all but the opt-in "+strings.Join(optInScenarios(), ", ")+")")
 	flag.StringVar(&o.out, "out", "results/latest", "directory for this run's latest.json, sweep.svg, tables and the proxies' files (untracked)")
 	flag.BoolVar(&o.publish, "publish", false, "also copy the results to "+publishDir+"/, the copy the README quotes: the full default run's table, latest.json and sweep.svg, or -only restart's table, or the soak's soak.svg")
