@@ -37,6 +37,7 @@ bench-quick:
 	bench/run -quick -check
 	bench/run -quick -check -only restart
 	bench/run -quick -check -only faults
+	bench/run -check -only soak
 
 bench-publish:
 	bench/run -publish

@@ -36,6 +36,8 @@ type request struct {
 	// zero means 30 s.
 	TimeoutMs int          `json:"timeoutMs,omitempty"`
 	GRPC      *grpcRequest `json:"grpc,omitempty"` // the grpc scenario's close path
+	// IntervalMs: the soak's sampling interval (start).
+	IntervalMs int `json:"intervalMs,omitempty"`
 }
 
 type response struct {
@@ -49,6 +51,7 @@ type response struct {
 	Shutdown *shutdownReport `json:"shutdown,omitempty"` // the shutdown event's
 	Scrape   *deployScrape   `json:"scrape,omitempty"`   // the shutdown scenario's scrape, on stop
 	Restart  *restartResult  `json:"restart,omitempty"`  // the restart scenario's generations, on stop
+	Soak     *soakReport     `json:"soak,omitempty"`     // the soak's samples, on stop
 }
 
 // shutdownReport is how the deployed server's Shutdown went.
@@ -85,6 +88,7 @@ type backendRun struct {
 	grpc    *grpcServer     // the grpc scenario's server, if that is the run
 	smuggle *smuggleHandler // the smuggle scenario's handler, if that is the run
 	restart *restartRun     // the restart scenario's generations, if that is the run
+	soak    *soakRun        // the soak's servers and samples, if that is the run
 	preStop time.Duration   // the shutdown event sleeps this long first
 	deploy  *deployScraper  // the shutdown scenario's scrape of the deployed server; nil for raw
 	probe   *connProbe      // follows the deployed server's connections
@@ -122,6 +126,9 @@ func runBackend(host string, countRSTs bool) int {
 				}
 				if cur.restart != nil {
 					resp.Addrs = append(resp.Addrs, cur.restart.addr)
+				}
+				if cur.soak != nil {
+					resp.Addrs = cur.soak.addrs
 				}
 			}
 		case "event":
@@ -179,6 +186,21 @@ func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
 		return nil, fmt.Errorf("variant %q does not serve %s", req.Variant, b.name)
 	}
 	r := &backendRun{preStop: v.preStop}
+	if b.soak {
+		// Its servers are its own: see soak_backend.go.
+		var err error
+		if r.soak, err = startSoak(host, time.Duration(req.IntervalMs)*time.Millisecond); err != nil {
+			return nil, err
+		}
+		if countRSTs {
+			if r.before, err = netns.ReadCounters(); err != nil {
+				r.stop()
+				return nil, err
+			}
+			r.counted = true
+		}
+		return r, nil
+	}
 	if b.restart {
 		// Its servers are processes of their own: see restart.go.
 		var err error
@@ -300,6 +322,9 @@ func (r *backendRun) acceptLoop(ln net.Listener, handle func(net.Conn)) {
 }
 
 func (r *backendRun) event(req request) (float64, error) {
+	if r.soak != nil {
+		return r.soak.event(req)
+	}
 	switch req.Event {
 	case "restart":
 		if r.restart == nil {
@@ -402,6 +427,9 @@ func (r *backendRun) stop() response {
 	var resp response
 	if r.restart != nil {
 		resp.Restart, resp.Stats = r.restart.stop()
+	}
+	if r.soak != nil {
+		resp.Soak, resp.Stats = r.soak.stop()
 	}
 	if r.grpc != nil {
 		// GracefulStop and the listener's Shutdown: every close is done.

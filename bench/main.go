@@ -40,6 +40,7 @@ type options struct {
 	deploys      int           // apache-deploy's deploys per variant; 0: the mode's
 	apacheRounds int           // apache-idle's rounds; 0: the mode's
 	deployThink  time.Duration // apache-deploy: each client pauses up to this long between requests
+	soak         time.Duration // the soak's length; 0: soakDefault
 }
 
 func main() {
@@ -58,15 +59,16 @@ func main() {
 	flag.BoolVar(&o.check, "check", false, "exit 1 if linger lets the backend send a RST in "+strings.Join(noRSTs, ", ")+
 		", or a request fails or a RST is sent in "+strings.Join(lossless, ", ")+
 		", or the backend's /admin runs in smuggle, or lingerhttp's deploy Shutdown in "+strings.Join(slowlorisRowNames(), ", ")+
-		" outlasts its bound or leaves a connection descriptor open")
+		" outlasts its bound or leaves a connection descriptor open, or the soak fails a request, aborts a close or grows")
 	flag.StringVar(&only, "only", "", "comma-separated scenarios to run (default all but the opt-in "+strings.Join(optInScenarios(), ", ")+")")
 	flag.StringVar(&o.out, "out", "results/latest", "directory for this run's latest.json, sweep.svg, tables and the proxies' files (untracked)")
-	flag.BoolVar(&o.publish, "publish", false, "also copy the results to "+publishDir+"/, the copy the README quotes: the full default run's table, latest.json and sweep.svg, or -only restart's table")
+	flag.BoolVar(&o.publish, "publish", false, "also copy the results to "+publishDir+"/, the copy the README quotes: the full default run's table, latest.json and sweep.svg, or -only restart's table, or the soak's soak.svg")
 	flag.BoolVar(&o.verbose, "v", false, "log each run")
 	flag.BoolVar(&o.keep, "keep", false, "keep the proxies' configs and logs in the -out directory's tmp/")
 	flag.IntVar(&o.deploys, "deploys", 0, "apache-deploy (which runs only when -only names it): deploys per variant (default 10, -quick 2)")
 	flag.DurationVar(&o.deployThink, "deploy-think", 0, "apache-deploy: each client pauses a random 0 to this long between its requests (default 0: back to back)")
 	flag.IntVar(&o.apacheRounds, "apache-idle-rounds", 0, "apache-idle: rounds of 3 bursts per variant (default 1; nginx-idle's count is 2 rounds of 10)")
+	flag.DurationVar(&o.soak, "soak", 0, "the soak scenario's length (default "+soakDefault.String()+"); setting it runs the soak alone unless -only says more")
 	flag.StringVar(&role, "role", "", "internal: driver, backend or restart-gen")
 	flag.StringVar(&backendNS, "backend-ns", "", "internal: the backend's network namespace")
 	flag.StringVar(&host, "host", "127.0.0.1", "internal: the backend's address")
@@ -83,6 +85,13 @@ func main() {
 	if o.deployThink < 0 || o.deployThink > 10*time.Second {
 		fmt.Fprintf(os.Stderr, "lingerbench: -deploy-think %v: want 0 to 10s\n", o.deployThink)
 		os.Exit(2)
+	}
+	if o.soak != 0 && (o.soak < soakMin || o.soak > soakMax) {
+		fmt.Fprintf(os.Stderr, "lingerbench: -soak %v: want %v to %v\n", o.soak, soakMin, soakMax)
+		os.Exit(2)
+	}
+	if o.soak != 0 && only == "" {
+		only = "soak"
 	}
 	var err error
 	if o.only, err = parseOnly(only); err != nil {

@@ -40,6 +40,7 @@ type row struct {
 	Scrape    *deployScrape      `json:"scrape,omitempty"`    // the shutdown rows' deploy scrape
 	Restart   *restartCounts     `json:"restart,omitempty"`   // the restart rows' own columns
 	Slowloris *slowlorisCounts   `json:"slowloris,omitempty"` // the slowloris rows' own columns
+	Soak      *soakResult        `json:"soak,omitempty"`      // the soak row's own columns
 	Note      string             `json:"note,omitempty"`      // heads the notes
 	Errors    []string           `json:"errors,omitempty"`    // a few distinct failures (grpc)
 	Deploys   []deployResult     `json:"deploys,omitempty"`   // apache-deploy: each deploy
@@ -165,9 +166,11 @@ func (r *results) markdown() string {
 	if r.RSTSource != "" && !strings.HasPrefix(r.RSTSource, "kernel") {
 		rsts = "backend RSTs (not counted: not root)"
 	}
-	var mainRows, smuggleRows, restartRows, slowlorisRows []*row
+	var mainRows, smuggleRows, restartRows, slowlorisRows, soakRows []*row
 	for _, row := range r.Rows {
 		switch {
+		case row.Soak != nil:
+			soakRows = append(soakRows, row)
 		case row.Smuggle != nil:
 			smuggleRows = append(smuggleRows, row)
 		case row.Slowloris != nil:
@@ -178,7 +181,7 @@ func (r *results) markdown() string {
 			mainRows = append(mainRows, row)
 		}
 	}
-	if len(mainRows) > 0 || len(smuggleRows)+len(restartRows)+len(slowlorisRows) == 0 {
+	if len(mainRows) > 0 || len(smuggleRows)+len(restartRows)+len(slowlorisRows)+len(soakRows) == 0 {
 		b.WriteString(mainTable(mainRows, rsts))
 	}
 	if len(smuggleRows) > 0 {
@@ -194,6 +197,9 @@ func (r *results) markdown() string {
 	}
 	if len(restartRows) > 0 {
 		b.WriteString(restartTable(restartRows, rsts))
+	}
+	if len(soakRows) > 0 {
+		b.WriteString(soakTable(soakRows, rsts))
 	}
 	if oh := r.Overhead; oh != nil && len(oh.Variants) > 0 {
 		base := oh.Variants[0]
@@ -367,6 +373,10 @@ func (row *row) rescuedColumn() string {
 func (r *results) checkFailures() []string {
 	var bad []string
 	for _, row := range r.Rows {
+		if s := row.Soak; s != nil {
+			bad = append(bad, s.failures(row)...)
+			continue
+		}
 		if s := row.Scrape; s != nil && len(s.Mismatch) > 0 {
 			bad = append(bad, fmt.Sprintf("%s/%s: the deploy's Prometheus scrape was not the listener's Stats: %s", row.Scenario, row.Variant, strings.Join(s.Mismatch, "; ")))
 		}
@@ -449,6 +459,13 @@ func (r *results) write(dir string) error {
 	if len(r.Sweep) > 0 {
 		if err := os.WriteFile(filepath.Join(dir, "sweep.svg"), []byte(r.sweepSVG()), 0o644); err != nil {
 			return err
+		}
+	}
+	for _, row := range r.Rows {
+		if row.Soak != nil {
+			if err := os.WriteFile(filepath.Join(dir, "soak.svg"), []byte(row.Soak.svg(r.Date, r.Kernel)), 0o644); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -557,6 +574,9 @@ func publishedFiles(o options) []string {
 	if o.only["restart"] {
 		return []string{"restart-table.md"}
 	}
+	if o.only["soak"] {
+		return []string{"soak.svg"}
+	}
 	return []string{"README-table.md", "latest.json", "sweep.svg"}
 }
 
@@ -568,10 +588,10 @@ func checkPublish(o options) error {
 		return nil
 	case o.quick:
 		return errors.New("a -quick run's counts are not the ones the README quotes")
-	case len(o.only) == 0 || len(o.only) == 1 && o.only["restart"]:
+	case len(o.only) == 0 || len(o.only) == 1 && (o.only["restart"] || o.only["soak"]):
 		return nil
 	}
-	return errors.New("it publishes the full default run (no -only) or -only restart")
+	return errors.New("it publishes the full default run (no -only), -only restart or the soak")
 }
 
 // publish copies the run's published files from its -out directory to

@@ -133,6 +133,8 @@ func TestPublish(t *testing.T) {
 	assert.NoError(t, checkPublish(options{}))
 	assert.NoError(t, checkPublish(options{publish: true}))
 	assert.NoError(t, checkPublish(options{publish: true, only: only("restart")}))
+	assert.NoError(t, checkPublish(options{publish: true, only: only("soak")}))
+	assert.Error(t, checkPublish(options{publish: true, only: only("soak", "restart")}))
 	assert.Error(t, checkPublish(options{publish: true, quick: true}))
 	assert.Error(t, checkPublish(options{publish: true, only: only("sweep")}))
 	assert.Error(t, checkPublish(options{publish: true, only: only("restart", "sweep")}))
@@ -140,7 +142,7 @@ func TestPublish(t *testing.T) {
 	t.Chdir(t.TempDir())
 	o := options{out: "results/latest", publish: true}
 	require.NoError(t, os.MkdirAll(o.out, 0o755))
-	for _, f := range []string{"README-table.md", "latest.json", "sweep.svg", "restart-table.md"} {
+	for _, f := range []string{"README-table.md", "latest.json", "sweep.svg", "restart-table.md", "soak.svg"} {
 		require.NoError(t, os.WriteFile(filepath.Join(o.out, f), []byte(f), 0o644))
 	}
 	require.NoError(t, publish(o))
@@ -150,10 +152,15 @@ func TestPublish(t *testing.T) {
 		assert.Equal(t, f, string(b))
 	}
 	assert.NoFileExists(t, filepath.Join(publishDir, "restart-table.md"), "not a restart run")
+	assert.NoFileExists(t, filepath.Join(publishDir, "soak.svg"), "not a soak")
 
 	o.only = only("restart")
 	require.NoError(t, publish(o))
 	assert.FileExists(t, filepath.Join(publishDir, "restart-table.md"))
+
+	o.only = only("soak")
+	require.NoError(t, publish(o))
+	assert.FileExists(t, filepath.Join(publishDir, "soak.svg"))
 }
 
 // assertFailures checks that bad holds one failure a want, in order, each

@@ -34,6 +34,8 @@ type backend struct {
 	grpc bool
 	// restart: its servers are processes of their own (restart.go).
 	restart bool
+	// soak: the soak's servers, its own (soak_backend.go).
+	soak bool
 	// deploy: a rolling deploy, two servers, of which the shutdown event
 	// takes the first away. scrape: that server's listener is also
 	// exported through lingerprom and scraped before and after.
@@ -92,7 +94,7 @@ var backends = []*backend{
 	unreadCloseBackend, idleRaceBackend, tlsIdleRaceBackend, sweepBackend, earlyResponseBackend,
 	proxyIdleBackend, proxyIdleTLSBackend, shutdownBackend, apacheDeployBackend, smuggleBackend,
 	grpcBackend, overheadBackend, memoryBackend, shutdownIdleBackend, restartBackend,
-	slowlorisBackend, slowlorisRHTBackend, nodeKeepAliveBackend,
+	slowlorisBackend, slowlorisRHTBackend, nodeKeepAliveBackend, soakBackend,
 }
 
 func backendNamed(name string) (*backend, bool) {
@@ -195,6 +197,8 @@ var scenarios = []*scenario{
 	{name: "slowloris-deploy", backend: slowlorisBackend, run: (*driver).slowloris, rows: slowlorisRowNames(), boundedShutdown: []string{"lingerhttp"}},
 	{name: "node-keepalive", backend: nodeKeepAliveBackend, run: (*driver).nodeKeepAlive, rows: nodeRowNames(), needs: nodeMissing, lossless: []string{"lingerhttp"}},
 	{name: "restart", backend: restartBackend, proxy: "nginx", run: (*driver).restart, rows: restartRowNames(), optIn: true, lossless: []string{"lingerhttp+tableflip"}},
+	// Its -check is its own: see soakResult.failures.
+	{name: "soak", backend: soakBackend, proxy: "nginx", needs: func() string { return proxyMissing("haproxy") }, run: (*driver).soak, optIn: true},
 }
 
 // proxyIdleRounds runs a proxy-idle scenario with nginx's and HAProxy's

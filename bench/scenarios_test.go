@@ -18,7 +18,7 @@ func TestOptInScenarios(t *testing.T) {
 	named := &driver{o: options{only: map[string]bool{"nginx-tls-idle": true}}}
 	assert.True(t, named.selected(optIn))
 	assert.False(t, named.selected(always))
-	assert.Equal(t, []string{"nginx-tls-idle", "apache-deploy", "restart", "faults"}, optInScenarios())
+	assert.Equal(t, []string{"nginx-tls-idle", "apache-deploy", "restart", "soak", "faults"}, optInScenarios())
 }
 
 // -only takes known scenario names; an unknown one (a row's name, a
@@ -55,12 +55,12 @@ func TestRegistry(t *testing.T) {
 		}
 		assert.Len(t, b.variantList(), len(b.variants), "backend %s names a variant twice", b.name)
 		serves := 0
-		for _, yes := range []bool{b.server != nil, b.handle != nil, b.grpc, b.restart} {
+		for _, yes := range []bool{b.server != nil, b.handle != nil, b.grpc, b.restart, b.soak} {
 			if yes {
 				serves++
 			}
 		}
-		assert.Equal(t, 1, serves, "backend %s: exactly one of server, handle, grpc, restart", b.name)
+		assert.Equal(t, 1, serves, "backend %s: exactly one of server, handle, grpc, restart, soak", b.name)
 	}
 
 	rows := make(map[string]bool)
