@@ -3,7 +3,6 @@ package linger
 import (
 	"context"
 	"os"
-	"time"
 )
 
 // Watched returns how many lingering closes l has handed to its epoll set
@@ -35,7 +34,3 @@ func HandOverGoFD(l *Listener) { l.lingerer.goFD = true }
 // RefuseDups makes l's lingering closes find their dup refused, as at the
 // descriptor limit.
 func RefuseDups(l *Listener) { l.lingerer.noDup = true }
-
-// KeepIdleSet makes l's epoll set wait d, not 100 ms, for the next
-// lingering close once none is left.
-func KeepIdleSet(l *Listener, d time.Duration) { l.lingerer.life = d }

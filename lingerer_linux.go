@@ -73,16 +73,10 @@ package linger
 // before deadlines are expired, so an outcome is delayed, never changed.
 //
 // The goroutine starts with the first lingering close and exits when none
-// has been left for setIdleLife (100 ms), or at once when none is left
-// and the Listener is closed, closing the epoll set: an idle Listener
-// holds no goroutine and no descriptor, and Shutdown, which waits for
-// every lingering close, finds it gone. The price is an epoll_create and
-// a goroutine start per burst of closes, a few microseconds, against a
-// handshake and a close. Without the 100 ms, connection churn (a
-// connection per request) paid it for every other close: each linger
-// lasts one round trip, and the set emptied between most of them
-// (measured with strace, 5 000 HTTP/1.0 requests from 16 clients: 0.46
-// epoll_create1 per close, and with them 3 syscalls more per close).
+// is left, closing the epoll set: an idle Listener holds no goroutine and
+// no descriptor, and Shutdown, which waits for every lingering close,
+// finds it gone. The price is an epoll_create and a goroutine start per
+// burst of closes, a few microseconds, against a handshake and a close.
 
 import (
 	"container/heap"
@@ -102,13 +96,11 @@ import (
 // lingerer holds a Listener's lingering TCP closes off Go's poller.
 type lingerer struct {
 	mu      sync.Mutex
-	set     *lingerSet    // nil while nothing lingers here
-	watched atomic.Int64  // closes handed to the set and not ended (for tests)
-	queued  atomic.Int64  // closes handed to the set and not yet taken by its goroutine
-	closed  bool          // the Listener is closed (listenerClosed)
-	life    time.Duration // tests: setIdleLife if 0
-	goFD    bool          // tests: always hand over Go's own descriptor
-	noDup   bool          // tests: the dup is refused, as at the descriptor limit
+	set     *lingerSet   // nil while nothing lingers here
+	watched atomic.Int64 // closes handed to the set and not ended (for tests)
+	queued  atomic.Int64 // closes handed to the set and not yet taken by its goroutine
+	goFD    bool         // tests: always hand over Go's own descriptor
+	noDup   bool         // tests: the dup is refused, as at the descriptor limit
 }
 
 // lingerSet is one epoll set and the goroutine that watches it, from the
@@ -122,16 +114,12 @@ type lingerSet struct {
 	// Guarded by lingerer.mu.
 	incoming []handover // closes for the goroutine to take over
 	cut      bool       // Shutdown cut lingers: look for flagCut
-	closed   bool       // the Listener is closed: end once nothing lingers
 
 	// The goroutine's own.
 	queue lingerQueue    // by deadline: all share LingerTimeout, so by start
 	slots []*lingerEntry // by the slot each epoll event names; nil: free
 	free  []int32        // free slots
 	gens  int32          // adopted so far, mod 2^32: each entry's gen
-	// idleSince is when the set last became empty (monotonic), while it
-	// is; 0 while lingers go on.
-	idleSince time.Duration
 }
 
 // handover is a close on its way into the set: the owner has half-closed
@@ -223,7 +211,6 @@ func (lg *lingerer) take(c *Conn, info CloseInfo, start time.Duration, rc syscal
 			l.shed(c, info, start, dup, err)
 			return true
 		}
-		set.closed = lg.closed
 		lg.set = set
 		l.goroutineStarted()
 		go lg.watch(set)
@@ -245,7 +232,6 @@ func (lg *lingerer) takeGoFD(c *Conn, info CloseInfo, start time.Duration) bool 
 		if err != nil {
 			return false
 		}
-		set.closed = lg.closed
 		lg.set = set
 		c.l.goroutineStarted()
 		go lg.watch(set)
@@ -326,29 +312,6 @@ func (s *lingerSet) wakeLocked() {
 	s.f.SetReadDeadline(aLongTimeAgo)
 }
 
-// setIdleLife is how long a set with nothing left to watch waits for the
-// next lingering close before its goroutine exits and its descriptor
-// closes. Under connection churn (a connection per request: health
-// checks, HTTP/1.0 clients) the set empties between most closes, each
-// linger lasting a round trip; were it made anew each time, every other
-// close would pay an epoll_create1, its registration in Go's poller, a
-// goroutine and their undoing. A Listener whose closes are further apart
-// than this holds, once they end, no goroutine and no descriptor.
-const setIdleLife = 100 * time.Millisecond
-
-// listenerClosed lets an idle set's goroutine exit at once, not after
-// setIdleLife, once the Listener is closed (Shutdown waits for it), and
-// every later set's as soon as nothing lingers.
-func (lg *lingerer) listenerClosed() {
-	lg.mu.Lock()
-	defer lg.mu.Unlock()
-	lg.closed = true
-	if lg.set != nil {
-		lg.set.closed = true
-		lg.set.wakeLocked()
-	}
-}
-
 // cut wakes the goroutine to end the lingers Shutdown has cut (flagCut).
 func (lg *lingerer) cut() {
 	lg.mu.Lock()
@@ -408,28 +371,15 @@ func (lg *lingerer) watch(s *lingerSet) {
 			lg.mu.Unlock()
 			continue
 		}
+		if len(s.queue) == 0 {
+			lg.set = nil
+			lg.mu.Unlock()
+			s.f.Close() // and with it the epoll set
+			return
+		}
 		// Armed under the lock, so a take or cut after it, which sets
 		// the deadline in the past, is never overwritten.
-		if len(s.queue) > 0 {
-			s.idleSince = 0
-			s.f.SetReadDeadline(time.Now().Add(s.queue[0].start + l.cfg.LingerTimeout - monotonic()))
-		} else {
-			now := monotonic()
-			if s.idleSince == 0 {
-				s.idleSince = now
-			}
-			life := setIdleLife
-			if lg.life > 0 {
-				life = lg.life
-			}
-			if s.closed || now-s.idleSince >= life {
-				lg.set = nil
-				lg.mu.Unlock()
-				s.f.Close() // and with it the epoll set
-				return
-			}
-			s.f.SetReadDeadline(time.Now().Add(s.idleSince + life - now))
-		}
+		s.f.SetReadDeadline(time.Now().Add(s.queue[0].start + l.cfg.LingerTimeout - monotonic()))
 		lg.mu.Unlock()
 
 		n, err := s.wait(events)

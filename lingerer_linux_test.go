@@ -244,34 +244,6 @@ func TestLingerSetComesAndGoes(t *testing.T) {
 	}
 }
 
-// Under churn (a connection per request) lingers follow one another with
-// none left in between: the set stays for the next, not made anew each
-// time; and Shutdown does not wait for an idle set to give up on more.
-func TestLingerSetStaysForTheNextClose(t *testing.T) {
-	s := listen(t, linger.Config{LingerTimeout: time.Minute})
-	linger.KeepIdleSet(s.Listener, time.Hour)
-	var first *os.File
-	for round := range 3 {
-		client, srv := pair(t, s)
-		require.NoError(t, srv.Close())
-		set := linger.LingerSetFile(s.Listener)
-		require.NotNil(t, set, "round %d", round)
-		if first == nil {
-			first = set
-		}
-		assert.Same(t, first, set, "round %d: a new epoll set", round)
-		require.NoError(t, client.Close())
-		assert.Equal(t, linger.Clean, s.Next(t).Outcome)
-	}
-	assert.Same(t, first, linger.LingerSetFile(s.Listener), "the set went with its last linger")
-
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	require.NoError(t, s.Listener.Shutdown(ctx), "Shutdown waited for the idle set")
-	assert.Nil(t, linger.LingerSetFile(s.Listener))
-	assert.ErrorIs(t, first.Close(), os.ErrClosed, "the epoll set's descriptor is closed")
-}
-
 // At the descriptor limit the dup is refused: the close still lingers in
 // the set, by Go's own descriptor, and ends on the peer's FIN.
 func TestLingerWithoutADescriptorToSpare(t *testing.T) {

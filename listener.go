@@ -222,7 +222,6 @@ func (l *Listener) Close() error {
 	first := !l.closed
 	l.closed = true
 	l.mu.Unlock()
-	l.lingerer.listenerClosed() // an idle epoll set need not wait for more
 	if !first {
 		// net/http closes a listener more than once (Serve's deferred
 		// close, Shutdown's): a later Close must not close the socket
@@ -291,7 +290,6 @@ func (l *Listener) Handoff() error {
 	first := !l.closed
 	l.closed = true
 	l.mu.Unlock()
-	l.lingerer.listenerClosed() // an idle epoll set need not wait for more
 	if !first {
 		return &net.OpError{Op: "close", Net: l.ln.Addr().Network(), Addr: l.ln.Addr(),
 			Err: fmt.Errorf("linger: Handoff after Close or Handoff: %w", net.ErrClosed)}
