@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/linger-go/linger"
@@ -331,6 +332,13 @@ func (r *backendRun) event(req request) (float64, error) {
 			return 0, errors.New("restart: not a restart run")
 		}
 		return r.restart.restart()
+	case "cpu":
+		// The process's user and system CPU time so far, µs (churn).
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			return 0, err
+		}
+		return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e3, nil
 	case "measure":
 		// Wait until req.N connections linger, then weigh them.
 		s, ok := r.lns[0].(statser)

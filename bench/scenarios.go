@@ -94,7 +94,7 @@ var backends = []*backend{
 	unreadCloseBackend, idleRaceBackend, tlsIdleRaceBackend, sweepBackend, earlyResponseBackend,
 	proxyIdleBackend, proxyIdleTLSBackend, shutdownBackend, apacheDeployBackend, smuggleBackend,
 	grpcBackend, overheadBackend, memoryBackend, shutdownIdleBackend, restartBackend,
-	slowlorisBackend, slowlorisRHTBackend, nodeKeepAliveBackend, soakBackend,
+	slowlorisBackend, slowlorisRHTBackend, nodeKeepAliveBackend, soakBackend, churnBackend,
 }
 
 func backendNamed(name string) (*backend, bool) {
@@ -192,6 +192,8 @@ var scenarios = []*scenario{
 	{name: "grpc", backend: grpcBackend, run: (*driver).grpc, rows: grpcRowNames(), noRSTs: true},
 	// Also runs memoryBackend and shutdownIdleBackend, into no row.
 	{name: "overhead", backend: overheadBackend, run: (*driver).overhead},
+	// A connection per request: what every close costs (scenarios_churn.go).
+	{name: "churn", backend: churnBackend, run: (*driver).churn, noRSTs: true},
 	// Shutdown's time and the descriptors peers that stopped sending
 	// hold; -check holds lingerhttp to its bound (raw is the control).
 	{name: "slowloris-deploy", backend: slowlorisBackend, run: (*driver).slowloris, rows: slowlorisRowNames(), boundedShutdown: []string{"lingerhttp"}},
