@@ -17,8 +17,7 @@ import (
 )
 
 // After New, the http.Server served directly is plain net/http: nothing
-// of it changed, and its IdleTimeout closes an idle connection (issue 22:
-// it used to be rewritten to about 292 years).
+// of it changed, and its IdleTimeout closes an idle connection (issue 22).
 func TestNewLeavesTheServerAlone(t *testing.T) {
 	const idle = 300 * time.Millisecond
 	srv := &http.Server{Handler: http.HandlerFunc(ok), IdleTimeout: idle}

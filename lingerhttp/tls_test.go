@@ -343,8 +343,8 @@ func TestHTTP2RetireMovesTheClientToANewConnection(t *testing.T) {
 	assert.Zero(t, st.Outcomes[linger.Pending], "no close left a request unread: %+v", st)
 	// Reset is the client's RST during our linger, not ours: Go's
 	// transport can close a connection it left after GOAWAY with our
-	// close_notify still unread (1 close in about 1 of 10 runs here, on
-	// main before v0.1.0 too). No request is lost to it, as failed above
+	// close_notify still unread (1 close in about 1 of 10 runs here). No
+	// request is lost to it, as failed above
 	// shows; at most one per connection the client left.
 	assert.LessOrEqual(t, st.Outcomes[linger.Reset], h.newConns.Load()-1, "%+v", st)
 	assert.Zero(t, h.Advice().Lost, "no request met a close")
