@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -175,4 +176,36 @@ func TestKeepAliveAdvertisesTheIdleBound(t *testing.T) {
 			assert.Equal(t, req.want, resp.Header.Get("Keep-Alive"), "IdleTimeout %v, %+v, %q", tc.idle, tc.cfg, req.conn)
 		}
 	}
+}
+
+// A body the handler left unread is read and discarded by net/http after
+// the handler returns: those reads are not the next request's start, and
+// the idle connection still outlives IdleTimeout, to be retired.
+func TestUnreadBodyLeavesTheIdleWaitAlone(t *testing.T) {
+	const idle = 200 * time.Millisecond
+	addr, _ := slowServer(t, true, idle, time.Second, Config{})
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	const body = 64 << 10 // under net/http's 256 KiB discard limit: the connection is reused
+	// net/http reads most of the body from the socket after the handler
+	// (which does not read it) has returned, before it answers.
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(body)+"\r\n\r\n"+strings.Repeat("x", body))
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	require.False(t, resp.Close)
+
+	c.SetReadDeadline(time.Now().Add(4 * idle))
+	_, err = br.ReadByte()
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded, "still open after IdleTimeout")
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err = http.ReadResponse(br, nil)
+	require.NoError(t, err, "the next request is answered")
+	resp.Body.Close()
+	assert.True(t, resp.Close, "retired")
 }

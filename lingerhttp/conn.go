@@ -50,7 +50,7 @@ type conn struct {
 	waiting atomic.Bool // wait != waitNone: Read's fast path
 	h2c     atomic.Bool // it began with the HTTP/2 preface (RFC 9113 §3.4)
 	started atomic.Bool // a Read has returned bytes
-	served  atomic.Bool // the current request's handler has returned
+	served  atomic.Bool // the current request, which had no body, has been handled
 	early   atomic.Bool // net/http holds bytes of the next request already
 
 	mu     sync.Mutex
@@ -80,7 +80,9 @@ func (c *conn) Read(b []byte) (int, error) {
 			// The next request's first bytes came before net/http
 			// waits for it: its background read, which reads one byte
 			// (net/http/server.go, connReader.backgroundRead), or, under
-			// TLS, a record read once the handler has returned.
+			// TLS, a record read once the handler of a request without
+			// a body has returned (with a body, the reads after the
+			// handler are net/http discarding what it left unread).
 			c.early.Store(true)
 		}
 	}

@@ -22,7 +22,11 @@ func (s *Server) handler(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(dw, r)
 		dw.mark() // net/http writes the header of a handler that wrote nothing
-		if c, ok := r.Context().Value(connKey{}).(net.Conn); ok && r.ProtoMajor == 1 {
+		// A request without a body: net/http's background read ran
+		// during the handler, and any socket read from now until the
+		// next request is the next request's (a body left unread would
+		// be read, and discarded, from now on instead).
+		if c, ok := r.Context().Value(connKey{}).(net.Conn); ok && r.ProtoMajor == 1 && r.Body == http.NoBody {
 			if hc := connOf(c); hc != nil {
 				hc.served.Store(true)
 			}
