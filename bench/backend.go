@@ -7,6 +7,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -252,7 +253,7 @@ func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
 		} else if v.serve != nil && srv != nil {
 			var drain time.Duration
 			if b.deploy && i == 0 {
-				drain = deployDrainDelay // the one the deploy takes away
+				drain = cmp.Or(b.drainDelay, deployDrainDelay) // the one the deploy takes away
 			}
 			r.lns = append(r.lns, v.serve(srv, inner, drain))
 			r.srvs = append(r.srvs, srv)

@@ -65,7 +65,7 @@ func main() {
 	flag.BoolVar(&o.publish, "publish", false, "also copy the results to "+publishDir+"/, the copy the README quotes: the full default run's table, latest.json and sweep.svg, or -only restart's table, or the soak's soak.svg")
 	flag.BoolVar(&o.verbose, "v", false, "log each run")
 	flag.BoolVar(&o.keep, "keep", false, "keep the proxies' configs and logs in the -out directory's tmp/")
-	flag.IntVar(&o.deploys, "deploys", 0, "apache-deploy (which runs only when -only names it): deploys per variant (default 10, -quick 2)")
+	flag.IntVar(&o.deploys, "deploys", 0, "apache-deploy (which runs only when -only names it) and haproxy-deploy: deploys per variant (default 10, -quick 2; haproxy-deploy 2)")
 	flag.DurationVar(&o.deployThink, "deploy-think", 0, "apache-deploy: each client pauses a random 0 to this long between its requests (default 0: back to back)")
 	flag.IntVar(&o.apacheRounds, "apache-idle-rounds", 0, "apache-idle: rounds of 3 bursts per variant (default 1; nginx-idle's count is 2 rounds of 10)")
 	flag.DurationVar(&o.soak, "soak", 0, "the soak scenario's length (default "+soakDefault.String()+"); setting it runs the soak alone unless -only says more")

@@ -98,6 +98,8 @@ type proxyConfig struct {
 	// upstreams marked down nginx answers 502 itself ("no live
 	// upstreams"), without trying either.
 	LossyLink bool
+	// Check: HAProxy health-checks every upstream (option httpchk).
+	Check *proxyCheck
 
 	// Apache's: where its modules are, and the user its children run as
 	// (it refuses to serve as root; empty when not root).
@@ -169,8 +171,11 @@ frontend fe
 	bind 127.0.0.1:{{.Port}}
 	default_backend be
 backend be
+{{- with .Check}}
+	option httpchk GET {{.Path}}
+{{- end}}
 {{- range $i, $u := .Upstreams}}
-	server s{{$i}} {{$u}}
+	server s{{$i}} {{$u}}{{with $.Check}} check inter {{.InterMs}}ms fall {{.Fall}} rise {{.Rise}}{{end}}
 {{- end}}
 `))
 

@@ -43,6 +43,9 @@ type backend struct {
 	// peerFDs: the shutdown event also reports the descriptors the
 	// deployed server held for connections (slowloris-deploy).
 	peerFDs bool
+	// drainDelay: the deployed server's lingerhttp DrainDelay; zero
+	// means deployDrainDelay.
+	drainDelay time.Duration
 	// lingerAll: every close lingers until the driver lets go, so
 	// nothing may time out or be shed (memory per lingering connection);
 	// it replaces the variant's listener.
@@ -95,6 +98,7 @@ var backends = []*backend{
 	proxyIdleBackend, proxyIdleTLSBackend, shutdownBackend, apacheDeployBackend, smuggleBackend,
 	grpcBackend, overheadBackend, memoryBackend, shutdownIdleBackend, restartBackend,
 	slowlorisBackend, slowlorisRHTBackend, nodeKeepAliveBackend, soakBackend, churnBackend,
+	haproxyDeployBackend,
 }
 
 func backendNamed(name string) (*backend, bool) {
@@ -170,6 +174,11 @@ type scenario struct {
 	// lossyLink: its proxy is configured for a lossy link (proxyConfig's
 	// LossyLink), so a lost packet is not a failed upstream.
 	lossyLink bool
+	// check: its proxy health-checks the upstreams (proxyConfig's Check).
+	check *proxyCheck
+	// quickAlways: it runs with the -quick counts in every mode, so it
+	// fits the default run (-deploys still sets its deploys).
+	quickAlways bool
 }
 
 var scenarios = []*scenario{
@@ -187,6 +196,11 @@ var scenarios = []*scenario{
 	{name: "shutdown", backend: shutdownBackend, proxy: "nginx", run: (*driver).shutdown, lossless: []string{"lingerhttp"}},
 	{name: "apache-deploy", backend: apacheDeployBackend, proxy: "apache2", run: (*driver).apacheDeploy, optIn: true,
 		lossless: []string{"lingerhttp"}, refusedAfterClose: true},
+	// The README's HAProxy recipe: deregistered by its health check on
+	// /ready alone (scenarios_haproxy_deploy.go); after the listener
+	// closes, the checks' connects are refused.
+	{name: "haproxy-deploy", backend: haproxyDeployBackend, proxy: "haproxy", run: (*driver).apacheDeploy, quickAlways: true,
+		lossless: []string{"lingerhttp"}, refusedAfterClose: true, check: haproxyCheck},
 	// Its -check is on every variant's rows, raw's too: see checkFailures.
 	{name: "smuggle", backend: smuggleBackend, proxy: "nginx", run: (*driver).smuggle, rows: smuggleRowNames()},
 	{name: "grpc", backend: grpcBackend, run: (*driver).grpc, rows: grpcRowNames(), noRSTs: true},

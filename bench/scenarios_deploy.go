@@ -38,6 +38,9 @@ type deployRun struct {
 	shutdown *shutdownReport
 	counters *netns.Counters // the backend namespace's, over the run
 	rescued  int64
+	// downMs: when the proxy's health check marked the deployed server
+	// down, in ms from the stop (nil: no health check, or never).
+	downMs *float64
 }
 
 // deployFailure is one failed request: when it was sent, in ms from the
@@ -57,6 +60,7 @@ type deployResult struct {
 	Rescued     int64           `json:"rescued"`
 	ShutdownMs  float64         `json:"shutdownMs"`
 	DeadlineHit bool            `json:"deadlineHit,omitempty"`
+	DownMs      *float64        `json:"markedDownMs,omitempty"` // haproxy-deploy: when the health check marked it down
 }
 
 // apacheDeploy: 16 clients POST steadily through Apache to two backends;
@@ -69,16 +73,18 @@ type deployResult struct {
 // failure is kept with the time it was sent, relative to the stop, which
 // tells the drain's phases apart (lingerhttp closes its listener at
 // +1000 ms). Each variant is deployed d.sz.deploys times (-deploys),
-// alternating.
+// alternating. haproxy-deploy runs it too, behind HAProxy with health
+// checks on /ready (scenarios_haproxy_deploy.go).
 func (d *driver) apacheDeploy(s *scenario) error {
 	scn := s.name
+	sz := d.sizesOf(s)
 	runs := make(map[string][]deployRun)
-	err := d.alternate(d.sz.deploys, s.backend, func(v variant) error {
+	err := d.alternate(sz.deploys, s.backend, func(v variant) error {
 		var dr deployRun
 		var t tally
 		var kinds map[string]int
 		stop, err := d.runReq(scn, s.backend, request{}, v, func(addrs []string) error {
-			p, err := startProxy("apache2", filepath.Join(d.tmp, scn+"-"+v.name), addrs)
+			p, err := startProxyConfig(s.proxy, filepath.Join(d.tmp, scn+"-"+v.name), proxyConfig{Upstreams: addrs, Check: s.check})
 			if err != nil {
 				return err
 			}
@@ -91,24 +97,36 @@ func (d *driver) apacheDeploy(s *scenario) error {
 			cl := &http.Client{Transport: tr, Timeout: 15 * time.Second}
 
 			done := make(chan struct{})
+			var watched sync.WaitGroup // the health check's verdict, if it has one
+			defer watched.Wait()       // before the proxy stops
 			var evErr error
 			var mu sync.Mutex
-			deployAt := time.Now().Add(d.sz.deployWarm) // set exactly when told
+			deployAt := time.Now().Add(sz.deployWarm) // set exactly when told
 			go func() {
 				defer close(done)
-				sleepCtx(d.ctx, d.sz.deployWarm)
+				sleepCtx(d.ctx, sz.deployWarm)
 				if d.ctx.Err() != nil {
 					return
 				}
 				mu.Lock()
 				deployAt = time.Now()
 				mu.Unlock()
+				if s.check != nil {
+					// Down within inter × (fall + 1) or so; bounded well past it.
+					watched.Add(1)
+					go func(at time.Time) {
+						defer watched.Done()
+						if ms := p.watchDown(d.ctx, "s0", at, 5*time.Second); ms >= 0 {
+							dr.downMs = &ms
+						}
+					}(deployAt)
+				}
 				resp, err := d.backend.call(request{Op: "event", Event: "shutdown", TimeoutMs: int(deployShutdownTimeout / time.Millisecond)})
 				dr.shutdown, evErr = resp.Shutdown, err
-				sleepCtx(d.ctx, d.sz.deployAfter)
+				sleepCtx(d.ctx, sz.deployAfter)
 			}()
 			// Bounded in time even if the backend never answered.
-			hard := time.Now().Add(d.sz.deployWarm + deployDrainDelay + deployShutdownTimeout + d.sz.deployAfter + 5*time.Second)
+			hard := time.Now().Add(sz.deployWarm + deployDrainDelay + deployShutdownTimeout + sz.deployAfter + 5*time.Second)
 			think := d.o.deployThink
 			parallel(d.ctx, deployClients, deployClients, func(int) {
 				for n := 0; n < 1_000_000 && time.Now().Before(hard) && d.ctx.Err() == nil; n++ {
@@ -219,7 +237,7 @@ func failureTimes(fs []deployFailure, max int) string {
 // lists each deploy's lost requests, close-abort RSTs and Shutdown time,
 // so a rate shows and not only a sum.
 func summarizeDeploys(r *row, rs []deployRun) {
-	var lost, aborts, secs []string
+	var lost, aborts, secs, downs []string
 	losing, hits := 0, 0
 	for _, dr := range rs {
 		res := deployResult{Failed: dr.failed, Failures: dr.failures, Rescued: dr.rescued}
@@ -239,6 +257,10 @@ func summarizeDeploys(r *row, rs []deployRun) {
 				hits++
 			}
 		}
+		if dr.downMs != nil {
+			res.DownMs = dr.downMs
+			downs = append(downs, fmt.Sprintf("%+.0f", *dr.downMs))
+		}
 		r.Deploys = append(r.Deploys, res)
 	}
 	note := fmt.Sprintf("%d deploys, %d lost requests: failed per deploy %s", len(rs), losing, strings.Join(lost, ","))
@@ -254,6 +276,9 @@ func summarizeDeploys(r *row, rs []deployRun) {
 	}
 	if len(aborts) > 0 {
 		note += "; close-abort RSTs per deploy " + strings.Join(aborts, ",")
+	}
+	if len(downs) > 0 {
+		note += "; marked down by the health check at ms " + strings.Join(downs, ",")
 	}
 	if len(secs) > 0 {
 		note += fmt.Sprintf("; Shutdown s %s (%d hit the %.0f s deadline)", strings.Join(secs, ","), hits, deployShutdownTimeout.Seconds())

@@ -83,6 +83,6 @@ func TestRegistry(t *testing.T) {
 	assert.Equal(t, []string{"unread-close", "idle-race", "tls-idle-race", "early-response", "nginx-idle", "haproxy-idle", "apache-idle", "nginx-tls-idle",
 		"grpc-idle", "grpc-age", "grpc-gracefulstop", "grpc-agegrace", "churn"}, noRSTs)
 	assert.Equal(t, []string{"idle-race/lingerhttp", "tls-idle-race/lingerhttp", "nginx-idle/lingerhttp", "haproxy-idle/lingerhttp", "apache-idle/lingerhttp",
-		"nginx-tls-idle/lingerhttp", "shutdown/lingerhttp", "apache-deploy/lingerhttp", "node-keepalive-agent/lingerhttp", "node-keepalive-fetch/lingerhttp",
+		"nginx-tls-idle/lingerhttp", "shutdown/lingerhttp", "apache-deploy/lingerhttp", "haproxy-deploy/lingerhttp", "node-keepalive-agent/lingerhttp", "node-keepalive-fetch/lingerhttp",
 		"restart-nginx/lingerhttp+tableflip", "restart-haproxy/lingerhttp+tableflip", "loss3-idle-race/lingerhttp", "loss3-deploy/lingerhttp"}, lossless)
 }

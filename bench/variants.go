@@ -43,6 +43,15 @@ var variants = []variant{
 		wrap:    func(ln net.Listener, _ *http.Server) net.Listener { return ln },
 		preStop: deployDrainDelay,
 	},
+	// haproxy-deploy's control for the DrainDelay: lingerhttp's Shutdown
+	// with none, so the listener closes at once, before the health check
+	// has taken the server out.
+	{name: "lingerhttp-no-delay", serve: func(srv *http.Server, ln net.Listener, drainDelay time.Duration) net.Listener {
+		if drainDelay == 0 {
+			return serveLingerHTTP(srv, ln, 0) // not the deployed server
+		}
+		return serveLingerHTTPConfig(srv, ln, lingerhttp.Config{})
+	}},
 	// node-keepalive's controls for lingerhttp's Keep-Alive: timeout=N:
 	// net/http with the header added by hand, and lingerhttp with it
 	// masked, retiring alone (scenarios_node.go).
@@ -138,7 +147,17 @@ func serveLingerHTTP(srv *http.Server, ln net.Listener, drainDelay time.Duration
 		// teardown's context allows).
 		cfg.DrainIdle = 100 * time.Millisecond
 	}
+	return serveLingerHTTPConfig(srv, ln, cfg)
+}
+
+// serveLingerHTTPConfig serves srv on ln with lingerhttp and cfg; a
+// readyMux's /ready becomes the Server's ReadyHandler.
+func serveLingerHTTPConfig(srv *http.Server, ln net.Listener, cfg lingerhttp.Config) net.Listener {
+	rm, _ := srv.Handler.(*readyMux)
 	b := &lingerHTTP{Listener: ln, s: lingerhttp.New(srv, cfg)}
+	if rm != nil {
+		rm.setReady(b.s.ReadyHandler())
+	}
 	if srv.TLSConfig != nil {
 		go b.s.ServeTLS(ln, "", "")
 	} else {
