@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -231,18 +232,11 @@ func TestPartialRequestReadByTheBackgroundRead(t *testing.T) {
 			<-release
 		}
 	})}
-	s := New(srv, Config{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-		<-served
-	}()
-	p := dialSlow(t, ln.Addr().String(), false)
+	addr, s := slowServerWith(t, srv, Config{})
+	var once sync.Once
+	releaseOnce := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(releaseOnce) // before the Shutdown, should the test fail first
+	p := dialSlow(t, addr, false)
 	io.WriteString(p, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
 	resp, err := http.ReadResponse(p.br, nil)
 	require.NoError(t, err)
@@ -259,6 +253,6 @@ func TestPartialRequestReadByTheBackgroundRead(t *testing.T) {
 		return false
 	}, 5*time.Second, time.Millisecond)
 	since := time.Now()
-	close(release)
+	releaseOnce()
 	p.heldFor(t, since, idle+time.Second)
 }
