@@ -6,6 +6,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -151,36 +152,21 @@ func (d *driver) earlyResponse(s *scenario) error {
 				t.add("requests", 1)
 				size := 8<<20 + rand.IntN(5<<20)
 				reply := earlyReplySizes[i%len(earlyReplySizes)]
-				c, err := dialer.DialContext(d.ctx, "tcp", addrs[0])
-				if err != nil {
+				sentWhole, whole, dialErr, rerr := earlyUpload(d.ctx, addrs[0], size, reply, zeros)
+				if dialErr != nil {
 					t.add(outOther, 1)
 					return
 				}
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(20 * time.Second))
-				hdr := fmt.Sprintf("POST /upload?reply=%d HTTP/1.1\r\nHost: backend\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n", reply, size)
-				_, werr := c.Write([]byte(hdr))
-				for sent := 0; werr == nil && sent < size; {
-					var n int
-					n, werr = c.Write(zeros[:min(len(zeros), size-sent)])
-					sent += n
-				}
-				if werr == nil {
+				if sentWhole {
 					t.add("body sent whole", 1)
 				}
-				resp, rerr := http.ReadResponse(bufio.NewReader(c), nil)
-				if rerr == nil {
-					var body []byte
-					body, rerr = io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if rerr == nil && resp.StatusCode == http.StatusRequestEntityTooLarge && len(body) == reply {
-						t.add(outOK, 1)
-						t.add(fmt.Sprintf("whole %d KiB 413", reply>>10), 1)
-						return
-					}
-					if rerr == nil {
-						rerr = io.ErrUnexpectedEOF
-					}
+				if whole {
+					t.add(outOK, 1)
+					t.add(fmt.Sprintf("whole %d KiB 413", reply>>10), 1)
+					return
+				}
+				if rerr == errWrongAnswer {
+					rerr = io.ErrUnexpectedEOF // counted as a truncated answer
 				}
 				t.add(classify(rerr), 1)
 			})
@@ -195,6 +181,38 @@ func (d *driver) earlyResponse(s *scenario) error {
 		})
 	})
 }
+
+// earlyUpload writes a size-byte upload whose answer is reply bytes, all
+// of it before it reads the answer, and reports whether the body was sent
+// whole and the whole 413 arrived, or the dial's error, or the error that
+// ended the answer (errWrongAnswer for an answer not the 413 asked for).
+func earlyUpload(ctx context.Context, addr string, size, reply int, zeros []byte) (sentWhole, whole bool, dialErr, err error) {
+	c, dialErr := dialer.DialContext(ctx, "tcp", addr)
+	if dialErr != nil {
+		return false, false, dialErr, nil
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	hdr := fmt.Sprintf("POST /upload?reply=%d HTTP/1.1\r\nHost: backend\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n", reply, size)
+	_, werr := c.Write([]byte(hdr))
+	for sent := 0; werr == nil && sent < size; {
+		var n int
+		n, werr = c.Write(zeros[:min(len(zeros), size-sent)])
+		sent += n
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return werr == nil, false, nil, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil && (resp.StatusCode != http.StatusRequestEntityTooLarge || len(body) != reply) {
+		err = errWrongAnswer
+	}
+	return werr == nil, err == nil, nil, err
+}
+
+var errWrongAnswer = errors.New("not the 413 asked for")
 
 // overhead: keep-alive hello-world throughput and latency, alternating
 // pairs; then the memory of lingering connections and the time Shutdown

@@ -414,32 +414,16 @@ func (d *driver) soakUploads(ctx context.Context, ld *soakLoad, addr string) {
 }
 
 func soakUpload(ctx context.Context, addr string, size, reply int, zeros []byte) string {
-	c, err := dialer.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return classify(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	hdr := fmt.Sprintf("POST /upload?reply=%d HTTP/1.1\r\nHost: backend\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n", reply, size)
-	_, werr := c.Write([]byte(hdr))
-	for sent := 0; werr == nil && sent < size; {
-		var n int
-		n, werr = c.Write(zeros[:min(len(zeros), size-sent)])
-		sent += n
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		return classify(err)
-	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_, whole, dialErr, err := earlyUpload(ctx, addr, size, reply, zeros)
 	switch {
-	case err != nil:
-		return classify(err)
-	case resp.StatusCode != http.StatusRequestEntityTooLarge || len(b) != reply:
+	case dialErr != nil:
+		return classify(dialErr)
+	case whole:
+		return outOK
+	case err == errWrongAnswer:
 		return outOther
 	}
-	return outOK
+	return classify(err)
 }
 
 // soakHostilePeers starts a hostile peer straight to the backend every
