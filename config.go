@@ -220,3 +220,28 @@ func (c Config) withDefaults() Config {
 	}
 	return c
 }
+
+// socketOptions are the keep-alive and TCP_USER_TIMEOUT options Accept
+// gives a TCP connection, in the kernel's units: keep-alive's seconds
+// rounded up, as [net.TCPConn.SetKeepAliveConfig] rounds them, and
+// TCP_USER_TIMEOUT's milliseconds (userTimeout < 0: left alone).
+type socketOptions struct {
+	keepAlive             bool
+	idle, interval, count int
+	userTimeout           int
+}
+
+// socketOptions returns the options of c, with its defaults applied.
+func (c *Config) socketOptions() socketOptions {
+	o := socketOptions{userTimeout: -1}
+	if c.KeepAliveIdle > 0 {
+		o.keepAlive = true
+		o.idle = int((c.KeepAliveIdle + time.Second - 1) / time.Second)
+		o.interval = int((c.KeepAliveInterval + time.Second - 1) / time.Second)
+		o.count = c.KeepAliveCount
+	}
+	if c.UserTimeout > 0 {
+		o.userTimeout = int(c.UserTimeout.Milliseconds())
+	}
+	return o
+}

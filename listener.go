@@ -34,6 +34,7 @@ type Listener struct {
 	changed cond.Cond          // broadcast when conns or running shrink; L is &mu
 	backlog []*Conn            // taken from the kernel's accept queue at Close, for Accept
 
+	sockopts atomic.Int32 // where accepted connections get their socket options: sockoptsFrom*
 	optErr   [numSockopts]sync.Once
 	tlsWarn  sync.Once // a TLS listener under linger, reported once
 	watchErr sync.Once // the kernel refused to watch a lingering close
@@ -49,6 +50,12 @@ type Listener struct {
 // [regexp.MustCompile] does: a nil ln ("linger: Wrap of a nil listener"),
 // or an invalid cfg, with the error [Listen] would return. Use Listen, or
 // check the Config first, where cfg comes from input.
+//
+// On Linux, Wrap sets cfg's keep-alive and TCP_USER_TIMEOUT options on a
+// *net.TCPListener's own socket too: the sockets it accepts inherit them,
+// so Accept need not set them again on each, unless the listener's Accept
+// sets other values of its own (as net.Listen's does where cfg's
+// keep-alive differs from Go's default of 15 s, 15 s and 9 probes).
 //
 // On Linux, Wrap reports to [Config.ErrorLog] a listener that is MPTCP,
 // which Go 1.24 and later create by default: on it, Close cannot stop new
@@ -67,6 +74,12 @@ func Wrap(ln net.Listener, cfg Config) *Listener {
 		closeDone: make(chan struct{}),
 	}
 	l.changed.L = &l.mu
+	l.sockopts.Store(sockoptsFromEachConn)
+	if _, ok := ln.(*net.TCPListener); ok && setListenerOptions(ln, l.cfg.socketOptions()) {
+		// Go's TCPListener applies its ListenConfig's options to every
+		// connection it accepts, so the first one tells for all.
+		l.sockopts.Store(sockoptsUnknown)
+	}
 	if isMPTCP(ln) {
 		l.logf("linger: listener %v is MPTCP: Close cannot stop its new handshakes", ln.Addr())
 	}
@@ -99,7 +112,8 @@ func Listen(network, address string, cfg Config) (*Listener, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	// Keep-alive is set per connection in Accept, from cfg.
+	// Go's Accept sets no keep-alive: the accepted sockets inherit cfg's
+	// from the listening socket (Wrap).
 	lc := net.ListenConfig{KeepAlive: -1}
 	// Plain TCP, also where Go would listen with MPTCP: Close stops new
 	// handshakes with a socket filter, which MPTCP sockets refuse.
@@ -135,7 +149,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		return nil, err // a nil *Conn must not become a non-nil net.Conn
 	}
 	c := newConn(l, nc)
-	l.applySockopts(c)
+	l.applySockopts(c, true)
 	if !l.track(c) {
 		// Shutdown gave up on its connections while this one was being
 		// accepted: do not hand out a connection nobody will wait for.
@@ -384,7 +398,7 @@ func (l *Listener) handshakeSettle() time.Duration {
 func (l *Listener) backlogAppend(ncs []net.Conn) {
 	for _, nc := range ncs {
 		c := newConn(l, nc)
-		l.applySockopts(c)
+		l.applySockopts(c, false)
 		if !l.track(c) {
 			c.Close()
 			continue
@@ -486,10 +500,11 @@ const (
 
 var sockoptNames = [numSockopts]string{"TCP keep-alive", "TCP_USER_TIMEOUT", "SO_LINGER 0", "half-close"}
 
-// applySockopts sets the configured options on a new connection. Options
-// the connection does not support (not TCP) are skipped; errors are
-// reported once per option and never fail Accept.
-func (l *Listener) applySockopts(c *Conn) {
+// applySockopts sets the configured options on a new connection, which
+// the wrapped listener's Accept returned (accepted) or Close took from the
+// accept queue. Options the connection does not support (not TCP) are
+// skipped; errors are reported once per option and never fail Accept.
+func (l *Listener) applySockopts(c *Conn, accepted bool) {
 	tc, ok := c.conn.(*net.TCPConn)
 	if !ok {
 		if _, ok := c.conn.(tlsConn); ok {
@@ -504,19 +519,64 @@ func (l *Listener) applySockopts(c *Conn) {
 		return
 	}
 	cfg := &l.cfg
-	ka := net.KeepAliveConfig{Enable: false}
-	if cfg.KeepAliveIdle > 0 {
-		ka = net.KeepAliveConfig{Enable: true, Idle: cfg.KeepAliveIdle, Interval: cfg.KeepAliveInterval, Count: cfg.KeepAliveCount}
-	}
-	l.reportOnce(optKeepAlive, tc.SetKeepAliveConfig(ka))
-	if cfg.UserTimeout > 0 {
-		if rc, err := tc.SyscallConn(); err == nil {
-			l.reportOnce(optUserTimeout, setUserTimeout(rc, cfg.UserTimeout))
+	if !l.inheritsSockopts(tc, accepted) {
+		ka := net.KeepAliveConfig{Enable: false}
+		if cfg.KeepAliveIdle > 0 {
+			ka = net.KeepAliveConfig{Enable: true, Idle: cfg.KeepAliveIdle, Interval: cfg.KeepAliveInterval, Count: cfg.KeepAliveCount}
+		}
+		l.reportOnce(optKeepAlive, tc.SetKeepAliveConfig(ka))
+		if cfg.UserTimeout > 0 {
+			if rc, err := tc.SyscallConn(); err == nil {
+				l.reportOnce(optUserTimeout, setUserTimeout(rc, cfg.UserTimeout))
+			}
 		}
 	}
 	if cfg.AbortiveClose {
 		l.reportOnce(optAbortive, c.SetLinger(0))
 	}
+}
+
+// Where accepted connections get their keep-alive and TCP_USER_TIMEOUT
+// options (Listener.sockopts).
+const (
+	// Wrap set them on the listening socket; the first connection the
+	// wrapped Accept returns tells whether they survive it.
+	sockoptsUnknown = iota
+	// Every accepted socket has them from the listening socket: on Linux
+	// a socket accepted from a listening one starts as its copy, options
+	// included (sk_clone_lock in net/core/sock.c; tcp_create_openreq_child
+	// in net/ipv4/tcp_minisocks.c starts the keep-alive timer when
+	// SO_KEEPALIVE is on), and the wrapped Accept sets none or the same.
+	sockoptsInherited
+	// Set on each connection: they could not be set on the listening
+	// socket, or the wrapped Accept sets its own (a net.ListenConfig's
+	// KeepAlive other than linger's, as net.Listen's 15 s where
+	// Config.KeepAliveIdle is not).
+	sockoptsFromEachConn
+)
+
+// inheritsSockopts reports whether tc has the configured keep-alive and
+// TCP_USER_TIMEOUT options from the listening socket already, so that
+// Accept spares their five system calls. A connection Close took from
+// the accept queue (not accepted) was made by net.FileConn, which sets
+// Go's default keep-alive: it never has them.
+func (l *Listener) inheritsSockopts(tc *net.TCPConn, accepted bool) bool {
+	if !accepted {
+		return false
+	}
+	switch l.sockopts.Load() {
+	case sockoptsInherited:
+		return true
+	case sockoptsFromEachConn:
+		return false
+	}
+	got := sockoptsFromEachConn
+	if hasSocketOptions(tc, l.cfg.socketOptions()) {
+		got = sockoptsInherited
+	}
+	// Concurrent Accepts learn the same: one ListenConfig set both.
+	l.sockopts.CompareAndSwap(sockoptsUnknown, int32(got))
+	return got == sockoptsInherited
 }
 
 func (l *Listener) reportOnce(opt int, err error) {

@@ -73,6 +73,77 @@ func setUserTimeout(rc syscall.RawConn, d time.Duration) error {
 	return err
 }
 
+// setListenerOptions sets o on ln's listening socket, for the sockets
+// it accepts to inherit (see sockoptsInherited), and reports whether all
+// were set.
+func setListenerOptions(ln net.Listener, o socketOptions) bool {
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	if cerr := rc.Control(func(fd uintptr) {
+		err = setSocketOptions(int(fd), o)
+	}); cerr != nil {
+		return false
+	}
+	return err == nil
+}
+
+func setSocketOptions(fd int, o socketOptions) error {
+	if !o.keepAlive {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 0); err != nil {
+			return err
+		}
+	} else {
+		for _, opt := range [...]struct{ level, name, v int }{
+			{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, o.idle},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, o.interval},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, o.count},
+		} {
+			if err := unix.SetsockoptInt(fd, opt.level, opt.name, opt.v); err != nil {
+				return err
+			}
+		}
+	}
+	if o.userTimeout >= 0 {
+		return unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, o.userTimeout)
+	}
+	return nil
+}
+
+// hasSocketOptions reports whether c's socket has o.
+func hasSocketOptions(c syscall.Conn, o socketOptions) bool {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	has := false
+	rc.Control(func(fd uintptr) {
+		get := func(level, name int) int {
+			v, err := unix.GetsockoptInt(int(fd), level, name)
+			if err != nil {
+				return -1
+			}
+			return v
+		}
+		if (get(unix.SOL_SOCKET, unix.SO_KEEPALIVE) != 0) != o.keepAlive {
+			return
+		}
+		if o.keepAlive && (get(unix.IPPROTO_TCP, unix.TCP_KEEPIDLE) != o.idle ||
+			get(unix.IPPROTO_TCP, unix.TCP_KEEPINTVL) != o.interval ||
+			get(unix.IPPROTO_TCP, unix.TCP_KEEPCNT) != o.count) {
+			return
+		}
+		has = o.userTimeout < 0 || get(unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT) == o.userTimeout
+	})
+	return has
+}
+
 // peekBytes returns up to n queued bytes without consuming them (MSG_PEEK).
 func peekBytes(rc syscall.RawConn, n int) []byte {
 	buf := make([]byte, n)

@@ -21,6 +21,12 @@ func discardTCP(syscall.RawConn, int) (int, error) { return 0, errors.ErrUnsuppo
 // setUserTimeout: TCP_USER_TIMEOUT is Linux's; elsewhere it is skipped.
 func setUserTimeout(syscall.RawConn, time.Duration) error { return nil }
 
+// setListenerOptions: elsewhere each accepted connection gets its options.
+func setListenerOptions(net.Listener, socketOptions) bool { return false }
+
+// hasSocketOptions is not asked elsewhere (see setListenerOptions).
+func hasSocketOptions(syscall.Conn, socketOptions) bool { return false }
+
 // peekBytes is not needed: without unreadBytes, rescue never triggers.
 func peekBytes(syscall.RawConn, int) []byte { return nil }
 
