@@ -28,8 +28,17 @@ func LingerSetFile(l *Listener) *os.File {
 }
 
 // HandOverGoFD makes l's lingering closes always hand Go's own descriptor
-// to the epoll set, not a dup.
-func HandOverGoFD(l *Listener) { l.lingerer.goFD = true }
+// to the epoll set, not a dup: the form take chooses when closes are
+// queued ahead of this one. It counts one close as queued, for good: a
+// close that is never taken, so queued never drops below one. Nothing
+// else reads queued (the set's goroutine subtracts what it takes, and
+// exits when its own queue is empty, whatever queued says), so the bias
+// changes only that choice. Call it before l accepts.
+func HandOverGoFD(l *Listener) { l.lingerer.queued.Add(1) }
+
+// GoFD reports whether c, closed, lingers in l's epoll set by Go's own
+// descriptor (not a dup).
+func GoFD(c *Conn) bool { return c.load().has(flagGoFD) }
 
 // RefuseDups makes l's lingering closes find their dup refused, as at the
 // descriptor limit.

@@ -99,7 +99,6 @@ type lingerer struct {
 	set     *lingerSet   // nil while nothing lingers here
 	watched atomic.Int64 // closes handed to the set and not ended (for tests)
 	queued  atomic.Int64 // closes handed to the set and not yet taken by its goroutine
-	goFD    bool         // tests: always hand over Go's own descriptor
 	noDup   bool         // tests: the dup is refused, as at the descriptor limit
 }
 
@@ -182,7 +181,7 @@ func (lg *lingerer) take(c *Conn, info CloseInfo, start time.Duration, rc syscal
 	if _, ok := c.conn.(*net.TCPConn); !ok || rc == nil || l.goroutineLinger {
 		return false
 	}
-	if lg.queued.Load() > 0 || lg.goFD {
+	if lg.queued.Load() > 0 {
 		return lg.takeGoFD(c, info, start)
 	}
 	dup, err := -1, error(unix.EMFILE)
