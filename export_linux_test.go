@@ -39,7 +39,3 @@ func HandOverGoFD(l *Listener) { l.lingerer.queued.Add(1) }
 // GoFD reports whether c, closed, lingers in l's epoll set by Go's own
 // descriptor (not a dup).
 func GoFD(c *Conn) bool { return c.load().has(flagGoFD) }
-
-// RefuseDups makes l's lingering closes find their dup refused, as at the
-// descriptor limit.
-func RefuseDups(l *Listener) { l.lingerer.noDup = true }

@@ -99,7 +99,6 @@ type lingerer struct {
 	set     *lingerSet   // nil while nothing lingers here
 	watched atomic.Int64 // closes handed to the set and not ended (for tests)
 	queued  atomic.Int64 // closes handed to the set and not yet taken by its goroutine
-	noDup   bool         // tests: the dup is refused, as at the descriptor limit
 }
 
 // lingerSet is one epoll set and the goroutine that watches it, from the
@@ -184,10 +183,7 @@ func (lg *lingerer) take(c *Conn, info CloseInfo, start time.Duration, rc syscal
 	if lg.queued.Load() > 0 {
 		return lg.takeGoFD(c, info, start)
 	}
-	dup, err := -1, error(unix.EMFILE)
-	if !lg.noDup {
-		dup, err = dupFD(rc)
-	}
+	dup, err := dupFD(rc)
 	if err != nil {
 		return lg.takeGoFD(c, info, start)
 	}

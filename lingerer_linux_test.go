@@ -4,6 +4,7 @@ package linger_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/linger-go/linger/internal/testnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 )
 
@@ -244,24 +246,123 @@ func TestLingerSetComesAndGoes(t *testing.T) {
 	}
 }
 
-// At the descriptor limit the dup is refused: the close still lingers in
-// the set, by Go's own descriptor, and ends on the peer's FIN.
+// At the descriptor limit the owner's Close cannot dup the socket, and
+// with no set yet, the set cannot be made either (epoll_create1 needs a
+// descriptor too): a close with a set already lingering goes into it by Go's
+// own descriptor, and one without lingers in a goroutine of its own. Each
+// still ends on its peer's FIN with the right outcome, and nothing leaks.
+//
+// The limit is RLIMIT_NOFILE, the whole process's: the test lowers it in a
+// child process (this test binary again), never in the go test process
+// that runs other tests in parallel.
 func TestLingerWithoutADescriptorToSpare(t *testing.T) {
-	s := listen(t, linger.Config{LingerTimeout: time.Minute})
-	linger.RefuseDups(s.Listener)
-	client, srv := pair(t, s)
-	require.NoError(t, srv.Close())
-	assert.Equal(t, 1, linger.Watched(s.Listener), "the close lingers in the epoll set")
-	_, err := client.Write([]byte("crossing"))
+	const env, doneMark = "LINGER_TEST_NOFILE_CHILD", "linger-nofile-child-passed"
+	if !inChildProcess(t, env, doneMark) {
+		return
+	}
+	// The runtime's poller and a first listener exist before the count.
+	warm, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	require.NoError(t, client.Close())
-	ci := s.Next(t)
-	assert.Equal(t, linger.Crossed, ci.Outcome)
-	assert.EqualValues(t, 8, ci.Discarded)
+	warm.Close()
+	fdsBefore := countFDs(t)
+
+	t.Run("a set lingering already: Go's descriptor", func(t *testing.T) {
+		s := listen(t, linger.Config{LingerTimeout: time.Minute})
+		c1, s1 := pair(t, s)
+		c0, s0 := pair(t, s)
+		c2, s2 := pair(t, s)
+		// s1 lingers (its client stays silent), so the set stays. s0's
+		// linger, queued after s1's, ends on its FIN: once its outcome
+		// is reported, the set's goroutine has taken both, so no close
+		// is queued, and the next one would be handed over by a dup.
+		require.NoError(t, s1.Close())
+		require.NoError(t, s0.Close())
+		require.NoError(t, c0.Close())
+		require.Equal(t, linger.Clean, s.Next(t).Outcome)
+		require.Equal(t, 1, linger.Watched(s.Listener))
+		require.False(t, linger.GoFD(s1.(*linger.Conn)), "with a descriptor to spare, a close is handed over by a dup")
+
+		atTheLimit(t, func() {
+			require.NoError(t, s2.Close())
+		})
+		assert.Equal(t, 2, linger.Watched(s.Listener), "the close lingers in the epoll set")
+		assert.True(t, linger.GoFD(s2.(*linger.Conn)), "the close is handed over by Go's own descriptor")
+
+		_, err := c2.Write([]byte("crossing"))
+		require.NoError(t, err)
+		require.NoError(t, c2.Close())
+		ci := s.Next(t)
+		assert.Equal(t, linger.Crossed, ci.Outcome)
+		assert.EqualValues(t, 8, ci.Discarded)
+		require.NoError(t, c1.Close())
+		assert.Equal(t, linger.Clean, s.Next(t).Outcome)
+		waitNoLinger(t, s)
+	})
+	t.Run("no set, no descriptor: a goroutine", func(t *testing.T) {
+		s := listen(t, linger.Config{LingerTimeout: time.Minute})
+		c, srv := pair(t, s)
+		atTheLimit(t, func() {
+			require.NoError(t, srv.Close())
+		})
+		assert.EqualValues(t, 1, s.Stats().Lingering, "the close lingers")
+		assert.Zero(t, linger.Watched(s.Listener), "not in an epoll set")
+		assert.Nil(t, linger.LingerSetFile(s.Listener), "no epoll set was made")
+
+		_, err := c.Write([]byte("crossing"))
+		require.NoError(t, err)
+		require.NoError(t, c.Close())
+		ci := s.Next(t)
+		assert.Equal(t, linger.Crossed, ci.Outcome)
+		assert.EqualValues(t, 8, ci.Discarded)
+		waitNoLinger(t, s)
+	})
+	if t.Failed() {
+		return
+	}
+	// Every listener is shut down, every client closed (their cleanups
+	// have run): the process holds what it held before.
+	assert.Equal(t, fdsBefore, countFDs(t), "descriptors open at the end")
+	goleak.VerifyNone(t)
+	if !t.Failed() {
+		fmt.Println(doneMark)
+	}
+}
+
+// atTheLimit runs f with the soft RLIMIT_NOFILE lowered to the lowest free
+// descriptor number, so that no new descriptor can be opened: the process
+// is at its limit. It checks that a dup is refused, and restores the limit
+// before it returns, or at cleanup should f fail.
+func atTheLimit(t *testing.T, f func()) {
+	t.Helper()
+	var rl unix.Rlimit
+	require.NoError(t, unix.Getrlimit(unix.RLIMIT_NOFILE, &rl))
+	saved := rl
+	restore := sync.OnceFunc(func() { require.NoError(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &saved)) })
+	t.Cleanup(restore)
+	// The lowest free number is what the next descriptor would get.
+	free, err := unix.FcntlInt(0, unix.F_DUPFD_CLOEXEC, 0)
+	require.NoError(t, err)
+	require.NoError(t, unix.Close(free))
+	rl.Cur = uint64(free)
+	require.NoError(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &rl))
+	_, err = unix.FcntlInt(0, unix.F_DUPFD_CLOEXEC, 0)
+	if !assert.ErrorIs(t, err, unix.EMFILE, "a dup at the limit") {
+		restore()
+		t.FailNow()
+	}
+	f()
+	restore()
+}
+
+// waitNoLinger waits until nothing lingers on s: the closes' goroutines,
+// or the epoll set's, have exited.
+func waitNoLinger(t *testing.T, s *testnet.Server) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	require.True(t, linger.WaitNoLingerGoroutine(ctx, s.Listener), "the set outlived its last linger")
+	require.True(t, linger.WaitNoLingerGoroutine(ctx, s.Listener), "a linger outlived its close")
 	assert.Zero(t, linger.Watched(s.Listener))
+	assert.Zero(t, s.Stats().Lingering)
 }
 
 // The owner may close the *net.TCPConn it unwrapped with NetConn after

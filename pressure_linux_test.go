@@ -52,23 +52,9 @@ const (
 )
 
 func TestDescriptorPressure(t *testing.T) {
-	if os.Getenv(pressureChildEnv) == "" {
-		self, err := os.Executable()
-		require.NoError(t, err)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, self, "-test.run=^TestDescriptorPressure$", "-test.count=1", "-test.v=true", "-test.shuffle=off", "-test.timeout=50s")
-		cmd.Env = append(os.Environ(), pressureChildEnv+"=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), pressureDoneMark) {
-			t.Fatalf("the descriptor-pressure child failed (%v):\n%s", err, out)
-		}
-		if testing.Verbose() {
-			t.Logf("child:\n%s", out)
-		}
+	if !inChildProcess(t, pressureChildEnv, pressureDoneMark) {
 		return
 	}
-
 	t.Run("accept-loop", func(t *testing.T) { pressure(t, pressureLoop, false, false) })
 	t.Run("net-http", func(t *testing.T) { pressure(t, pressureHTTP, true, false) })
 	t.Run("accept-loop-silent-peers", func(t *testing.T) { pressure(t, pressureLoop, false, true) })
@@ -76,6 +62,32 @@ func TestDescriptorPressure(t *testing.T) {
 		goleak.VerifyNone(t)
 		fmt.Println(pressureDoneMark)
 	}
+}
+
+// inChildProcess runs t's test again in a child process (this test
+// binary, selecting only t's test, with env set) and reports whether this
+// is that child, which runs the body. The parent fails t unless the child
+// passed and printed doneMark, which the body prints last, when nothing
+// failed.
+func inChildProcess(t *testing.T, env, doneMark string) bool {
+	t.Helper()
+	if os.Getenv(env) != "" {
+		return true
+	}
+	self, err := os.Executable()
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, self, "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v=true", "-test.shuffle=off", "-test.timeout=50s")
+	cmd.Env = append(os.Environ(), env+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), doneMark) {
+		t.Fatalf("the child process of %s failed (%v):\n%s", t.Name(), err, out)
+	}
+	if testing.Verbose() {
+		t.Logf("child:\n%s", out)
+	}
+	return false
 }
 
 // A pressureServer serves ln until it is closed: each connection gets one
