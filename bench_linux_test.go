@@ -6,7 +6,8 @@ package linger_test
 // "epoll" (the default: one epoll set and one goroutine per Listener),
 // where it matters also "epoll-gofd" (its form for closes that queue up,
 // forced for all), and "goroutine" (one goroutine per lingering close, the
-// path of other platforms, forced with linger.LingerInGoroutines). Each benchmark sizes
+// path of other platforms, which a connection wrapped by a listener under
+// linger takes: wrappingListener). Each benchmark sizes
 // itself to the descriptors the process may open: it raises the soft
 // RLIMIT_NOFILE to the hard limit, and since both ends of every
 // connection live in this process, each connection takes two. With a hard
@@ -156,13 +157,14 @@ func lingerListen(tb testing.TB, path string, cfg linger.Config) *linger.Listene
 	tb.Helper()
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(tb, err)
-	ln := linger.Wrap(raw, cfg)
+	var p closePath
 	switch path {
 	case "goroutine":
-		linger.LingerInGoroutines(ln)
+		p.wrapped = true
 	case "epoll-gofd":
-		linger.HandOverGoFD(ln)
+		p.prepare = linger.HandOverGoFD
 	}
+	ln := p.wrap(raw, cfg)
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -379,10 +381,8 @@ func BenchmarkShutdownIdle(b *testing.B) {
 				var ln net.Listener = raw
 				var lln *linger.Listener
 				if path != "raw" {
-					lln = linger.Wrap(raw, linger.Config{})
-					if path == "goroutine" {
-						linger.LingerInGoroutines(lln)
-					}
+					// goroutine: a connection wrapped under linger.
+					lln = closePath{wrapped: path == "goroutine"}.wrap(raw, linger.Config{})
 					ln = lln
 				}
 				var idle atomic.Int64

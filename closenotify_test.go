@@ -12,15 +12,13 @@ import (
 )
 
 // closePaths are the ways a close lingers: on Linux in the Listener's epoll
-// set, by a dup or by Go's own descriptor, and in a goroutine of its own
-// (elsewhere every path is the goroutine's).
-var closePaths = []struct {
-	name    string
-	prepare func(*linger.Listener)
-}{
-	{"default", func(*linger.Listener) {}},
-	{"Go's descriptor", linger.HandOverGoFD},
-	{"goroutine", linger.LingerInGoroutines},
+// set, by a dup or by Go's own descriptor, and in a goroutine of its own,
+// which a connection some listener under linger wraps takes (elsewhere
+// every path is the goroutine's).
+var closePaths = []closePath{
+	{name: "default"},
+	{name: "Go's descriptor", prepare: linger.HandOverGoFD},
+	{name: "goroutine (a wrapped conn)", wrapped: true},
 }
 
 // tlsPair dials s with TLS and handshakes, the server's crypto/tls over the
@@ -64,8 +62,7 @@ func TestTLSCloseNotifyIsClean(t *testing.T) {
 				cfg := v.cfg.Clone()
 				cfg.InsecureSkipVerify = true
 				t.Run(v.name+"/after our close", func(t *testing.T) {
-					s := listen(t, linger.Config{})
-					p.prepare(s.Listener)
+					s := p.listen(t, linger.Config{})
 					cli, srv := tlsPair(t, s, cfg)
 					require.NoError(t, srv.Close()) // our close_notify, then the lingering close
 					_, err := cli.Read(make([]byte, 1))
@@ -77,8 +74,7 @@ func TestTLSCloseNotifyIsClean(t *testing.T) {
 					assert.Zero(t, s.Stats().Outcomes[linger.Crossed])
 				})
 				t.Run(v.name+"/queued before our close", func(t *testing.T) {
-					s := listen(t, linger.Config{})
-					p.prepare(s.Listener)
+					s := p.listen(t, linger.Config{})
 					cli, srv := tlsPair(t, s, cfg)
 					require.NoError(t, cli.CloseWrite()) // its close_notify alone
 					waitQueued(t, srv.NetConn(), int(v.notify))
@@ -93,8 +89,7 @@ func TestTLSCloseNotifyIsClean(t *testing.T) {
 				})
 			}
 			t.Run("TLS 1.3/a request after our close", func(t *testing.T) {
-				s := listen(t, linger.Config{})
-				p.prepare(s.Listener)
+				s := p.listen(t, linger.Config{})
 				cli, srv := tlsPair(t, s, &tls.Config{InsecureSkipVerify: true})
 				require.NoError(t, srv.Close())
 				_, err := cli.Read(make([]byte, 1))
@@ -107,8 +102,7 @@ func TestTLSCloseNotifyIsClean(t *testing.T) {
 				assert.EqualValues(t, 27+22+24, ci.Discarded, "the request's record and the close_notify")
 			})
 			t.Run("plaintext/20 bytes after our close", func(t *testing.T) {
-				s := listen(t, linger.Config{})
-				p.prepare(s.Listener)
+				s := p.listen(t, linger.Config{})
 				client, srv := pair(t, s)
 				_, err := client.Write([]byte("PING\r\n"))
 				require.NoError(t, err)

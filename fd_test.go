@@ -33,11 +33,11 @@ const (
 // socket, whatever ended it. Once on each linger path of this platform.
 func TestNoDescriptorLeaks(t *testing.T) {
 	for _, p := range lingerPaths {
-		t.Run(p.name, func(t *testing.T) { testNoDescriptorLeaks(t, p.prepare) })
+		t.Run(p.name, func(t *testing.T) { testNoDescriptorLeaks(t, p.closePath) })
 	}
 }
 
-func testNoDescriptorLeaks(t *testing.T, prepare func(*linger.Listener)) {
+func testNoDescriptorLeaks(t *testing.T, p closePath) {
 	n := fdConns
 	if testing.Short() {
 		n = 1_000
@@ -58,8 +58,7 @@ func testNoDescriptorLeaks(t *testing.T, prepare func(*linger.Listener)) {
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { raw.Close() })
-	ln := linger.Wrap(raw, linger.Config{})
-	prepare(ln)
+	ln := p.wrap(raw, linger.Config{})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), fdIOTimeout)
 		defer cancel()

@@ -177,7 +177,7 @@ func (q *lingerQueue) Pop() any {
 // watches it from then on.
 func (lg *lingerer) take(c *Conn, info CloseInfo, start time.Duration, rc syscall.RawConn) bool {
 	l := c.l
-	if _, ok := c.conn.(*net.TCPConn); !ok || rc == nil || l.goroutineLinger {
+	if _, ok := c.conn.(*net.TCPConn); !ok || rc == nil {
 		return false
 	}
 	if lg.queued.Load() > 0 {

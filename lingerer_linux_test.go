@@ -23,35 +23,33 @@ import (
 
 // lingerPaths are the ways a TCP connection lingers on Linux: in the
 // Listener's epoll set (the default), by a dup of its descriptor or, when
-// closes queue up, by Go's own; and in a goroutine of its own (the path of
-// other platforms, and the control).
-var lingerPaths = []struct {
-	name    string
-	shared  bool
-	prepare func(*linger.Listener)
-}{
-	{"epoll", true, func(*linger.Listener) {}},
-	{"epoll/Go's descriptor", true, linger.HandOverGoFD},
-	{"goroutine", false, linger.LingerInGoroutines},
+// closes queue up, by Go's own; and in a goroutine of its own, which a
+// connection a listener under linger wraps takes (the path of other
+// platforms, and the control).
+var lingerPaths = []lingerPath{
+	{closePath{name: "epoll"}, true, false},
+	{closePath{name: "epoll/Go's descriptor", prepare: linger.HandOverGoFD}, true, true},
+	{closePath{name: "goroutine (a wrapped conn)", wrapped: true}, false, false},
 }
 
-// listenPath is listen for one linger path.
-func listenPath(t *testing.T, prepare func(*linger.Listener), cfg linger.Config) *testnet.Server {
-	t.Helper()
-	s := listen(t, cfg)
-	prepare(s.Listener)
-	return s
+// lingerPath is a closePath on Linux, and what it is.
+type lingerPath struct {
+	closePath
+	shared bool // in the Listener's epoll set
+	goFD   bool // there, by Go's own descriptor
 }
 
 // closeLingering closes srv, checks the client got the FIN, and that the
-// close lingers on the expected path.
-func closeLingering(t *testing.T, s *testnet.Server, shared bool, client net.Conn, srv net.Conn) {
+// close lingers on p.
+func closeLingering(t *testing.T, s *testnet.Server, p lingerPath, client net.Conn, srv net.Conn) {
 	t.Helper()
 	require.NoError(t, srv.Close())
-	if shared {
+	if p.shared {
 		assert.Equal(t, 1, linger.Watched(s.Listener), "the close lingers in the epoll set")
+		assert.Equal(t, p.goFD, linger.GoFD(srv.(*linger.Conn)), "the close is in the set by Go's own descriptor")
 	} else {
 		assert.Equal(t, 0, linger.Watched(s.Listener), "the close lingers in a goroutine")
+		assert.EqualValues(t, 1, s.Stats().Lingering, "the close lingers")
 	}
 	_, err := client.Read(make([]byte, 1))
 	require.ErrorIs(t, err, io.EOF, "the close half-closed")
@@ -63,9 +61,9 @@ func TestLingerPathsEndAlike(t *testing.T) {
 		t.Run(p.name, func(t *testing.T) {
 			t.Run("no FIN: timeout at LingerTimeout", func(t *testing.T) {
 				const timeout = 100 * time.Millisecond
-				s := listenPath(t, p.prepare, linger.Config{LingerTimeout: timeout})
+				s := p.listen(t, linger.Config{LingerTimeout: timeout})
 				client, srv := pair(t, s)
-				closeLingering(t, s, p.shared, client, srv)
+				closeLingering(t, s, p, client, srv)
 				ci := s.Next(t)
 				assert.Equal(t, linger.Timeout, ci.Outcome)
 				assert.GreaterOrEqual(t, ci.Linger, timeout)
@@ -75,7 +73,7 @@ func TestLingerPathsEndAlike(t *testing.T) {
 				// The set's one deadline moves from linger to linger: past
 				// a timeout, and past a linger that ended on its FIN.
 				const timeout = 100 * time.Millisecond
-				s := listenPath(t, p.prepare, linger.Config{LingerTimeout: timeout})
+				s := p.listen(t, linger.Config{LingerTimeout: timeout})
 				const n = 4
 				clients := make([]net.Conn, n)
 				for i := range n {
@@ -103,9 +101,9 @@ func TestLingerPathsEndAlike(t *testing.T) {
 			})
 			t.Run("flood: overflow past LingerBytes", func(t *testing.T) {
 				const limit = 1 << 20
-				s := listenPath(t, p.prepare, linger.Config{LingerBytes: limit, LingerTimeout: time.Minute})
+				s := p.listen(t, linger.Config{LingerBytes: limit, LingerTimeout: time.Minute})
 				client, srv := pair(t, s)
-				closeLingering(t, s, p.shared, client, srv)
+				closeLingering(t, s, p, client, srv)
 				writerDone := make(chan struct{})
 				go func() {
 					defer close(writerDone)
@@ -124,9 +122,9 @@ func TestLingerPathsEndAlike(t *testing.T) {
 				<-writerDone
 			})
 			t.Run("RST mid-drain: reset", func(t *testing.T) {
-				s := listenPath(t, p.prepare, linger.Config{LingerTimeout: time.Minute})
+				s := p.listen(t, linger.Config{LingerTimeout: time.Minute})
 				client, srv := pair(t, s)
-				closeLingering(t, s, p.shared, client, srv)
+				closeLingering(t, s, p, client, srv)
 				_, err := client.Write(make([]byte, 1000))
 				require.NoError(t, err)
 				require.NoError(t, client.SetLinger(0))
@@ -136,9 +134,9 @@ func TestLingerPathsEndAlike(t *testing.T) {
 				assert.LessOrEqual(t, ci.Discarded, int64(1000))
 			})
 			t.Run("FIN after bytes: crossed", func(t *testing.T) {
-				s := listenPath(t, p.prepare, linger.Config{LingerTimeout: time.Minute})
+				s := p.listen(t, linger.Config{LingerTimeout: time.Minute})
 				client, srv := pair(t, s)
-				closeLingering(t, s, p.shared, client, srv)
+				closeLingering(t, s, p, client, srv)
 				_, err := client.Write(make([]byte, 3000))
 				require.NoError(t, err)
 				require.NoError(t, client.Close())
@@ -149,10 +147,10 @@ func TestLingerPathsEndAlike(t *testing.T) {
 				assert.Equal(t, client.RemoteAddr().String(), ci.LocalAddr.String())
 			})
 			t.Run("unread at close: pending", func(t *testing.T) {
-				s := listenPath(t, p.prepare, linger.Config{LingerTimeout: time.Minute})
+				s := p.listen(t, linger.Config{LingerTimeout: time.Minute})
 				client, srv := pair(t, s)
 				sendQueued(t, client, srv, "queued")
-				closeLingering(t, s, p.shared, client, srv)
+				closeLingering(t, s, p, client, srv)
 				require.NoError(t, client.Close())
 				ci := s.Next(t)
 				assert.Equal(t, linger.Pending, ci.Outcome)
@@ -160,7 +158,7 @@ func TestLingerPathsEndAlike(t *testing.T) {
 				assert.EqualValues(t, 6, ci.Discarded)
 			})
 			t.Run("Shutdown's context ends: aborted", func(t *testing.T) {
-				s := listenPath(t, p.prepare, linger.Config{LingerTimeout: time.Hour})
+				s := p.listen(t, linger.Config{LingerTimeout: time.Hour})
 				const n = 20
 				for range n {
 					client, srv := pair(t, s)
@@ -193,7 +191,7 @@ func TestLingeringClosesShareOneGoroutine(t *testing.T) {
 	const n = 300
 	for _, p := range lingerPaths {
 		t.Run(p.name, func(t *testing.T) {
-			s := listenPath(t, p.prepare, linger.Config{LingerTimeout: time.Minute})
+			s := p.listen(t, linger.Config{LingerTimeout: time.Minute})
 			clients := make([]net.Conn, n)
 			srvs := make([]net.Conn, n)
 			for i := range n {

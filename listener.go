@@ -39,8 +39,7 @@ type Listener struct {
 	tlsWarn  sync.Once // a TLS listener under linger, reported once
 	watchErr sync.Once // the kernel refused to watch a lingering close
 
-	lingerer        lingerer // Linux: lingering TCP closes in one epoll set (lingerer_linux.go)
-	goroutineLinger bool     // tests: linger in a goroutine per close, as elsewhere (export_test.go)
+	lingerer lingerer // Linux: lingering TCP closes in one epoll set (lingerer_linux.go)
 }
 
 // Wrap returns a Listener that accepts from ln and gives every accepted

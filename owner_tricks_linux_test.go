@@ -20,7 +20,7 @@ import (
 // its bound, nothing panics, and Shutdown returns (issue 24).
 func TestOwnerTricksThroughThePublicAPI(t *testing.T) {
 	const bound = 300 * time.Millisecond
-	tcp := func(c net.Conn) *net.TCPConn { return c.(*linger.Conn).NetConn().(*net.TCPConn) }
+	tcp := func(c net.Conn) *net.TCPConn { return tcpConn(c.(*linger.Conn).NetConn()) }
 	for _, trick := range []struct {
 		name string
 		// before runs before the owner's Close, after right after it;
@@ -65,7 +65,7 @@ func TestOwnerTricksThroughThePublicAPI(t *testing.T) {
 	} {
 		for _, p := range lingerPaths {
 			t.Run(trick.name+"/"+p.name, func(t *testing.T) {
-				s := listenPath(t, p.prepare, linger.Config{LingerTimeout: bound})
+				s := p.listen(t, linger.Config{LingerTimeout: bound})
 				for _, clientCloses := range []bool{true, false} {
 					client, srv := pair(t, s)
 					if trick.before != nil {
