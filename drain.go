@@ -142,10 +142,13 @@ func (c *Conn) linger(info CloseInfo, start time.Duration, rc syscall.RawConn) {
 
 	limit := l.cfg.LingerBytes
 	var err error
+	var waitBuf []byte // see discard
+	flowing := false
 	for err == nil && info.Discarded <= limit {
 		var n int
-		n, err = c.discard(rc, int(min(limit+1-info.Discarded, 1<<20)))
+		n, err = c.discard(rc, int(min(limit+1-info.Discarded, 1<<20)), &waitBuf, flowing)
 		info.Discarded += int64(n)
+		flowing = n >= discardWaitSize
 	}
 
 	// Bytes the owner's racing Read got after Close (see Conn.Read). They
@@ -212,14 +215,34 @@ func (c *Conn) cutLinger() {
 
 // discard reads and drops up to max bytes. It returns io.EOF at the peer's
 // FIN.
-func (c *Conn) discard(rc syscall.RawConn, max int) (int, error) {
+//
+// Where it must read into a buffer (not Linux, or a connection that a
+// listener under linger wraps), a lingering close mostly waits, for the
+// peer's FIN, blocked in that Read: it waits with a small buffer of its
+// own (*waitBuf, made on first use), and reads into a pooled 32 KiB one,
+// which it holds only for that Read, while bytes flow (the last read
+// filled the small one). A waiting close then holds discardWaitSize bytes,
+// not 32 KiB (measured with BenchmarkLingeringMemory's goroutine row: 36
+// KB a lingering close with the pooled buffer held while waiting).
+func (c *Conn) discard(rc syscall.RawConn, max int, waitBuf *[]byte, flowing bool) (int, error) {
 	if _, isTCP := c.conn.(*net.TCPConn); isTCP && rc != nil && copyFreeDiscard {
 		return discardTCP(rc, max)
+	}
+	if !flowing {
+		if *waitBuf == nil {
+			*waitBuf = make([]byte, discardWaitSize)
+		}
+		return c.conn.Read((*waitBuf)[:min(max, discardWaitSize)])
 	}
 	buf := discardBufs.Get().(*[]byte)
 	defer discardBufs.Put(buf)
 	return c.conn.Read((*buf)[:min(max, len(*buf))])
 }
+
+// discardWaitSize is the buffer a lingering close waits with (see
+// discard): more than a TLS close_notify (tlsAlertMax), so the healthy end
+// of a TLS connection needs no other.
+const discardWaitSize = 512
 
 var discardBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
