@@ -228,7 +228,11 @@ func startRun(host string, req request, countRSTs bool) (*backendRun, error) {
 	var lc net.ListenConfig
 	lc.SetMultipathTCP(false)
 	for i := range servers {
-		inner, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort(host, "0"))
+		listen := func(addr string) (net.Listener, error) { return lc.Listen(context.Background(), "tcp", addr) }
+		if v.listen != nil {
+			listen = v.listen
+		}
+		inner, err := listen(net.JoinHostPort(host, "0"))
 		if err != nil {
 			r.stop()
 			return nil, err

@@ -39,6 +39,7 @@ type options struct {
 	keep         bool          // keep the proxies' configs and logs
 	deploys      int           // apache-deploy's deploys per variant; 0: the mode's
 	apacheRounds int           // apache-idle's rounds; 0: the mode's
+	churnRounds  int           // churn's rounds; 0: the mode's
 	deployThink  time.Duration // apache-deploy: each client pauses up to this long between requests
 	soak         time.Duration // the soak's length; 0: soakDefault
 }
@@ -68,6 +69,7 @@ func main() {
 	flag.IntVar(&o.deploys, "deploys", 0, "apache-deploy (which runs only when -only names it) and haproxy-deploy: deploys per variant (default 10, -quick 2; haproxy-deploy 2)")
 	flag.DurationVar(&o.deployThink, "deploy-think", 0, "apache-deploy: each client pauses a random 0 to this long between its requests (default 0: back to back)")
 	flag.IntVar(&o.apacheRounds, "apache-idle-rounds", 0, "apache-idle: rounds of 3 bursts per variant (default 1; nginx-idle's count is 2 rounds of 10)")
+	flag.IntVar(&o.churnRounds, "churn-rounds", 0, "churn: rounds of every variant (default 3)")
 	flag.DurationVar(&o.soak, "soak", 0, "the soak scenario's length (default "+soakDefault.String()+"); setting it runs the soak alone unless -only says more")
 	flag.StringVar(&role, "role", "", "internal: driver, backend or restart-gen")
 	flag.StringVar(&backendNS, "backend-ns", "", "internal: the backend's network namespace")
@@ -76,7 +78,7 @@ func main() {
 	flag.StringVar(&genVar, "variant", "", "internal: the restart generation's variant")
 	flag.StringVar(&genAddr, "addr", "", "internal: the restart generation's address")
 	flag.Parse()
-	for name, n := range map[string]int{"deploys": o.deploys, "apache-idle-rounds": o.apacheRounds} {
+	for name, n := range map[string]int{"deploys": o.deploys, "apache-idle-rounds": o.apacheRounds, "churn-rounds": o.churnRounds} {
 		if n < 0 || n > 1000 {
 			fmt.Fprintf(os.Stderr, "lingerbench: -%s %d: want 0 to 1000\n", name, n)
 			os.Exit(2)

@@ -25,7 +25,7 @@ import (
 	"time"
 )
 
-var churnBackend = &backend{name: "churn", variants: []string{"raw", "linger", "lingerhttp"}, server: helloServer}
+var churnBackend = &backend{name: "churn", variants: []string{"raw", "linger", "lingerhttp", "linger.Listen", "lingerhttp.Run"}, server: helloServer}
 
 // churnSizes are churn's counts: requests per run, clients, rounds (each
 // runs every variant once, the order reversed every other round).
@@ -47,6 +47,9 @@ type churnRun struct {
 
 func (d *driver) churn(s *scenario) error {
 	n, conns, rounds := churnSizes(d.o.quick)
+	if d.o.churnRounds > 0 {
+		rounds = d.o.churnRounds
+	}
 	runs := make(map[string][]churnRun)
 	err := d.alternate(rounds, s.backend, func(v variant) error {
 		return d.run(s.name, s.backend, v, func(addrs []string) error {

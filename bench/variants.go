@@ -26,6 +26,10 @@ type variant struct {
 	// Shutdown), keeping on serving for drainDelay when told to shut down;
 	// wrap is not used then.
 	serve func(srv *http.Server, ln net.Listener, drainDelay time.Duration) net.Listener
+	// listen, if set, makes the listener in place of the backend's own
+	// (plain TCP, Go's default keep-alive), given the address to listen
+	// on; wrap or serve then serve it as for any other.
+	listen func(addr string) (net.Listener, error)
 	// preStop, in the shutdown scenario, is how long the deployed backend
 	// sleeps before it shuts down, as a Kubernetes preStop hook does.
 	preStop time.Duration
@@ -35,6 +39,15 @@ var variants = []variant{
 	{name: "raw", wrap: func(ln net.Listener, _ *http.Server) net.Listener { return ln }},
 	{name: "linger", wrap: func(ln net.Listener, _ *http.Server) net.Listener { return linger.Wrap(ln, linger.Config{}) }},
 	{name: "rescue", wrap: wrapRescue},
+	// churn's: the listener linger.Listen makes, which keeps Go's Accept
+	// from setting keep-alive, so that each connection has linger's from
+	// the listening socket (Wrap over net.Listen has Go's set anew on each
+	// connection, as raw has); and lingerhttp on the same listener, which
+	// is what its ListenAndServe and Run serve on.
+	{name: "linger.Listen", listen: func(addr string) (net.Listener, error) {
+		return linger.Listen("tcp", addr, linger.Config{})
+	}, wrap: func(ln net.Listener, _ *http.Server) net.Listener { return ln }},
+	{name: "lingerhttp.Run", listen: listenAsLingerListen, serve: serveLingerHTTP},
 	{name: "lingerhttp", serve: serveLingerHTTP},
 	{
 		// The control for lingerhttp's deploy drain: the raw listener and
@@ -69,6 +82,14 @@ var variants = []variant{
 	{name: "raw+tableflip"},
 	{name: "linger+tableflip"},
 	{name: "lingerhttp+tableflip"},
+}
+
+// listenAsLingerListen makes the listener linger.Listen makes, unwrapped:
+// plain TCP, and no keep-alive set by Go's Accept.
+func listenAsLingerListen(addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	lc.SetMultipathTCP(false)
+	return lc.Listen(context.Background(), "tcp", addr)
 }
 
 // rescueListener is rescue the documented way for a plain http.Server:
