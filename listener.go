@@ -185,7 +185,11 @@ func (l *Listener) closedErr() error {
 // returns them before it reports the listener closed: a server that calls
 // Accept until it fails, as net/http.Server does, serves them. Those that
 // no Accept takes are closed, with a FIN, by [Listener.Shutdown] (unless
-// an Accept has run since Close).
+// an Accept has run since Close). Only where the wrapped listener is Go's
+// own (*net.TCPListener, *net.UnixListener): a listener of another type
+// may do more in its Accept than accept (parse a PROXY header, check the
+// peer's address), which connections taken from the queue would skip, so
+// its queue is left to the kernel, as a plain close leaves it.
 //
 // So that no connection completes between the last accept and the close,
 // a TCP listener first stops answering new handshakes (a socket filter
@@ -336,8 +340,14 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 // reports it: Close then takes the queue again after handshakeSettle,
 // before it closes the socket.
 func (l *Listener) takeAcceptQueue() (rc syscall.RawConn, refusing bool) {
-	sc, ok := l.ln.(syscall.Conn)
-	if !ok {
+	var sc syscall.Conn
+	switch ln := l.ln.(type) {
+	case *net.TCPListener:
+		sc = ln
+	case *net.UnixListener:
+		sc = ln
+	default:
+		// Its Accept may do more than accept (see Close).
 		return nil, false
 	}
 	rc, err := sc.SyscallConn()

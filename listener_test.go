@@ -256,6 +256,44 @@ func TestOutcomeString(t *testing.T) {
 	}
 }
 
+// refusingListener is a listener whose Accept does more than accept, as
+// an address allowlist or a PROXY-header parser does: it refuses every
+// peer. It embeds the *net.TCPListener, so it has its SyscallConn.
+type refusingListener struct{ *net.TCPListener }
+
+func (l refusingListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.TCPListener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		c.Close()
+	}
+}
+
+// Close takes the accept queue only from Go's own listeners: from another
+// type, a connection taken from the queue would skip what its Accept does
+// (here, refusing the peer). Its queue goes as a plain close leaves it:
+// the kernel resets it, and linger's Accept returns nothing past the
+// wrapper's.
+func TestCloseLeavesTheQueueOfAnotherListenerTypeAlone(t *testing.T) {
+	ln := testnet.Listen(t).(*net.TCPListener)
+	l := linger.Wrap(refusingListener{ln}, linger.Config{})
+	c, err := net.Dial("tcp", l.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	_, err = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	require.NoError(t, l.Close())
+	got, err := l.Accept()
+	assert.ErrorIs(t, err, net.ErrClosed, "Accept after Close")
+	assert.Nil(t, got, "a queued connection returned past the wrapper's Accept")
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+	b, err := readEnd(c)
+	assert.Empty(t, b)
+	assert.True(t, testnet.IsReset(err), "the queued client's connection ends as a plain close ends it, reset: %v", err)
+}
+
 // Connections the kernel completed but the server had not accepted yet are
 // reset when a plain listener closes; linger's Close hands them to Accept.
 func TestCloseHandsTheAcceptQueueToTheServer(t *testing.T) {
