@@ -39,3 +39,6 @@ func HandOverGoFD(l *Listener) { l.lingerer.queued.Add(1) }
 // GoFD reports whether c, closed, lingers in l's epoll set by Go's own
 // descriptor (not a dup).
 func GoFD(c *Conn) bool { return c.load().has(flagGoFD) }
+
+// SetIdleLife is how long an emptied epoll set waits for the next close.
+const SetIdleLife = setIdleLife

@@ -224,13 +224,14 @@ func TestLingeringClosesShareOneGoroutine(t *testing.T) {
 	}
 }
 
-// The epoll set and its goroutine come with the first lingering close and
-// go with the last, descriptor included, and come back for the next.
+// The epoll set and its goroutine come with the first lingering close,
+// serve the closes that follow, and go, descriptor included, once none has
+// lingered for SetIdleLife, and come back for the next.
 func TestLingerSetComesAndGoes(t *testing.T) {
 	s := listen(t, linger.Config{LingerTimeout: time.Minute})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for round := range 3 {
+	lingerOnce := func(round int) *os.File {
 		client, srv := pair(t, s)
 		require.NoError(t, srv.Close())
 		assert.Equal(t, 1, linger.Watched(s.Listener), "round %d", round)
@@ -238,10 +239,47 @@ func TestLingerSetComesAndGoes(t *testing.T) {
 		require.NotNil(t, set, "round %d: no epoll set while a close lingers", round)
 		require.NoError(t, client.Close())
 		assert.Equal(t, linger.Clean, s.Next(t).Outcome)
-		require.True(t, linger.WaitNoLingerGoroutine(ctx, s.Listener), "round %d: the watcher outlived the last linger", round)
-		assert.Nil(t, linger.LingerSetFile(s.Listener), "round %d", round)
-		assert.ErrorIs(t, set.Close(), os.ErrClosed, "round %d: the epoll set's descriptor is closed", round)
+		return set
 	}
+	for round := range 3 {
+		set := lingerOnce(round)
+		ended := time.Now()
+		// The next close, well within the idle life, finds the same set
+		// (churn: a connection per request does not make a set each).
+		again := lingerOnce(round)
+		if time.Since(ended) < linger.SetIdleLife/2 {
+			assert.Same(t, set, again, "round %d: a set was made anew for a close %v after the last", round, time.Since(ended))
+		}
+		require.True(t, linger.WaitNoLingerGoroutine(ctx, s.Listener), "round %d: the watcher outlived its idle life", round)
+		assert.Nil(t, linger.LingerSetFile(s.Listener), "round %d", round)
+		assert.ErrorIs(t, again.Close(), os.ErrClosed, "round %d: the epoll set's descriptor is closed", round)
+	}
+}
+
+// The Listener's Close ends an idle set at once, not after its idle life,
+// so that Shutdown does not wait for it. The set exits a few microseconds
+// after Close when Close wakes it, and SetIdleLife after its last linger
+// when it does not: three tries tell the two apart on a machine that
+// stalls now and then.
+func TestLingerSetGoesWithTheListener(t *testing.T) {
+	var took []time.Duration
+	for range 3 {
+		s := listen(t, linger.Config{LingerTimeout: time.Minute})
+		client, srv := pair(t, s)
+		require.NoError(t, srv.Close())
+		require.NoError(t, client.Close())
+		assert.Equal(t, linger.Clean, s.Next(t).Outcome)
+		t0 := time.Now()
+		require.NoError(t, s.Close())
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		require.True(t, linger.WaitNoLingerGoroutine(ctx, s.Listener), "the watcher outlived the closed Listener")
+		cancel()
+		took = append(took, time.Since(t0))
+		if took[len(took)-1] < linger.SetIdleLife/2 {
+			return
+		}
+	}
+	t.Errorf("the idle set exited %v after the Listener's Close, three times: its idle life (%v), not the Close, ended it", took, linger.SetIdleLife)
 }
 
 // At the descriptor limit the owner's Close cannot dup the socket, and

@@ -15,6 +15,8 @@ func (*lingerer) take(*Conn, CloseInfo, time.Duration, syscall.RawConn) bool { r
 
 func (*lingerer) cut() {}
 
+func (*lingerer) listenerClosed() {}
+
 // defaultMaxLingering: a goroutine per lingering close costs kilobytes, so
 // the bound stays minMaxLingering.
 func defaultMaxLingering() int { return minMaxLingering }

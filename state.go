@@ -362,6 +362,7 @@ func (l *Listener) beginClose() bool { return l.ladvance(lClosing, lAccepting) }
 func (l *Listener) endClose() {
 	l.ladvance(lClosed, lClosing)
 	close(l.closeDone)
+	l.lingerer.listenerClosed()
 }
 
 // startAbort: closed → aborting. With l.mu held, so that no connection is
