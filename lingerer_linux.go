@@ -118,12 +118,21 @@ type lingerSet struct {
 	// Guarded by lingerer.mu.
 	incoming []handover // closes for the goroutine to take over
 	cut      bool       // Shutdown cut lingers: look for flagCut
+	// deadline is the wait's deadline as the goroutine last armed it
+	// (monotonic), so that it is not armed again unchanged; 0 once a
+	// wake or the deadline itself has put it in the past.
+	deadline time.Duration
 
 	// The goroutine's own.
 	queue lingerQueue    // by deadline: all share LingerTimeout, so by start
 	slots []*lingerEntry // by the slot each epoll event names; nil: free
 	free  []int32        // free slots
 	gens  int32          // adopted so far, mod 2^32: each entry's gen
+	// wait's: the events epoll_wait fills, how many, and the function
+	// its RawConn.Read runs, made once per set, not per wait.
+	events  []unix.EpollEvent
+	nevents int
+	poll    func(fd uintptr) bool
 }
 
 // handover is a close on its way into the set: the owner has half-closed
@@ -308,9 +317,19 @@ func newLingerSet(l *Listener) (*lingerSet, error) {
 	return &lingerSet{l: l, epfd: epfd, f: f, rc: rc}, nil
 }
 
+// armLocked sets the wait's deadline to d (monotonic), unless it is set
+// there already.
+func (s *lingerSet) armLocked(d time.Duration) {
+	if d != s.deadline {
+		s.f.SetReadDeadline(time.Now().Add(d - monotonic()))
+		s.deadline = d
+	}
+}
+
 // wakeLocked makes the goroutine's wait return at once.
 func (s *lingerSet) wakeLocked() {
 	s.f.SetReadDeadline(aLongTimeAgo)
+	s.deadline = 0
 }
 
 // setIdleLife is how long a set with nothing left to watch waits for the
@@ -362,10 +381,10 @@ type ended struct {
 func (lg *lingerer) watch(s *lingerSet) {
 	l := s.l
 	defer l.goroutineDone()
-	events := make([]unix.EpollEvent, 256)
 	var in []handover
 	var over []ended
 	var idleSince time.Duration // when the set last emptied, while it is empty
+	expired := false            // the last wait ended at its deadline or a wake
 	for {
 		lg.mu.Lock()
 		in, s.incoming = s.incoming, in[:0]
@@ -399,8 +418,11 @@ func (lg *lingerer) watch(s *lingerSet) {
 		}
 		// Armed under the lock, so a take or cut after it, which sets
 		// the deadline in the past, is never overwritten.
+		if expired {
+			s.deadline = 0
+		}
 		if len(s.queue) > 0 {
-			s.f.SetReadDeadline(time.Now().Add(s.queue[0].start + l.cfg.LingerTimeout - monotonic()))
+			s.armLocked(s.queue[0].start + l.cfg.LingerTimeout)
 		} else {
 			now := monotonic()
 			if idleSince == 0 {
@@ -412,15 +434,16 @@ func (lg *lingerer) watch(s *lingerSet) {
 				s.f.Close() // and with it the epoll set
 				return
 			}
-			s.f.SetReadDeadline(time.Now().Add(idleSince + setIdleLife - now))
+			s.armLocked(idleSince + setIdleLife)
 		}
 		lg.mu.Unlock()
 
-		n, err := s.wait(events)
+		events, err := s.wait()
+		expired = err != nil
 		if err != nil {
 			continue // a deadline, or a wake: see above
 		}
-		over = s.ready(events[:n], over)
+		over = s.ready(events, over)
 		s.end(over)
 		clear(over)
 	}
@@ -568,22 +591,23 @@ func (s *lingerSet) takeSlot() int32 {
 // watches the epoll set edge-triggered, so wait parks only after
 // epoll_wait has found nothing, and a socket re-armed while it still
 // holds bytes is reported again.
-func (s *lingerSet) wait(events []unix.EpollEvent) (int, error) {
-	n := 0
-	err := s.rc.Read(func(fd uintptr) bool {
-		for {
-			var err error
-			n, err = unix.EpollWait(int(fd), events, 0)
-			if err == unix.EINTR {
-				continue
+func (s *lingerSet) wait() ([]unix.EpollEvent, error) {
+	if s.poll == nil {
+		s.events = make([]unix.EpollEvent, 256)
+		s.poll = func(fd uintptr) bool {
+			for {
+				n, err := unix.EpollWait(int(fd), s.events, 0)
+				if err == unix.EINTR {
+					continue
+				}
+				s.nevents = max(n, 0)
+				return s.nevents > 0
 			}
-			if err != nil {
-				n = 0
-			}
-			return n > 0
 		}
-	})
-	return n, err
+	}
+	s.nevents = 0
+	err := s.rc.Read(s.poll)
+	return s.events[:s.nevents], err
 }
 
 // discardQuantum bounds the recv calls one ready socket gets per round, so
