@@ -50,9 +50,7 @@ func (c *Conn) closeInfo() pendingClose {
 		rc:    c.rawConn(),
 	}
 	if p.rc != nil {
-		if n, ok := unreadBytes(p.rc); ok {
-			p.info.Unread = n
-		}
+		p.info.Unread = c.unread(p.rc)
 	}
 	return p
 }
@@ -184,15 +182,20 @@ const tlsAlertMax = 31
 // the peer's FIN having discarded no more than one alert record (its
 // close_notify) is Clean: it is how a healthy TLS connection ends.
 func lingerOutcome(info CloseInfo, limit int64, err error, s state) Outcome {
-	switch {
-	case info.Discarded > limit:
+	if info.Discarded > limit {
 		return Overflow
-	case errors.Is(err, os.ErrDeadlineExceeded) && s.has(flagCut):
-		return Aborted
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return Timeout
-	case err != io.EOF:
-		return Reset
+	}
+	if err != io.EOF {
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded) && s.has(flagCut):
+			return Aborted
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return Timeout
+		default:
+			return Reset
+		}
+	}
+	switch {
 	case s.has(flagTLS) && info.Discarded <= tlsAlertMax:
 		return Clean
 	case info.Unread > 0:

@@ -198,8 +198,8 @@ func (lg *lingerer) take(c *Conn, info CloseInfo, start time.Duration, rc syscal
 	if lg.queued.Load() > 0 {
 		return lg.takeGoFD(c, info, start)
 	}
-	dup, err := dupFD(rc)
-	if err != nil {
+	dup := c.fdOp(rc, dupOf)
+	if dup < 0 {
 		return lg.takeGoFD(c, info, start)
 	}
 	// Go's descriptor leaves Go's poller and closes, once the owner's

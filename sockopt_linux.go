@@ -12,17 +12,35 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// unreadBytes returns how many bytes wait unread in the receive queue
-// (SIOCINQ, tcp(7) and unix(7)).
-func unreadBytes(rc syscall.RawConn) (int, bool) {
-	var n int
-	var err error
-	if cerr := rc.Control(func(fd uintptr) {
-		n, err = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
-	}); cerr != nil || err != nil {
-		return 0, false
+// unread returns how many bytes wait unread in c's receive queue
+// (SIOCINQ, tcp(7) and unix(7)), or -1 if it cannot tell.
+func (c *Conn) unread(rc syscall.RawConn) int { return c.fdOp(rc, inqBytes) }
+
+func inqBytes(fd int) int {
+	n, err := unix.IoctlGetInt(fd, unix.SIOCINQ)
+	if err != nil {
+		return -1
 	}
-	return n, true
+	return n
+}
+
+// fdOp runs op on c's descriptor (rc.Control) and returns its result, or
+// -1 if the descriptor is closed. Only the goroutine closing c calls it.
+func (c *Conn) fdOp(rc syscall.RawConn, op func(fd int) int) int {
+	c.fdResult = -1
+	if rc.Control(func(fd uintptr) { c.fdResult = op(int(fd)) }) != nil {
+		return -1
+	}
+	return c.fdResult
+}
+
+// dupOf duplicates fd as F_DUPFD_CLOEXEC does, or returns -1.
+func dupOf(fd int) int {
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return -1
+	}
+	return dup
 }
 
 // copyFreeDiscard says discardTCP works here.

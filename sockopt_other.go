@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// unreadBytes cannot tell the receive queue's length portably.
-func unreadBytes(syscall.RawConn) (int, bool) { return 0, false }
+// unread cannot tell the receive queue's length portably.
+func (c *Conn) unread(syscall.RawConn) int { return -1 }
 
 const copyFreeDiscard = false
 

@@ -86,7 +86,7 @@ func (d *driver) churn(s *scenario) error {
 		r.Extra["p50 ms"] = m.p50
 		r.Extra["p99 ms"] = m.p99
 		r.Extra["CPU µs/req"] = m.cpuPerReq
-		r.Note = churnNote(runs[v.name], m, base, v.name == "raw")
+		r.Note = churnNote(runs[v.name], runs["raw"], m, base, v.name == "raw")
 	}
 	return nil
 }
@@ -165,8 +165,11 @@ func churnMedians(runs []churnRun) churnRun {
 }
 
 // churnNote says the spread of each measure over the runs (the lowest
-// and highest run) and, but for raw, the ratios of the medians to raw's.
-func churnNote(runs []churnRun, m, base churnRun, isRaw bool) string {
+// and highest run) and, but for raw, the ratios of the medians to raw's,
+// and the median and spread of the ratio of CPU per request to raw's
+// within each round (rawRuns[i] ran in runs[i]'s round, a few seconds
+// apart, so the machine's slower drifts cancel out).
+func churnNote(runs, rawRuns []churnRun, m, base churnRun, isRaw bool) string {
 	span := func(f func(churnRun) float64, format string) string {
 		lo, hi := f(runs[0]), f(runs[0])
 		for _, r := range runs[1:] {
@@ -181,6 +184,13 @@ func churnNote(runs []churnRun, m, base churnRun, isRaw bool) string {
 		span(func(r churnRun) float64 { return r.cpuPerReq }, "%.1f"))
 	if !isRaw {
 		s += fmt.Sprintf("; medians to raw's: req/s ×%.3f, CPU/req ×%.3f, p99 %+.2f ms", ratio(m.rps, base.rps), ratio(m.cpuPerReq, base.cpuPerReq), m.p99-base.p99)
+		var rs []float64
+		for i := range min(len(runs), len(rawRuns)) {
+			rs = append(rs, ratio(runs[i].cpuPerReq, rawRuns[i].cpuPerReq))
+		}
+		if len(rs) > 0 {
+			s += fmt.Sprintf("; CPU/req to raw's in the same round: median ×%.3f (×%.3f–×%.3f)", median(rs), slices.Min(rs), slices.Max(rs))
+		}
 	}
 	return s
 }
