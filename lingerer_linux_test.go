@@ -282,6 +282,35 @@ func TestLingerSetGoesWithTheListener(t *testing.T) {
 	t.Errorf("the idle set exited %v after the Listener's Close, three times: its idle life (%v), not the Close, ended it", took, linger.SetIdleLife)
 }
 
+// A close that comes while the set's goroutine waits is added to the set
+// by its owner, without waking the goroutine, unless its deadline is
+// earlier than the one the goroutine waits for: here the idle set waits
+// for the end of its idle life, and the new close's LingerTimeout (20 ms)
+// ends sooner. Its linger must end by its own deadline, not the idle
+// life's (100 ms). Three tries tell the two apart on a machine that
+// stalls now and then.
+func TestLingerAdoptedByItsOwnerKeepsItsDeadline(t *testing.T) {
+	const timeout = 20 * time.Millisecond
+	var took []time.Duration
+	for range 3 {
+		s := listen(t, linger.Config{LingerTimeout: timeout})
+		client, srv := pair(t, s)
+		require.NoError(t, srv.Close())
+		require.NoError(t, client.Close())
+		require.Equal(t, linger.Clean, s.Next(t).Outcome)
+		require.NotNil(t, linger.LingerSetFile(s.Listener), "the set waits out its idle life")
+		_, srv = pair(t, s) // its client stays silent
+		require.NoError(t, srv.Close())
+		ci := s.Next(t)
+		require.Equal(t, linger.Timeout, ci.Outcome)
+		took = append(took, ci.Linger)
+		if ci.Linger < linger.SetIdleLife*3/4 {
+			return
+		}
+	}
+	t.Errorf("lingers of %v took %v, three times: they ended with the idle set's wait (%v), not their own deadline", timeout, took, linger.SetIdleLife)
+}
+
 // At the descriptor limit the owner's Close cannot dup the socket, and
 // with no set yet, the set cannot be made either (epoll_create1 needs a
 // descriptor too): a close with a set already lingering goes into it by Go's
