@@ -80,11 +80,8 @@ package linger
 // goroutine and no descriptor, and Shutdown, which waits for every
 // lingering close, finds it gone. Under connection churn (a connection per
 // request) each linger lasts a round trip and the set empties between
-// many closes: made anew each time, it cost an epoll_create1, its
-// registration in Go's poller, a goroutine and the growth of its stack,
-// which callgrind counted as half of what a lingering close added to a
-// request (25,900 instructions in user space, against raw net/http's
-// 68,900; 12,600 with the idle life).
+// many closes: setIdleLife spares each of them a new set (see there; the
+// figures are in docs/design.md, "Cost of a close under churn").
 
 import (
 	"container/heap"
@@ -264,9 +261,8 @@ func (lg *lingerer) takeGoFD(c *Conn, info CloseInfo, start time.Duration) bool 
 // peer's FIN comes, and its deadline, LingerTimeout after its start, is
 // no earlier than the one the goroutine waits for, of a close that
 // started before (or its idle life's end, which then re-arms). Under
-// connection churn this spares most closes a wake-up of the goroutine: a
-// futex wake of a sleeping thread, which costs a virtual machine's CPU
-// more than the instructions it runs. Should the kernel refuse the watch,
+// connection churn this spares most closes a wake-up of the goroutine,
+// and often of a thread to run it. Should the kernel refuse the watch,
 // the close is queued instead, and the goroutine sheds it (adopt): shed
 // reports the close, which must not be done under the lock.
 func (lg *lingerer) queueLocked(h handover) {

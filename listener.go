@@ -74,7 +74,7 @@ func Wrap(ln net.Listener, cfg Config) *Listener {
 	}
 	l.changed.L = &l.mu
 	l.sockopts.Store(sockoptsFromEachConn)
-	if _, ok := ln.(*net.TCPListener); ok && setListenerOptions(ln, l.cfg.socketOptions()) {
+	if tl, ok := ln.(*net.TCPListener); ok && setListenerOptions(tl, l.cfg.socketOptions()) {
 		// Go's TCPListener applies its ListenConfig's options to every
 		// connection it accepts, so the first one tells for all.
 		l.sockopts.Store(sockoptsUnknown)

@@ -94,12 +94,8 @@ func setUserTimeout(rc syscall.RawConn, d time.Duration) error {
 // setListenerOptions sets o on ln's listening socket, for the sockets
 // it accepts to inherit (see sockoptsInherited), and reports whether all
 // were set.
-func setListenerOptions(ln net.Listener, o socketOptions) bool {
-	sc, ok := ln.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
+func setListenerOptions(ln *net.TCPListener, o socketOptions) bool {
+	rc, err := ln.SyscallConn()
 	if err != nil {
 		return false
 	}

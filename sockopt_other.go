@@ -22,7 +22,7 @@ func discardTCP(syscall.RawConn, int) (int, error) { return 0, errors.ErrUnsuppo
 func setUserTimeout(syscall.RawConn, time.Duration) error { return nil }
 
 // setListenerOptions: elsewhere each accepted connection gets its options.
-func setListenerOptions(net.Listener, socketOptions) bool { return false }
+func setListenerOptions(*net.TCPListener, socketOptions) bool { return false }
 
 // hasSocketOptions is not asked elsewhere (see setListenerOptions).
 func hasSocketOptions(syscall.Conn, socketOptions) bool { return false }
