@@ -122,17 +122,15 @@ func (c *Conn) CloseIdle() bool {
 		return false
 	}
 	p := c.closeInfo()
-	if rescuing {
-		if c.rescue(p) {
-			return true
-		}
-		c.endRescue()
+	if rescuing && c.rescue(p) {
+		return true
 	}
 	c.close(p)
 	return true
 }
 
-// rescue reports whether the connection, in phase rescuing, was handed back.
+// rescue decides on a connection in phase rescuing, and reports whether it
+// was handed back; if not, it is closing.
 func (c *Conn) rescue(p pendingClose) bool {
 	l := c.l
 	ok := false
@@ -140,11 +138,11 @@ func (c *Conn) rescue(p pendingClose) bool {
 		head := peekBytes(p.rc, min(p.info.Unread, rescuePeek))
 		ok = len(head) > 0 && l.cfg.Rescue(head)
 	}
-	// The waiting Read may have taken the bytes while we decided: the owner
-	// holds the start of its next message now, in its own stream, and a
-	// close would lose a request it is already reading.
-	ok = ok || c.load().has(flagTook)
-	if !ok || !c.handBack() {
+	// The waiting Read may take the bytes while we decide, up to the
+	// decision itself: the owner then holds the start of its next message,
+	// in its own stream, and a close would lose a request it is already
+	// reading, and serve it without an answer.
+	if !c.decideRescue(ok) {
 		return false
 	}
 	c.report(p.info, p.start, Rescued)

@@ -7,7 +7,8 @@ package linger
 //	idle → open                  a Read returns bytes: the owner holds a new message
 //	idle → rescuing              CloseIdle, with a Read the owner began since the mark
 //	idle → closing               CloseIdle, without one
-//	rescuing → open              handBack: the waiting Read gets the queued request
+//	rescuing → open              decideRescue: the waiting Read gets the queued request
+//	rescuing → closing           decideRescue: the decision is a close
 //	open, idle, rescuing → closing   Close (from rescuing: once the decision is made)
 //	closing → lingering → closed     the lingering close (drain.go)
 //
@@ -238,31 +239,30 @@ func (c *Conn) takeIdle() (taken, rescuing bool) {
 	}
 }
 
-// handBack: rescuing → open, unless a Close came meanwhile. The idle mark is
-// spent: a second rescue needs the owner to say it is idle again.
-func (c *Conn) handBack() bool {
-	for {
-		s := c.load()
-		if s.phase() != phaseRescuing || s.has(flagCloseAsked) {
-			return false
-		}
-		if c.cas(s, (s &^ flagTook).with(phaseOpen)) {
-			return true
-		}
-	}
-}
-
-// endRescue: rescuing → closing, the decision being a close. Only
-// CloseIdle's decision moves a connection out of rescuing (takeForClose
-// leaves it there, with CloseAsked), so the phase is rescuing here.
-func (c *Conn) endRescue() {
+// decideRescue ends CloseIdle's decision in one step: rescuing → open,
+// handing the connection back, if the queued bytes passed (ok) or the
+// waiting Read has taken bytes meanwhile (flagTook), unless a Close came;
+// otherwise rescuing → closing. One compare-and-swap, so that a Read's
+// bytes cannot arrive between the decision and the close: either the
+// decision sees flagTook, or the Read sees the connection closing and
+// leaves its bytes to the lingering close (Conn.Read). The idle mark is
+// spent: a second rescue needs the owner to say it is idle again. Only
+// CloseIdle moves a connection out of rescuing (takeForClose leaves it
+// there, with CloseAsked).
+func (c *Conn) decideRescue(ok bool) (handedBack bool) {
 	for {
 		s := c.load()
 		if s.phase() != phaseRescuing {
-			return
+			return false
+		}
+		if (ok || s.has(flagTook)) && !s.has(flagCloseAsked) {
+			if c.cas(s, (s &^ flagTook).with(phaseOpen)) {
+				return true
+			}
+			continue
 		}
 		if c.cas(s, (s &^ (flagCloseAsked | flagTook)).with(phaseClosing)) {
-			return
+			return false
 		}
 	}
 }
