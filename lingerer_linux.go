@@ -102,7 +102,7 @@ import (
 type lingerer struct {
 	mu      sync.Mutex
 	set     *lingerSet   // nil while nothing lingers here
-	watched atomic.Int64 // closes handed to the set and not ended (for tests)
+	watched atomic.Int64 // closes handed to the set and not ended, uncounted before OnClose (for tests)
 	queued  atomic.Int64 // closes handed to the set and not yet taken by its goroutine
 }
 
@@ -525,8 +525,8 @@ func (s *lingerSet) entryOf(ev *unix.EpollEvent) *lingerEntry {
 // reports whether Shutdown has cut the close already.
 func (s *lingerSet) adopt(h handover) (cut bool) {
 	if err := s.enter(h); err != nil {
+		s.l.lingerer.watched.Add(-1) // before OnClose, for tests that read it then
 		s.l.shed(h.c, h.info, h.start, h.fd, err)
-		s.l.lingerer.watched.Add(-1)
 		return false
 	}
 	return h.c.load().has(flagCut)
@@ -718,9 +718,9 @@ func (s *lingerSet) end(over []ended) {
 			o = Shed
 			l.watchRefused(x.err)
 		}
+		l.lingerer.watched.Add(-1) // before OnClose, for tests that read it then
 		c.finish(info, e.start, o)
 		l.stats.lingering.Add(-1)
-		l.lingerer.watched.Add(-1)
 	}
 }
 
