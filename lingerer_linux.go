@@ -32,8 +32,9 @@ package linger
 //  4. It queues the dup for the set's goroutine (take), which adds it to
 //     the epoll set (level-triggered, one-shot: bytes and a FIN that came
 //     meanwhile are reported at once, and a socket is re-armed for as long
-//     as its linger goes on). Should the set not be made now (the kernel
-//     is out of memory: the dup worked), the close is shed. While the
+//     as its linger goes on). The set is made before step 2, so that a
+//     close past its Go close always has one (without it, the close
+//     lingers in a goroutine of its own). While the
 //     goroutine waits for events, the owner adds the socket itself and
 //     does not wake it (queueLocked).
 //
@@ -46,7 +47,7 @@ package linger
 // When closes queue up (the goroutine has not yet taken the ones before:
 // a Shutdown, a balancer dropping its pool), steps 2 and 3 are skipped:
 // the set watches Go's own descriptor, and the goroutine closes the Go
-// conn when the linger ends (takeGoFD, flagGoFD). The owner's Close is
+// conn when the linger ends (flagGoFD). The owner's Close is
 // then cheaper than a plain close (10–11 µs against 11.5, 9 000 closes at
 // once), which is what a burst of closes waits on, but the peer's FIN is
 // followed by Go's close, its poller's EPOLL_CTL_DEL and finalizer, up to
@@ -121,6 +122,9 @@ type lingerSet struct {
 	// (monotonic), so that it is not armed again unchanged; 0 once a
 	// wake or the deadline itself has put it in the past.
 	deadline time.Duration
+	// arriving: takes between making sure of the set and queueing their
+	// close (a dup and a Go close apart); the set does not exit meanwhile.
+	arriving int
 	// parked: the goroutine waits in wait and touches none of its own
 	// fields below until it holds the lock again; a take adopts its
 	// close itself meanwhile (queueLocked).
@@ -194,64 +198,60 @@ func (q *lingerQueue) Pop() any {
 // limit), it hands over Go's own descriptor instead. The set's goroutine
 // watches it from then on.
 func (lg *lingerer) take(c *Conn, info CloseInfo, start time.Duration, rc syscall.RawConn) bool {
-	l := c.l
 	if _, ok := c.conn.(*net.TCPConn); !ok || rc == nil {
 		return false
 	}
-	if lg.queued.Load() > 0 {
-		return lg.takeGoFD(c, info, start)
-	}
-	dup := c.fdOp(rc, dupOf)
-	if dup < 0 {
-		return lg.takeGoFD(c, info, start)
-	}
-	// Go's descriptor leaves Go's poller and closes, once the owner's
-	// Reads and Writes in flight have returned, as a plain close waits for
-	// them; the socket lives on through dup. This is the owner's cost (a
-	// plain close pays the same wait), so that the set's goroutine, which
-	// serves every close of the Listener, does the least per close.
-	c.conn.Close()
-
 	lg.mu.Lock()
-	if lg.set == nil {
-		set, err := newLingerSet(l)
-		if err != nil {
-			lg.mu.Unlock()
-			// Past the Go close there is no goroutine to fall back to. The
-			// dup above succeeded and the Go close freed a descriptor, so
-			// this is a kernel out of memory: closed at once, as a close
-			// past MaxLingering is.
-			l.shed(c, info, start, dup, err)
-			return true
-		}
-		lg.set = set
-		l.goroutineStarted()
-		go lg.watch(set)
+	s, ok := lg.setLocked(c.l)
+	if !ok {
+		lg.mu.Unlock()
+		return false
 	}
+	if lg.queued.Load() > 0 {
+		c.setFlag(flagGoFD)
+		lg.queueLocked(handover{c, info, start, -1})
+		lg.mu.Unlock()
+		return true
+	}
+	// The set is made before the dup and the Go close, and does not exit
+	// while a take is arriving: were it made after, a descriptor the Go
+	// close freed could go to a concurrent Accept at the limit, and past
+	// the Go close there is no goroutine to fall back to.
+	s.arriving++
+	lg.mu.Unlock()
+
+	dup := c.fdOp(rc, dupOf)
+	if dup >= 0 {
+		// Go's descriptor leaves Go's poller and closes, once the owner's
+		// Reads and Writes in flight have returned, as a plain close waits
+		// for them; the socket lives on through dup. This is the owner's
+		// cost (a plain close pays the same wait), so that the set's
+		// goroutine, which serves every close of the Listener, does the
+		// least per close.
+		c.conn.Close()
+	} else {
+		c.setFlag(flagGoFD) // the dup was refused (the descriptor limit)
+	}
+	lg.mu.Lock()
+	s.arriving--
 	lg.queueLocked(handover{c, info, start, dup})
 	lg.mu.Unlock()
 	return true
 }
 
-// takeGoFD hands over Go's own descriptor: the socket stays in Go's
-// poller, the Go conn open, until the linger ends (see the top of this
-// file for when). The handover carries no descriptor number: the set uses
-// Go's only through its RawConn (withGoFD).
-func (lg *lingerer) takeGoFD(c *Conn, info CloseInfo, start time.Duration) bool {
-	lg.mu.Lock()
-	defer lg.mu.Unlock()
+// setLocked returns the Listener's set, made now if it has none, or false
+// if the kernel refuses to make one (the descriptor limit, memory).
+func (lg *lingerer) setLocked(l *Listener) (*lingerSet, bool) {
 	if lg.set == nil {
-		set, err := newLingerSet(c.l)
+		set, err := newLingerSet(l)
 		if err != nil {
-			return false
+			return nil, false
 		}
 		lg.set = set
-		c.l.goroutineStarted()
+		l.goroutineStarted()
 		go lg.watch(set)
 	}
-	c.setFlag(flagGoFD)
-	lg.queueLocked(handover{c, info, start, -1})
-	return true
+	return lg.set, true
 }
 
 // queueLocked queues a close for the set's goroutine.
@@ -451,7 +451,9 @@ func (lg *lingerer) watch(s *lingerSet) {
 			if idleSince == 0 {
 				idleSince = now
 			}
-			if now-idleSince >= setIdleLife || l.lload().phase() != lAccepting {
+			if (now-idleSince >= setIdleLife || l.lload().phase() != lAccepting) && s.arriving > 0 {
+				idleSince = now // a take is on its way: wait for it
+			} else if now-idleSince >= setIdleLife || l.lload().phase() != lAccepting {
 				lg.set = nil
 				lg.mu.Unlock()
 				s.f.Close() // and with it the epoll set
