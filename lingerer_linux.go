@@ -451,9 +451,10 @@ func (lg *lingerer) watch(s *lingerSet) {
 			if idleSince == 0 {
 				idleSince = now
 			}
-			if (now-idleSince >= setIdleLife || l.lload().phase() != lAccepting) && s.arriving > 0 {
+			over := now-idleSince >= setIdleLife || l.lload().phase() != lAccepting
+			if over && s.arriving > 0 {
 				idleSince = now // a take is on its way: wait for it
-			} else if now-idleSince >= setIdleLife || l.lload().phase() != lAccepting {
+			} else if over {
 				lg.set = nil
 				lg.mu.Unlock()
 				s.f.Close() // and with it the epoll set

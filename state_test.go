@@ -200,10 +200,8 @@ func TestDecideRescueOnlyFromRescuing(t *testing.T) {
 
 // The bytes of the Read that waited can arrive after the peek found none
 // queued (the Read consumed them) and before the decision: the decision
-// must see them and hand the connection back. Made as two steps (read the
-// flag, then close), the close won that race now and then: the server
-// served the request it had read, and its answer met a closed connection
-// (TestCloseIdleServesTheIdleRace, about 1 run in 60).
+// must see them and hand the connection back, or the server would serve
+// the request it has read onto a closed connection, its answer lost.
 func TestRescueDecisionSeesBytesTakenAfterThePeek(t *testing.T) {
 	c := &Conn{rescueOn: true}
 	c.markIdle()
