@@ -24,11 +24,10 @@ type Conn struct {
 	rescueOn bool          // Config.Rescue is set: Reads are counted for CloseIdle
 	lastIO   atomic.Int64  // monotonic time of the last byte read or written
 	late     atomic.Int64  // bytes a Read got after Close, dropped
-	// fdResult is what fdOp's function returned, for the one goroutine
-	// that closes the Conn (closeInfo, then take): an operation on the
-	// descriptor then costs one allocation, its closure, not one more for
-	// each variable it sets.
-	fdResult int
+
+	// In the Listener's tracked connections (connSet), guarded by its mu.
+	prev, next *Conn
+	tracked    bool
 }
 
 var (

@@ -99,9 +99,6 @@ func (c *Conn) close(p pendingClose) {
 		c.finish(info, start, Shed)
 		return
 	}
-	// Wake Read and Write calls blocked in the owner's goroutines; they
-	// return net.ErrClosed (see Conn.ioErr).
-	c.conn.SetDeadline(aLongTimeAgo)
 	// The FIN follows whatever the owner has queued, and leaves now, as a
 	// plain close's would: sending it from the linger goroutine would wait
 	// for that goroutine to be scheduled and widen the window in which the
@@ -114,9 +111,16 @@ func (c *Conn) close(p pendingClose) {
 	if l.lingerer.take(c, info, start, rc) {
 		return
 	}
+	c.wakeOwner()
 	l.goroutineStarted()
 	go c.linger(info, start, rc)
 }
+
+// wakeOwner wakes Read and Write calls blocked in the owner's goroutines,
+// which return net.ErrClosed (see Conn.ioErr), when the lingering close
+// goes on on the Go conn; one that moves the socket off it closes the Go
+// conn, which wakes them as well.
+func (c *Conn) wakeOwner() { c.conn.SetDeadline(aLongTimeAgo) }
 
 // linger reads and discards until the peer's FIN or a bound, then closes:
 // the lingering close in a goroutine of its own.

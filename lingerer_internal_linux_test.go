@@ -143,3 +143,46 @@ func waitReadable(t *testing.T, fd int) {
 		}
 	}
 }
+
+// TestLingerQueueKeepsDeadlineOrder: entries handed over out of the order
+// of their starts (an owner that measured its start first may hand its
+// close over last) still end in the order of their deadlines, and removing
+// any of them (its FIN came) keeps the list whole.
+func TestLingerQueueKeepsDeadlineOrder(t *testing.T) {
+	var q lingerQueue
+	starts := []time.Duration{5, 3, 8, 1, 8, 6, 9, 2}
+	entries := make([]*lingerEntry, len(starts))
+	for i, s := range starts {
+		entries[i] = &lingerEntry{start: s, slot: int32(i)}
+		q.push(entries[i])
+	}
+	order := func() (starts []time.Duration, slots []int32) {
+		var prev *lingerEntry
+		for e := q.head; e != nil; prev, e = e, e.next {
+			require.Same(t, prev, e.prev, "a link back is broken at slot %d", e.slot)
+			starts = append(starts, e.start)
+			slots = append(slots, e.slot)
+		}
+		require.Same(t, prev, q.tail)
+		require.Len(t, starts, q.n)
+		return starts, slots
+	}
+	got, slots := order()
+	assert.Equal(t, []time.Duration{1, 2, 3, 5, 6, 8, 8, 9}, got)
+	assert.Equal(t, []int32{3, 7, 1, 0, 5, 2, 4, 6}, slots, "equal starts keep the order they came in")
+
+	q.remove(entries[3]) // the head
+	q.remove(entries[4]) // the second 8
+	q.remove(entries[6]) // the tail
+	got, _ = order()
+	assert.Equal(t, []time.Duration{2, 3, 5, 6, 8}, got)
+	for _, i := range []int{7, 1, 0, 5, 2} {
+		q.remove(entries[i])
+	}
+	assert.Nil(t, q.head)
+	assert.Nil(t, q.tail)
+	assert.Zero(t, q.n)
+	q.push(entries[0])
+	got, _ = order()
+	assert.Equal(t, []time.Duration{5}, got)
+}

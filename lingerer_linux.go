@@ -14,8 +14,7 @@ package linger
 // closed (a fully closed socket answers the peer's next segment with a
 // RST, which is what lingering is for avoiding):
 //
-//  1. The owner's Close half-closes (the FIN is queued) and sets a past
-//     deadline, which wakes its Reads and Writes.
+//  1. The owner's Close half-closes (the FIN is queued).
 //  2. It dups the descriptor (F_DUPFD_CLOEXEC): a second descriptor of
 //     the same open socket, non-blocking already (O_NONBLOCK belongs to
 //     the open file, which Go set). Should that fail (the descriptor
@@ -24,9 +23,9 @@ package linger
 //  3. It closes the Go conn. The runtime removes its descriptor from Go's
 //     epoll before it closes it (internal/poll's destroy: "Poller may want
 //     to unregister fd in readiness notification mechanism, so this must
-//     be executed before CloseFunc"), and the close waits until the
-//     owner's Reads and Writes in flight have returned, as a plain close
-//     does, so nothing in Go touches the socket any more; bytes such a
+//     be executed before CloseFunc"), and the close wakes the owner's
+//     Reads and Writes that wait and waits until those in flight have
+//     returned, as a plain close does, so nothing in Go touches the socket any more; bytes such a
 //     Read took are counted (Conn.late). The socket stays open through the
 //     dup: close(2) of one descriptor of several does not close it.
 //  4. It queues the dup for the set's goroutine (take), which adds it to
@@ -85,7 +84,6 @@ package linger
 // figures are in docs/design.md, "Cost of a close under churn").
 
 import (
-	"container/heap"
 	"errors"
 	"fmt"
 	"io"
@@ -131,9 +129,10 @@ type lingerSet struct {
 	parked bool
 
 	// The goroutine's own.
-	queue lingerQueue    // by deadline: all share LingerTimeout, so by start
+	queue lingerQueue    // by deadline
 	slots []*lingerEntry // by the slot each epoll event names; nil: free
 	free  []int32        // free slots
+	spare []*lingerEntry // entries of ended lingers, for the next ones
 	gens  int32          // adopted so far, mod 2^32: each entry's gen
 	// wait's: the events epoll_wait fills, how many, and the function
 	// its RawConn.Read runs, made once per set, not per wait.
@@ -162,31 +161,54 @@ type lingerEntry struct {
 	discarded int64
 	unread    int32
 	fd        int32
-	index     int32 // in the queue
+	prev      *lingerEntry // in the queue
+	next      *lingerEntry
 	slot      int32 // in slots, and the epoll event's data
 	gen       int32 // in the epoll event's data too: which entry of the slot
 }
 
-// lingerQueue is a min-heap of entries by start (container/heap).
-type lingerQueue []*lingerEntry
+// lingerQueue is the set's entries in the order of their deadlines, a
+// list linked through them. All share LingerTimeout, so that is the order
+// of their starts, which is almost the order in which they arrive: push
+// looks for its place from the back, past the few entries whose owners
+// measured their start later but handed them over first.
+type lingerQueue struct {
+	head, tail *lingerEntry
+	n          int
+}
 
-func (q lingerQueue) Len() int           { return len(q) }
-func (q lingerQueue) Less(i, j int) bool { return q[i].start < q[j].start }
-func (q lingerQueue) Swap(i, j int) {
-	q[i], q[j] = q[j], q[i]
-	q[i].index, q[j].index = int32(i), int32(j)
+func (q *lingerQueue) push(e *lingerEntry) {
+	p := q.tail
+	for p != nil && p.start > e.start {
+		p = p.prev
+	}
+	e.prev = p
+	if p == nil {
+		e.next, q.head = q.head, e
+	} else {
+		e.next, p.next = p.next, e
+	}
+	if e.next == nil {
+		q.tail = e
+	} else {
+		e.next.prev = e
+	}
+	q.n++
 }
-func (q *lingerQueue) Push(x any) {
-	e := x.(*lingerEntry)
-	e.index = int32(len(*q))
-	*q = append(*q, e)
-}
-func (q *lingerQueue) Pop() any {
-	old := *q
-	e := old[len(old)-1]
-	old[len(old)-1] = nil
-	*q = old[:len(old)-1]
-	return e
+
+func (q *lingerQueue) remove(e *lingerEntry) {
+	if e.prev == nil {
+		q.head = e.next
+	} else {
+		e.prev.next = e.next
+	}
+	if e.next == nil {
+		q.tail = e.prev
+	} else {
+		e.next.prev = e.prev
+	}
+	e.prev, e.next = nil, nil
+	q.n--
 }
 
 // take hands the lingering close of a TCP connection, half-closed by the
@@ -209,6 +231,7 @@ func (lg *lingerer) take(c *Conn, info CloseInfo, start time.Duration, rc syscal
 	}
 	if lg.queued.Load() > 0 {
 		c.setFlag(flagGoFD)
+		c.wakeOwner()
 		lg.queueLocked(handover{c, info, start, -1})
 		lg.mu.Unlock()
 		return true
@@ -223,14 +246,16 @@ func (lg *lingerer) take(c *Conn, info CloseInfo, start time.Duration, rc syscal
 	dup := c.fdOp(rc, dupOf)
 	if dup >= 0 {
 		// Go's descriptor leaves Go's poller and closes, once the owner's
-		// Reads and Writes in flight have returned, as a plain close waits
-		// for them; the socket lives on through dup. This is the owner's
+		// Reads and Writes in flight have returned (the close wakes those
+		// that wait), as a plain close waits for them; the socket lives on
+		// through dup. This is the owner's
 		// cost (a plain close pays the same wait), so that the set's
 		// goroutine, which serves every close of the Listener, does the
 		// least per close.
 		c.conn.Close()
 	} else {
 		c.setFlag(flagGoFD) // the dup was refused (the descriptor limit)
+		c.wakeOwner()
 	}
 	lg.mu.Lock()
 	s.arriving--
@@ -443,9 +468,9 @@ func (lg *lingerer) watch(s *lingerSet) {
 		if expired {
 			s.deadline = 0
 		}
-		if len(s.queue) > 0 {
+		if s.queue.head != nil {
 			idleSince = 0
-			s.armLocked(s.queue[0].start + l.cfg.LingerTimeout)
+			s.armLocked(s.queue.head.start + l.cfg.LingerTimeout)
 		} else {
 			now := monotonic()
 			if idleSince == 0 {
@@ -541,13 +566,15 @@ func (s *lingerSet) adopt(h handover) (cut bool) {
 // goroutine is parked.
 func (s *lingerSet) enter(h handover) error {
 	s.gens++
-	e := &lingerEntry{c: h.c, start: h.start, idle: h.info.Idle, unread: int32(h.info.Unread), fd: int32(h.fd), slot: s.takeSlot(), gen: s.gens}
+	e := s.newEntry()
+	*e = lingerEntry{c: h.c, start: h.start, idle: h.info.Idle, unread: int32(h.info.Unread), fd: int32(h.fd), slot: s.takeSlot(), gen: s.gens}
 	if err := s.arm(e, unix.EPOLL_CTL_ADD); err != nil {
 		s.free = append(s.free, e.slot)
+		s.spareEntry(e)
 		return err
 	}
 	s.slots[e.slot] = e
-	heap.Push(&s.queue, e)
+	s.queue.push(e)
 	return nil
 }
 
@@ -589,29 +616,53 @@ func (e *lingerEntry) withGoFD(f func(fd int)) bool {
 // cut lingers, those it cut, and appends them to over.
 func (s *lingerSet) due(over []ended, now time.Duration, cut bool) []ended {
 	timeout := s.l.cfg.LingerTimeout
-	for len(s.queue) > 0 && s.queue[0].start+timeout <= now {
-		e := s.queue[0]
+	for e := s.queue.head; e != nil && e.start+timeout <= now; e = s.queue.head {
 		s.remove(e)
 		over = append(over, ended{e: e, err: os.ErrDeadlineExceeded})
 	}
 	if cut {
-		n := len(over)
-		for _, e := range s.queue {
+		for e := s.queue.head; e != nil; {
+			next := e.next
 			if e.c.load().has(flagCut) {
+				s.remove(e)
 				over = append(over, ended{e: e, err: os.ErrDeadlineExceeded})
 			}
-		}
-		for _, x := range over[n:] { // removing reorders the queue: not while ranging over it
-			s.remove(x.e)
+			e = next
 		}
 	}
 	return over
 }
 
 func (s *lingerSet) remove(e *lingerEntry) {
-	heap.Remove(&s.queue, int(e.index))
+	s.queue.remove(e)
 	s.slots[e.slot] = nil
 	s.free = append(s.free, e.slot)
+}
+
+// newEntry returns an entry to fill: a spare one, or a new one. Under
+// connection churn, where every request ends in a linger, this spares
+// each an allocation.
+func (s *lingerSet) newEntry() *lingerEntry {
+	if n := len(s.spare); n > 0 {
+		e := s.spare[n-1]
+		s.spare = s.spare[:n-1]
+		return e
+	}
+	return new(lingerEntry)
+}
+
+// maxSpareEntries bounds the entries a set keeps for reuse: a burst's
+// worth is not kept.
+const maxSpareEntries = 64
+
+// spareEntry keeps e, whose linger has ended and been reported, for reuse.
+// Events still naming its slot are told apart by the generation enter
+// gives it anew.
+func (s *lingerSet) spareEntry(e *lingerEntry) {
+	if len(s.spare) < maxSpareEntries {
+		*e = lingerEntry{}
+		s.spare = append(s.spare, e)
+	}
 }
 
 // takeSlot returns a free slot.
@@ -724,6 +775,7 @@ func (s *lingerSet) end(over []ended) {
 		l.lingerer.watched.Add(-1) // before OnClose, for tests that read it then
 		c.finish(info, e.start, o)
 		l.stats.lingering.Add(-1)
+		s.spareEntry(e)
 	}
 }
 

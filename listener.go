@@ -29,10 +29,10 @@ type Listener struct {
 	owned     bool          // Listen made ln: no other process holds its socket; set before Listen returns
 
 	mu      sync.Mutex
-	conns   map[*Conn]struct{} // accepted, close not yet finished, not detached while open
-	running int                // lingering-close goroutines not yet returned
-	changed cond.Cond          // broadcast when conns or running shrink; L is &mu
-	backlog []*Conn            // taken from the kernel's accept queue at Close, for Accept
+	conns   connSet   // accepted, close not yet finished, not detached while open
+	running int       // lingering-close goroutines not yet returned
+	changed cond.Cond // broadcast when conns or running shrink; L is &mu
+	backlog []*Conn   // taken from the kernel's accept queue at Close, for Accept
 
 	sockopts atomic.Int32 // where accepted connections get their socket options: sockoptsFrom*
 	optErr   [numSockopts]sync.Once
@@ -69,7 +69,6 @@ func Wrap(ln net.Listener, cfg Config) *Listener {
 	l := &Listener{
 		ln:        ln,
 		cfg:       cfg.withDefaults(),
-		conns:     make(map[*Conn]struct{}),
 		closeDone: make(chan struct{}),
 	}
 	l.changed.L = &l.mu
@@ -327,7 +326,7 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 			c.Close()
 		}
 	}
-	if l.changed.Wait(ctx.Done(), func() bool { return len(l.conns) == 0 && l.running == 0 }) {
+	if l.changed.Wait(ctx.Done(), func() bool { return l.conns.n == 0 && l.running == 0 }) {
 		return nil
 	}
 	l.abort()
@@ -382,7 +381,7 @@ const (
 func (l *Listener) handshakeSettle() time.Duration {
 	var rcs []syscall.RawConn
 	l.mu.Lock()
-	for c := range l.conns {
+	for c := l.conns.head; c != nil; c = c.next {
 		if len(rcs) == settleSamples {
 			break
 		}
@@ -422,8 +421,8 @@ func (l *Listener) backlogAppend(ncs []net.Conn) {
 func (l *Listener) abort() {
 	l.mu.Lock()
 	l.startAbort()
-	conns := make([]*Conn, 0, len(l.conns))
-	for c := range l.conns {
+	conns := make([]*Conn, 0, l.conns.n)
+	for c := l.conns.head; c != nil; c = c.next {
 		conns = append(conns, c)
 	}
 	l.mu.Unlock()
@@ -447,7 +446,7 @@ func (l *Listener) track(c *Conn) bool {
 	if l.isAborting() { // startAbort runs with l.mu held, too
 		return false
 	}
-	l.conns[c] = struct{}{}
+	l.conns.add(c)
 	return true
 }
 
@@ -455,7 +454,7 @@ func (l *Listener) track(c *Conn) bool {
 func (l *Listener) untrack(c *Conn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	delete(l.conns, c)
+	l.conns.remove(c)
 	l.changed.Broadcast()
 }
 
@@ -465,7 +464,7 @@ func (l *Listener) detach(c *Conn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !c.load().closed() {
-		delete(l.conns, c)
+		l.conns.remove(c)
 		l.changed.Broadcast()
 	}
 }
@@ -475,7 +474,47 @@ func (l *Listener) detach(c *Conn) {
 func (l *Listener) retrack(c *Conn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.conns[c] = struct{}{}
+	l.conns.add(c)
+}
+
+// connSet is the connections a Listener tracks, a list linked through
+// them, so that tracking a connection costs neither an allocation nor a
+// hash. Guarded by Listener.mu.
+type connSet struct {
+	head *Conn
+	n    int
+}
+
+// add tracks c, if it is not tracked already.
+func (s *connSet) add(c *Conn) {
+	if c.tracked {
+		return
+	}
+	c.tracked = true
+	c.prev, c.next = nil, s.head
+	if s.head != nil {
+		s.head.prev = c
+	}
+	s.head = c
+	s.n++
+}
+
+// remove stops tracking c, if it is tracked.
+func (s *connSet) remove(c *Conn) {
+	if !c.tracked {
+		return
+	}
+	c.tracked = false
+	if c.prev == nil {
+		s.head = c.next
+	} else {
+		c.prev.next = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	}
+	c.prev, c.next = nil, nil
+	s.n--
 }
 
 // goroutineStarted and goroutineDone count the lingering-close goroutines,

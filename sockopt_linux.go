@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -25,14 +26,35 @@ func inqBytes(fd int) int {
 }
 
 // fdOp runs op on c's descriptor (rc.Control) and returns its result, or
-// -1 if the descriptor is closed. Only the goroutine closing c calls it.
+// -1 if the descriptor is closed.
 func (c *Conn) fdOp(rc syscall.RawConn, op func(fd int) int) int {
-	c.fdResult = -1
-	if rc.Control(func(fd uintptr) { c.fdResult = op(int(fd)) }) != nil {
+	x := fdCalls.Get().(*fdCall)
+	x.op, x.result = op, -1
+	err := rc.Control(x.run)
+	n := x.result
+	x.op = nil
+	fdCalls.Put(x)
+	if err != nil {
 		return -1
 	}
-	return c.fdResult
+	return n
 }
+
+// fdCall is one fdOp's call of RawConn.Control. Its function, which
+// Control makes escape, is made once per fdCall, and fdCalls are pooled:
+// a close runs two such operations (SIOCINQ and the dup), which would
+// otherwise cost an allocation each.
+type fdCall struct {
+	op     func(fd int) int
+	result int
+	run    func(fd uintptr)
+}
+
+var fdCalls = sync.Pool{New: func() any {
+	x := new(fdCall)
+	x.run = func(fd uintptr) { x.result = x.op(int(fd)) }
+	return x
+}}
 
 // dupOf duplicates fd as F_DUPFD_CLOEXEC does, or returns -1.
 func dupOf(fd int) int {

@@ -223,3 +223,41 @@ func TestRescueDecisionSeesBytesTakenAfterThePeek(t *testing.T) {
 	assert.False(t, c.decideRescue(false))
 	assert.True(t, c.endRead(r, true).closed(), "the Read sees the close: its bytes are not the owner's")
 }
+
+// TestConnSetTracksEachConnOnce: the Listener's tracked connections, as
+// Shutdown counts and closes them. Tracking twice (a detached connection
+// retracked) or untracking twice (one detached, then closed) changes
+// nothing, and removing from the front, middle or back leaves the rest.
+func TestConnSetTracksEachConnOnce(t *testing.T) {
+	var s connSet
+	cs := make([]*Conn, 5)
+	for i := range cs {
+		cs[i] = new(Conn)
+		s.add(cs[i])
+	}
+	s.add(cs[2])
+	members := func() []*Conn {
+		var got []*Conn
+		var prev *Conn
+		for c := s.head; c != nil; prev, c = c, c.next {
+			require.Same(t, prev, c.prev, "a link back is broken")
+			got = append(got, c)
+		}
+		require.Len(t, got, s.n)
+		return got
+	}
+	assert.ElementsMatch(t, cs, members())
+
+	s.remove(cs[4]) // the front: added last
+	s.remove(cs[2])
+	s.remove(cs[0]) // the back
+	s.remove(cs[2])
+	assert.ElementsMatch(t, []*Conn{cs[1], cs[3]}, members())
+	s.add(cs[2])
+	assert.ElementsMatch(t, []*Conn{cs[1], cs[2], cs[3]}, members())
+	for _, c := range cs {
+		s.remove(c)
+	}
+	assert.Empty(t, members())
+	assert.Nil(t, s.head)
+}
