@@ -61,8 +61,14 @@ func closeKey(local, remote net.Addr) string {
 // noteClose learns from linger's close outcomes: a request lost to one of
 // the Server's idle closes.
 func (s *Server) noteClose(ci linger.CloseInfo) {
-	key := closeKey(ci.LocalAddr, ci.RemoteAddr)
 	s.mu.Lock()
+	if len(s.idleShut) == 0 {
+		// None of the Server's idle closes is under way: most closes,
+		// which spare the key's formatting.
+		s.mu.Unlock()
+		return
+	}
+	key := closeKey(ci.LocalAddr, ci.RemoteAddr)
 	_, ours := s.idleShut[key]
 	delete(s.idleShut, key) // its close is over, or it was rescued
 	// A TLS client's close_notify alone is Clean (linger's Outcome).

@@ -56,12 +56,17 @@ func (w *drainWriter) mark() {
 		return
 	}
 	w.marked = true
-	h := w.Header()
+	// Header() only when there may be something to add: once a handler
+	// has called it, net/http copies the header map when it writes the
+	// header (response.WriteHeader, calledHeader).
 	switch {
 	case w.retire || (w.s.draining.Load() && !w.drainKeeps):
-		h.Set("Connection", "close")
-	case w.keepAlive != "" && h.Get("Keep-Alive") == "" && !strings.Contains(strings.ToLower(h.Get("Connection")), "close"):
-		h.Set("Keep-Alive", w.keepAlive)
+		w.Header().Set("Connection", "close")
+	case w.keepAlive != "":
+		h := w.Header()
+		if h.Get("Keep-Alive") == "" && !strings.Contains(strings.ToLower(h.Get("Connection")), "close") {
+			h.Set("Keep-Alive", w.keepAlive)
+		}
 	}
 }
 
