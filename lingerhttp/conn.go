@@ -56,6 +56,12 @@ type conn struct {
 	mu     sync.Mutex
 	wait   connWait
 	idleAt time.Time // when net/http marked it idle
+
+	// st is its entry in Server.conns (state, from StateNew on), so
+	// that the state changes and requests of a connection find it
+	// without a lookup by interface value. Guarded by Server.mu.
+	st    *connState
+	state connState
 }
 
 // NetConn returns the linger.Conn, so [linger.ConnOf] finds it under a

@@ -27,7 +27,7 @@ func (s *Server) connState(c net.Conn, state http.ConnState) {
 	// on (HTTP/1) or from the client's preface (HTTP/2), which both set
 	// StateActive; the preface itself without TLS.
 	h2 := state == http.StateActive && (negotiatedHTTP2(c) || hc != nil && hc.h2c.Load())
-	idle, h2 := s.trackState(c, state, h2)
+	idle, h2 := s.trackState(c, hc, state, h2)
 	if hc != nil {
 		// net/http's wait for the next request on HTTP/1; HTTP/2 has
 		// no such wait, and its server ends idle connections itself.
@@ -46,19 +46,25 @@ func (s *Server) connState(c net.Conn, state http.ConnState) {
 }
 
 // trackState records c's new state and reports whether c is now idle and
-// whether it is an HTTP/2 connection.
-func (s *Server) trackState(c net.Conn, state http.ConnState, h2 bool) (idle, isH2 bool) {
+// whether it is an HTTP/2 connection. hc is the conn under c, if any.
+func (s *Server) trackState(c net.Conn, hc *conn, state http.ConnState, h2 bool) (idle, isH2 bool) {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.conns[c]
+	st := s.stateLocked(c, hc)
 	if st != nil && h2 && !st.h2 {
 		st.h2 = true
 		s.changed.Broadcast() // Shutdown waits for HTTP/1 connections first
 	}
 	switch state {
 	case http.StateNew:
-		st = &connState{idleSince: now, fresh: true, drainBorn: s.draining.Load()}
+		if hc != nil {
+			st = &hc.state // no allocation of its own
+			hc.st = st
+		} else {
+			st = new(connState)
+		}
+		*st = connState{idleSince: now, fresh: true, drainBorn: s.draining.Load()}
 		s.conns[c] = st
 		return true, false
 	case http.StateActive:
@@ -90,9 +96,21 @@ func (s *Server) trackState(c net.Conn, state http.ConnState, h2 bool) (idle, is
 		return true, st.h2
 	case http.StateHijacked, http.StateClosed:
 		delete(s.conns, c)
+		if hc != nil {
+			hc.st = nil
+		}
 		s.changed.Broadcast()
 	}
 	return false, false
+}
+
+// stateLocked returns c's entry in s.conns, or nil: from the conn under
+// c, hc, when there is one.
+func (s *Server) stateLocked(c net.Conn, hc *conn) *connState {
+	if hc != nil {
+		return hc.st
+	}
+	return s.conns[c]
 }
 
 // idleCapLocked is how long a connection may stay idle now.

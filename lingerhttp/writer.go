@@ -113,9 +113,10 @@ func (s *Server) requestBegins(r *http.Request) (retire, drainKeeps bool) {
 	if !ok {
 		return false, false
 	}
+	hc := connOf(c)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.conns[c]
+	st := s.stateLocked(c, hc)
 	if st == nil {
 		return false, false
 	}
