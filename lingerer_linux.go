@@ -25,9 +25,10 @@ package linger
 //     to unregister fd in readiness notification mechanism, so this must
 //     be executed before CloseFunc"), and the close wakes the owner's
 //     Reads and Writes that wait and waits until those in flight have
-//     returned, as a plain close does, so nothing in Go touches the socket any more; bytes such a
-//     Read took are counted (Conn.late). The socket stays open through the
-//     dup: close(2) of one descriptor of several does not close it.
+//     returned, as a plain close does, so nothing in Go touches the
+//     socket any more; bytes such a Read took are counted (Conn.late).
+//     The socket stays open through the dup: close(2) of one descriptor
+//     of several does not close it.
 //  4. It queues the dup for the set's goroutine (take), which adds it to
 //     the epoll set (level-triggered, one-shot: bytes and a FIN that came
 //     meanwhile are reported at once, and a socket is re-armed for as long
@@ -172,10 +173,7 @@ type lingerEntry struct {
 // of their starts, which is almost the order in which they arrive: push
 // looks for its place from the back, past the few entries whose owners
 // measured their start later but handed them over first.
-type lingerQueue struct {
-	head, tail *lingerEntry
-	n          int
-}
+type lingerQueue struct{ head, tail *lingerEntry }
 
 func (q *lingerQueue) push(e *lingerEntry) {
 	p := q.tail
@@ -193,7 +191,6 @@ func (q *lingerQueue) push(e *lingerEntry) {
 	} else {
 		e.next.prev = e
 	}
-	q.n++
 }
 
 func (q *lingerQueue) remove(e *lingerEntry) {
@@ -208,7 +205,6 @@ func (q *lingerQueue) remove(e *lingerEntry) {
 		e.next.prev = e.prev
 	}
 	e.prev, e.next = nil, nil
-	q.n--
 }
 
 // take hands the lingering close of a TCP connection, half-closed by the
