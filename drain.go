@@ -117,9 +117,9 @@ func (c *Conn) close(p pendingClose) {
 }
 
 // wakeOwner wakes Read and Write calls blocked in the owner's goroutines,
-// which return net.ErrClosed (see Conn.ioErr), when the lingering close
-// goes on on the Go conn; one that moves the socket off it closes the Go
-// conn, which wakes them as well.
+// which return net.ErrClosed (see Conn.ioErr), for a lingering close that
+// keeps the Go conn open. One that moves the socket to a dup closes the Go
+// conn instead, which wakes them too.
 func (c *Conn) wakeOwner() { c.conn.SetDeadline(aLongTimeAgo) }
 
 // linger reads and discards until the peer's FIN or a bound, then closes:

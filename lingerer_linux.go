@@ -244,10 +244,9 @@ func (lg *lingerer) take(c *Conn, info CloseInfo, start time.Duration, rc syscal
 		// Go's descriptor leaves Go's poller and closes, once the owner's
 		// Reads and Writes in flight have returned (the close wakes those
 		// that wait), as a plain close waits for them; the socket lives on
-		// through dup. This is the owner's
-		// cost (a plain close pays the same wait), so that the set's
-		// goroutine, which serves every close of the Listener, does the
-		// least per close.
+		// through dup. This is the owner's cost (a plain close pays the
+		// same wait), so that the set's goroutine, which serves every
+		// close of the Listener, does the least per close.
 		c.conn.Close()
 	} else {
 		c.setFlag(flagGoFD) // the dup was refused (the descriptor limit)

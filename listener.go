@@ -326,7 +326,7 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 			c.Close()
 		}
 	}
-	if l.changed.Wait(ctx.Done(), func() bool { return l.conns.n == 0 && l.running == 0 }) {
+	if l.changed.Wait(ctx.Done(), func() bool { return l.conns.head == nil && l.running == 0 }) {
 		return nil
 	}
 	l.abort()
@@ -421,7 +421,7 @@ func (l *Listener) backlogAppend(ncs []net.Conn) {
 func (l *Listener) abort() {
 	l.mu.Lock()
 	l.startAbort()
-	conns := make([]*Conn, 0, l.conns.n)
+	var conns []*Conn
 	for c := l.conns.head; c != nil; c = c.next {
 		conns = append(conns, c)
 	}
@@ -480,10 +480,7 @@ func (l *Listener) retrack(c *Conn) {
 // connSet is the connections a Listener tracks, a list linked through
 // them, so that tracking a connection costs neither an allocation nor a
 // hash. Guarded by Listener.mu.
-type connSet struct {
-	head *Conn
-	n    int
-}
+type connSet struct{ head *Conn }
 
 // add tracks c, if it is not tracked already.
 func (s *connSet) add(c *Conn) {
@@ -496,7 +493,6 @@ func (s *connSet) add(c *Conn) {
 		s.head.prev = c
 	}
 	s.head = c
-	s.n++
 }
 
 // remove stops tracking c, if it is tracked.
@@ -514,7 +510,6 @@ func (s *connSet) remove(c *Conn) {
 		c.next.prev = c.prev
 	}
 	c.prev, c.next = nil, nil
-	s.n--
 }
 
 // goroutineStarted and goroutineDone count the lingering-close goroutines,

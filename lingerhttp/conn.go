@@ -57,11 +57,12 @@ type conn struct {
 	wait   connWait
 	idleAt time.Time // when net/http marked it idle
 
-	// st is its entry in Server.conns (state, from StateNew on), so
-	// that the state changes and requests of a connection find it
-	// without a lookup by interface value. Guarded by Server.mu.
-	st    *connState
-	state connState
+	// state is its entry in Server.conns while tracked (from StateNew
+	// until StateClosed or StateHijacked), so that its state changes
+	// and requests find it without a lookup by interface value.
+	// Guarded by Server.mu.
+	state   connState
+	tracked bool
 }
 
 // NetConn returns the linger.Conn, so [linger.ConnOf] finds it under a

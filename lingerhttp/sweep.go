@@ -60,7 +60,7 @@ func (s *Server) trackState(c net.Conn, hc *conn, state http.ConnState, h2 bool)
 	case http.StateNew:
 		if hc != nil {
 			st = &hc.state // no allocation of its own
-			hc.st = st
+			hc.tracked = true
 		} else {
 			st = new(connState)
 		}
@@ -97,7 +97,7 @@ func (s *Server) trackState(c net.Conn, hc *conn, state http.ConnState, h2 bool)
 	case http.StateHijacked, http.StateClosed:
 		delete(s.conns, c)
 		if hc != nil {
-			hc.st = nil
+			hc.tracked = false
 		}
 		s.changed.Broadcast()
 	}
@@ -107,10 +107,13 @@ func (s *Server) trackState(c net.Conn, hc *conn, state http.ConnState, h2 bool)
 // stateLocked returns c's entry in s.conns, or nil: from the conn under
 // c, hc, when there is one.
 func (s *Server) stateLocked(c net.Conn, hc *conn) *connState {
-	if hc != nil {
-		return hc.st
+	if hc == nil {
+		return s.conns[c]
 	}
-	return s.conns[c]
+	if !hc.tracked {
+		return nil
+	}
+	return &hc.state
 }
 
 // idleCapLocked is how long a connection may stay idle now.
