@@ -161,6 +161,8 @@ func lingerListen(tb testing.TB, path string, cfg linger.Config) *linger.Listene
 	switch path {
 	case "goroutine":
 		p.wrapped = true
+	case "epoll":
+		p.prepare = linger.LingerInSet
 	case "epoll-gofd":
 		p.prepare = linger.HandOverGoFD
 	}
@@ -191,10 +193,13 @@ func acceptAndClose(tb testing.TB, ln net.Listener, n int) chan error {
 	return done
 }
 
-// lingerPathNames are the linger paths compared: "epoll-gofd" is the
-// epoll path's form for closes that queue up (Go's own descriptor, not a
-// dup), forced for every close.
-var lingerPathNames = []string{"goroutine", "epoll", "epoll-gofd"}
+// lingerPathNames are the linger paths compared: "goroutine", a wrapped
+// connection's goroutine (as on other platforms); "epoll", every close in
+// the epoll set; "epoll-gofd", the set's form for closes that queue up
+// (Go's own descriptor, not a dup), forced for every close; "default",
+// the first MaxLingerGoroutines closes at a time in goroutines of their
+// own, reading the socket itself, and the set past them.
+var lingerPathNames = []string{"goroutine", "epoll", "epoll-gofd", "default"}
 
 // BenchmarkLingeringMemory weighs lingering closes: the Go heap and
 // stacks in use with n connections lingering (their peers send no FIN),

@@ -11,12 +11,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// closePaths are the ways a close lingers: on Linux in the Listener's epoll
-// set, by a dup or by Go's own descriptor, and in a goroutine of its own,
-// which a connection some listener under linger wraps takes (elsewhere
-// every path is the goroutine's).
+// closePaths are the ways a close lingers: in a goroutine of its own (by
+// default while few linger, and always for a connection some listener
+// under linger wraps), and on Linux in the Listener's epoll set, by a dup
+// or by Go's own descriptor (elsewhere every path is the goroutine's).
 var closePaths = []closePath{
 	{name: "default"},
+	{name: "epoll set", prepare: linger.LingerInSet},
 	{name: "Go's descriptor", prepare: linger.HandOverGoFD},
 	{name: "goroutine (a wrapped conn)", wrapped: true},
 }

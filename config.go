@@ -70,10 +70,11 @@ type Config struct {
 	//     hard limit at start-up), at least 4096 and at most 2^20 (Linux's
 	//     largest descriptor limit by default, fs.nr_open): 10,000 with a
 	//     limit of 20,000, 524,288 with the common 1,048,576. A Listener's
-	//     lingering TCP closes share one epoll set and one goroutine there,
-	//     about 500 bytes of Go memory each (measured with 9,000
-	//     lingering), so descriptors are the bound that matters, and half
-	//     of them stay for open connections and everything else;
+	//     lingering TCP closes past the first 64 share one epoll set and
+	//     one goroutine there, about 500 bytes of Go memory each (measured
+	//     with 9,000 lingering), so descriptors are the bound that
+	//     matters, and half of them stay for open connections and
+	//     everything else;
 	//   - elsewhere, 4096: each lingering close is a goroutine of its own,
 	//     about 3 KB of Go memory with its stack.
 	MaxLingering int

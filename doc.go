@@ -25,11 +25,12 @@
 //
 // [Conn.Close] returns at once and lingers in the background, bounded by
 // [Config.LingerTimeout], [Config.LingerBytes] and [Config.MaxLingering].
-// On Linux a Listener's lingering TCP closes wait together, as nginx's
-// do, in one epoll set watched by one goroutine, which exists only while
-// something lingers: a lingering connection costs its descriptor and
-// about 500 bytes, not a goroutine. Elsewhere each lingers in a goroutine
-// of its own.
+// On Linux, while more than 64 of a Listener's TCP closes linger at once,
+// the rest wait together, as nginx's do, in one epoll set watched by one
+// goroutine, which exists only while something lingers there: such a
+// lingering connection costs its descriptor and about 500 bytes, not a
+// goroutine. The first 64, and elsewhere every close, linger in
+// goroutines of their own, which cost the kernel less per close.
 // Every close ends with an [Outcome], counted in [Listener.Stats] and
 // reported to [Config.OnClose]: Pending and Crossed tell that a request met
 // the close, which is the evidence for tuning idle timeouts.

@@ -105,14 +105,16 @@ func (c *Conn) close(p pendingClose) {
 	// peer's next request crosses it. shutdown(SHUT_WR) does not block.
 	cw.CloseWrite()
 	c.startLinger()
-	// On Linux a TCP connection lingers in the Listener's epoll set,
-	// watched by one goroutine for all (lingerer_linux.go); elsewhere, and
-	// for other connections, in a goroutine of its own.
+	// A close lingers in a goroutine of its own, or, on Linux, a TCP
+	// connection's once more than a few linger at a time, in the
+	// Listener's epoll set, watched by one goroutine for all
+	// (lingerer_linux.go).
 	if l.lingerer.take(c, info, start, rc) {
 		return
 	}
 	c.wakeOwner()
 	l.goroutineStarted()
+	l.lingerGoroutines.Add(1)
 	go c.linger(info, start, rc)
 }
 
@@ -127,6 +129,7 @@ func (c *Conn) wakeOwner() { c.conn.SetDeadline(aLongTimeAgo) }
 func (c *Conn) linger(info CloseInfo, start time.Duration, rc syscall.RawConn) {
 	l := c.l
 	defer l.goroutineDone()
+	defer l.lingerGoroutines.Add(-1)
 	defer l.stats.lingering.Add(-1)
 
 	// A Read that was blocked when Close set the past deadline may not

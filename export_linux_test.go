@@ -27,14 +27,26 @@ func LingerSetFile(l *Listener) *os.File {
 	return l.lingerer.set.f
 }
 
-// HandOverGoFD makes l's lingering closes always hand Go's own descriptor
-// to the epoll set, not a dup: the form take chooses when closes are
+// HandOverGoFD makes l's lingering closes always go to the epoll set
+// (LingerInSet) by Go's own descriptor, not a dup: the form take chooses when closes are
 // queued ahead of this one. It counts one close as queued, for good: a
 // close that is never taken, so queued never drops below one. Nothing
 // else reads queued (the set's goroutine subtracts what it takes, and
 // exits when its own queue is empty, whatever queued says), so the bias
 // changes only that choice. Call it before l accepts.
-func HandOverGoFD(l *Listener) { l.lingerer.queued.Add(1) }
+func HandOverGoFD(l *Listener) {
+	LingerInSet(l)
+	l.lingerer.queued.Add(1)
+}
+
+// LingerInSet makes every lingering TCP close of l go to its epoll set,
+// not only those past the first MaxLingerGoroutines. Call it before l
+// accepts.
+func LingerInSet(l *Listener) { l.lingerer.setOnly.Store(true) }
+
+// MaxLingerGoroutines is how many closes linger in goroutines of their
+// own before the next goes to the epoll set.
+const MaxLingerGoroutines = maxLingerGoroutines
 
 // GoFD reports whether c, closed, lingers in l's epoll set by Go's own
 // descriptor (not a dup).

@@ -67,6 +67,7 @@ func lingerIn(t *testing.T, l *Listener, s *lingerSet) (net.Conn, *lingerEntry) 
 func TestLingerSetDropsStaleEvents(t *testing.T) {
 	l, err := Listen("tcp", "127.0.0.1:0", Config{})
 	require.NoError(t, err)
+	l.lingerer.setOnly.Store(true)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -98,6 +99,7 @@ func TestLingerSetRefusedRearmSheds(t *testing.T) {
 		OnClose:  func(ci CloseInfo) { closes <- ci },
 	})
 	require.NoError(t, err)
+	l.lingerer.setOnly.Store(true)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

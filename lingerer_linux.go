@@ -9,6 +9,9 @@ package linger
 // arrives with MSG_TRUNC and ends each close on the peer's FIN, its byte
 // bound or its deadline. A lingering connection then costs a small entry
 // and its kernel socket, instead of a parked goroutine and its stack.
+// That matters when many linger at once; while few do, a close lingers in
+// a goroutine of its own, which costs the kernel less (see
+// maxLingerGoroutines).
 //
 // How a socket leaves Go's poller without a moment in which it is fully
 // closed (a fully closed socket answers the peer's next segment with a
@@ -98,8 +101,26 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// maxLingerGoroutines is how many closes may linger in goroutines of
+// their own before the next TCP close goes to the epoll set. A few at a
+// time cost less there: the goroutine's Read waits on Go's poller, where
+// the socket is registered already, so the close needs no dup, no
+// EPOLL_CTL_ADD and no second close, and under connection churn, where
+// every request pays a close and a handful linger at once, that is most
+// of what linger's close costs the kernel besides the floor (bench/cost/run
+// -kernel: 1.5 to 2.0 µs per close against 2.4 to 3.2 for the set with its
+// dup; the server's CPU per request ×0.97 of the set's, paired rounds; see
+// docs/design.md, "Cost of a close under churn"). Many at a time, as at a
+// Shutdown or when a balancer drops its pool, are what the set is for: a
+// parked goroutine and its stack per close against an entry of the set.
+// The peer's FIN ends either as soon (the set's dup form keeps parity with
+// the goroutine). The count is read, not reserved, so closes racing at the
+// bound may pass it by as many as race.
+const maxLingerGoroutines = 64
+
 // lingerer holds a Listener's lingering TCP closes off Go's poller.
 type lingerer struct {
+	setOnly atomic.Bool // tests: every TCP close lingers in the set
 	mu      sync.Mutex
 	set     *lingerSet   // nil while nothing lingers here
 	watched atomic.Int64 // closes handed to the set and not ended, uncounted before OnClose (for tests)
@@ -217,6 +238,9 @@ func (q *lingerQueue) remove(e *lingerEntry) {
 // watches it from then on.
 func (lg *lingerer) take(c *Conn, info CloseInfo, start time.Duration, rc syscall.RawConn) bool {
 	if _, ok := c.conn.(*net.TCPConn); !ok || rc == nil {
+		return false
+	}
+	if !lg.setOnly.Load() && c.l.lingerGoroutines.Load() < maxLingerGoroutines {
 		return false
 	}
 	lg.mu.Lock()

@@ -21,13 +21,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// lingerPaths are the ways a TCP connection lingers on Linux: in the
-// Listener's epoll set (the default), by a dup of its descriptor or, when
-// closes queue up, by Go's own; and in a goroutine of its own, which a
-// connection a listener under linger wraps takes (the path of other
-// platforms, and the control).
+// lingerPaths are the ways a TCP connection lingers on Linux: in a
+// goroutine of its own (the default while few linger), in the Listener's
+// epoll set (past those), by a dup of its descriptor or, when closes queue
+// up, by Go's own; and in a goroutine of its own reading through a
+// wrapper, which a connection a listener under linger wraps takes (the
+// path of other platforms, and the control).
 var lingerPaths = []lingerPath{
-	{closePath{name: "epoll"}, true, false},
+	{closePath{name: "goroutine"}, false, false},
+	{closePath{name: "epoll", prepare: linger.LingerInSet}, true, false},
 	{closePath{name: "epoll/Go's descriptor", prepare: linger.HandOverGoFD}, true, true},
 	{closePath{name: "goroutine (a wrapped conn)", wrapped: true}, false, false},
 }
@@ -186,7 +188,9 @@ func TestLingerPathsEndAlike(t *testing.T) {
 }
 
 // Lingering closes on the epoll path share one goroutine; the goroutine
-// path, the control, adds one per close.
+// path, the control, adds one per close; by default the first
+// MaxLingerGoroutines at a time linger in goroutines of their own and the
+// rest share the set's.
 func TestLingeringClosesShareOneGoroutine(t *testing.T) {
 	const n = 300
 	for _, p := range lingerPaths {
@@ -203,10 +207,16 @@ func TestLingeringClosesShareOneGoroutine(t *testing.T) {
 			}
 			added := runtime.NumGoroutine() - before
 			require.EqualValues(t, n, s.Stats().Lingering, "every close lingers: the peers have sent no FIN")
-			if p.shared {
+			switch {
+			case p.shared:
 				assert.LessOrEqual(t, added, 2, "goroutines added by %d lingering closes", n)
 				assert.Equal(t, n, linger.Watched(s.Listener))
-			} else {
+			case !p.wrapped:
+				m := linger.MaxLingerGoroutines
+				assert.Equal(t, n-m, linger.Watched(s.Listener), "closes in the set")
+				assert.LessOrEqual(t, added, m+2, "goroutines added by %d lingering closes", n)
+				assert.GreaterOrEqual(t, added, m*9/10, "goroutines added by %d lingering closes", n)
+			default:
 				// Other tests' leftovers may exit meanwhile: a margin.
 				assert.GreaterOrEqual(t, added, n*9/10, "goroutines added by %d lingering closes", n)
 			}
@@ -220,6 +230,15 @@ func TestLingeringClosesShareOneGoroutine(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			assert.True(t, linger.WaitNoLingerGoroutine(ctx, s.Listener), "a lingering goroutine outlived its closes")
+			if !p.shared && !p.wrapped {
+				// The goroutines' count went down with them: the next close
+				// lingers in a goroutine again.
+				c, srv := pair(t, s)
+				require.NoError(t, srv.Close())
+				assert.Equal(t, 0, linger.Watched(s.Listener), "the next close lingers in a goroutine")
+				c.Close()
+				assert.Equal(t, linger.Clean, s.Next(t).Outcome)
+			}
 		})
 	}
 }
@@ -229,6 +248,7 @@ func TestLingeringClosesShareOneGoroutine(t *testing.T) {
 // lingered for SetIdleLife, and come back for the next.
 func TestLingerSetComesAndGoes(t *testing.T) {
 	s := listen(t, linger.Config{LingerTimeout: time.Minute})
+	linger.LingerInSet(s.Listener)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	lingerOnce := func(round int) *os.File {
@@ -265,6 +285,7 @@ func TestLingerSetGoesWithTheListener(t *testing.T) {
 	var took []time.Duration
 	for range 3 {
 		s := listen(t, linger.Config{LingerTimeout: time.Minute})
+		linger.LingerInSet(s.Listener)
 		client, srv := pair(t, s)
 		require.NoError(t, srv.Close())
 		require.NoError(t, client.Close())
@@ -294,6 +315,7 @@ func TestLingerAdoptedByItsOwnerKeepsItsDeadline(t *testing.T) {
 	var took []time.Duration
 	for range 3 {
 		s := listen(t, linger.Config{LingerTimeout: timeout})
+		linger.LingerInSet(s.Listener)
 		client, srv := pair(t, s)
 		require.NoError(t, srv.Close())
 		require.NoError(t, client.Close())
@@ -333,6 +355,7 @@ func TestLingerWithoutADescriptorToSpare(t *testing.T) {
 
 	t.Run("a set lingering already: Go's descriptor", func(t *testing.T) {
 		s := listen(t, linger.Config{LingerTimeout: time.Minute})
+		linger.LingerInSet(s.Listener)
 		c1, s1 := pair(t, s)
 		c0, s0 := pair(t, s)
 		c2, s2 := pair(t, s)
@@ -365,6 +388,7 @@ func TestLingerWithoutADescriptorToSpare(t *testing.T) {
 	})
 	t.Run("no set, no descriptor: a goroutine", func(t *testing.T) {
 		s := listen(t, linger.Config{LingerTimeout: time.Minute})
+		linger.LingerInSet(s.Listener)
 		c, srv := pair(t, s)
 		atTheLimit(t, func() {
 			require.NoError(t, srv.Close())
@@ -436,6 +460,7 @@ func waitNoLinger(t *testing.T, s *testnet.Server) {
 // linger must end without touching it (no read, no close of the number).
 func TestLingerOfASocketClosedUnderIt(t *testing.T) {
 	s := listen(t, linger.Config{LingerTimeout: 100 * time.Millisecond})
+	linger.LingerInSet(s.Listener)
 	linger.HandOverGoFD(s.Listener)
 	_, srv := pair(t, s)
 	require.NoError(t, srv.Close())
@@ -474,6 +499,7 @@ func TestLingerOfASocketClosedUnderIt(t *testing.T) {
 func TestStaleEventAfterOwnerClosedUnderTheLinger(t *testing.T) {
 	const timeout = 400 * time.Millisecond
 	s := listen(t, linger.Config{LingerTimeout: timeout})
+	linger.LingerInSet(s.Listener)
 	linger.HandOverGoFD(s.Listener)
 	clientA, srvA := pair(t, s)
 	f, err := srvA.(*linger.Conn).NetConn().(*net.TCPConn).File()
@@ -533,6 +559,7 @@ func TestOnCloseMayCloseAnotherConnection(t *testing.T) {
 			c.Close()
 		}
 	}})
+	linger.LingerInSet(s.Listener)
 	c1, s1 := pair(t, s)
 	c2, s2 := pair(t, s)
 	mu.Lock()
@@ -552,6 +579,7 @@ func TestOnCloseMayCloseAnotherConnection(t *testing.T) {
 func TestClosesRacingShutdownCut(t *testing.T) {
 	const n, closers = 400, 4
 	s := listen(t, linger.Config{LingerTimeout: time.Hour})
+	linger.LingerInSet(s.Listener)
 	srvs := make([]net.Conn, n)
 	for i := range n {
 		_, srvs[i] = pair(t, s)

@@ -34,6 +34,10 @@ type Listener struct {
 	changed cond.Cond // broadcast when conns or running shrink; L is &mu
 	backlog []*Conn   // taken from the kernel's accept queue at Close, for Accept
 
+	// lingerGoroutines counts the closes lingering in goroutines of their
+	// own, not in the epoll set (Linux: see maxLingerGoroutines).
+	lingerGoroutines atomic.Int64
+
 	sockopts atomic.Int32 // where accepted connections get their socket options: sockoptsFrom*
 	optErr   [numSockopts]sync.Once
 	tlsWarn  sync.Once // a TLS listener under linger, reported once
