@@ -105,16 +105,17 @@ import (
 // their own before the next TCP close goes to the epoll set. A few at a
 // time cost less there: the goroutine's Read waits on Go's poller, where
 // the socket is registered already, so the close needs no dup, no
-// EPOLL_CTL_ADD and no second close, and under connection churn, where
-// every request pays a close and a handful linger at once, that is most
-// of what linger's close costs the kernel besides the floor (bench/cost/run
-// -kernel: 1.5 to 2.0 µs per close against 2.4 to 3.2 for the set with its
-// dup; the server's CPU per request ×0.97 of the set's, paired rounds; see
-// docs/design.md, "Cost of a close under churn"). Many at a time, as at a
-// Shutdown or when a balancer drops its pool, are what the set is for: a
-// parked goroutine and its stack per close against an entry of the set.
-// The peer's FIN ends either as soon (the set's dup form keeps parity with
-// the goroutine). The count is read, not reserved, so closes racing at the
+// EPOLL_CTL_ADD and no second close. Under connection churn, where every
+// request pays a close and a handful linger at once, that is most of what
+// linger's close costs the kernel besides the floor (bench/cost/run
+// -kernel: 1.5 to 2.0 µs per close more than a plain close, against 2.4
+// to 3.2 for the set with its dup), and the peer's FIN ends the close
+// sooner (BenchmarkFINToClose); the server's CPU per request came to ×0.97
+// and ×0.99 of the set's in paired rounds (docs/design.md, "Cost of a
+// close under churn"). Many at a time, as at a Shutdown or when a
+// balancer drops its pool, are what the set is for: a parked goroutine
+// and its stack (about 4 KB) per close against an entry of the set (about
+// 500 bytes). The count is read, not reserved, so closes racing at the
 // bound may pass it by as many as race.
 const maxLingerGoroutines = 64
 

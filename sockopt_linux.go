@@ -74,32 +74,55 @@ const copyFreeDiscard = true
 // connection holds no read buffer. It returns io.EOF at the peer's FIN and
 // honours the read deadline.
 func discardTCP(rc syscall.RawConn, max int) (int, error) {
-	var n int
-	var err error
-	rerr := rc.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := unix.Syscall6(unix.SYS_RECVFROM, fd, 0, uintptr(max), unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0, 0)
-			switch e {
-			case 0:
-				n = int(r)
-				if n == 0 {
-					err = io.EOF
-				}
-				return true
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				return false // wait for readability, or the deadline
-			default:
-				err = e
-				return true
-			}
-		}
-	})
+	x := discardCalls.Get().(*discardCall)
+	x.max, x.n, x.err = max, 0, nil
+	rerr := rc.Read(x.run)
+	n, err := x.n, x.err
+	x.err = nil
+	discardCalls.Put(x)
 	if rerr != nil {
 		return 0, rerr
 	}
 	return n, err
+}
+
+// discardCall is one discardTCP's call of RawConn.Read, pooled as fdCall
+// is: a lingering close in a goroutine calls it at least once, and its
+// function with the two results it sets would otherwise cost three
+// allocations each time.
+type discardCall struct {
+	max, n int
+	err    error
+	run    func(fd uintptr) bool
+}
+
+var discardCalls = sync.Pool{New: func() any {
+	x := new(discardCall)
+	x.run = x.recv
+	return x
+}}
+
+// recv is discardCall's function for RawConn.Read: false to wait for
+// readability (or the deadline), true when it has a result.
+func (x *discardCall) recv(fd uintptr) bool {
+	for {
+		r, _, e := unix.Syscall6(unix.SYS_RECVFROM, fd, 0, uintptr(x.max), unix.MSG_TRUNC|unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			x.n = int(r)
+			if x.n == 0 {
+				x.err = io.EOF
+			}
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false // wait for readability, or the deadline
+		default:
+			x.err = e
+			return true
+		}
+	}
 }
 
 // setUserTimeout sets TCP_USER_TIMEOUT (RFC 5482), in milliseconds.
