@@ -28,12 +28,12 @@ func LingerSetFile(l *Listener) *os.File {
 }
 
 // HandOverGoFD makes l's lingering closes always go to the epoll set
-// (LingerInSet) by Go's own descriptor, not a dup: the form take chooses when closes are
-// queued ahead of this one. It counts one close as queued, for good: a
-// close that is never taken, so queued never drops below one. Nothing
-// else reads queued (the set's goroutine subtracts what it takes, and
-// exits when its own queue is empty, whatever queued says), so the bias
-// changes only that choice. Call it before l accepts.
+// (LingerInSet) by Go's own descriptor, not a dup: the form take chooses
+// when closes are queued ahead of this one. It counts one close as
+// queued, for good: a close that is never taken, so queued never drops
+// below one. Nothing else reads queued (the set's goroutine subtracts
+// what it takes, and exits when its own queue is empty, whatever queued
+// says), so the bias changes only that choice. Call it before l accepts.
 func HandOverGoFD(l *Listener) {
 	LingerInSet(l)
 	l.lingerer.queued.Add(1)

@@ -110,8 +110,7 @@ import (
 // linger's close costs the kernel besides the floor (bench/cost/run
 // -kernel: 1.5 to 2.0 µs per close more than a plain close, against 2.4
 // to 3.2 for the set with its dup), and the peer's FIN ends the close
-// sooner (BenchmarkFINToClose); the server's CPU per request came to ×0.97
-// and ×0.99 of the set's in paired rounds (docs/design.md, "Cost of a
+// sooner (BenchmarkFINToClose; the runs are in docs/design.md, "Cost of a
 // close under churn"). Many at a time, as at a Shutdown or when a
 // balancer drops its pool, are what the set is for: a parked goroutine
 // and its stack (about 4 KB) per close against an entry of the set (about

@@ -460,7 +460,6 @@ func waitNoLinger(t *testing.T, s *testnet.Server) {
 // linger must end without touching it (no read, no close of the number).
 func TestLingerOfASocketClosedUnderIt(t *testing.T) {
 	s := listen(t, linger.Config{LingerTimeout: 100 * time.Millisecond})
-	linger.LingerInSet(s.Listener)
 	linger.HandOverGoFD(s.Listener)
 	_, srv := pair(t, s)
 	require.NoError(t, srv.Close())
@@ -499,7 +498,6 @@ func TestLingerOfASocketClosedUnderIt(t *testing.T) {
 func TestStaleEventAfterOwnerClosedUnderTheLinger(t *testing.T) {
 	const timeout = 400 * time.Millisecond
 	s := listen(t, linger.Config{LingerTimeout: timeout})
-	linger.LingerInSet(s.Listener)
 	linger.HandOverGoFD(s.Listener)
 	clientA, srvA := pair(t, s)
 	f, err := srvA.(*linger.Conn).NetConn().(*net.TCPConn).File()
