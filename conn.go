@@ -21,7 +21,7 @@ type Conn struct {
 	l    *Listener
 
 	st       atomic.Uint64 // the lifecycle and the facts the close needs: see state.go
-	rescueOn bool          // Config.Rescue is set: Reads are counted for CloseIdle
+	rescueOn bool          // Config.Rescue is set: CloseIdle may hand a waiting Read its request
 	lastIO   atomic.Int64  // monotonic time of the last byte read or written
 	late     atomic.Int64  // bytes a Read got after Close, dropped
 

@@ -19,32 +19,88 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// Close wakes the owner's Read and Write calls blocked in the socket,
+// whichever are, on every path, while the close still lingers (the peer
+// neither reads nor closes, and the bound is an hour away): with no Read
+// in flight a TCP close wakes no one itself, and the shutdown that sends
+// the FIN must wake the blocked Write.
 func TestCloseUnblocksReadAndWrite(t *testing.T) {
-	s := listen(t, linger.Config{})
-	client, srv := pair(t, s)
-
-	readErr := make(chan error, 1)
-	go func() {
-		_, err := srv.Read(make([]byte, 1))
-		readErr <- err
-	}()
-	writeErr := make(chan error, 1)
-	go func() {
-		// The client never reads, so this blocks once the buffers fill.
-		chunk := make([]byte, 1<<20)
-		for range 1024 {
-			if _, err := srv.Write(chunk); err != nil {
-				writeErr <- err
-				return
-			}
+	blocked := []struct {
+		name        string
+		read, write bool
+	}{
+		{"read and write", true, true},
+		{"write", false, true},
+		{"read", true, false},
+	}
+	for _, p := range closePaths {
+		for _, b := range blocked {
+			t.Run(p.name+"/"+b.name, func(t *testing.T) {
+				s := p.listen(t, linger.Config{LingerTimeout: time.Hour})
+				client, srv := pair(t, s)
+				closeUnblocks(t, srv, b.read, b.write)
+				client.Close()
+				s.Next(t)
+			})
 		}
-		writeErr <- nil
-	}()
+	}
+	t.Run("unix socket/write", func(t *testing.T) {
+		raw, err := net.Listen("unix", filepath.Join(t.TempDir(), "s"))
+		require.NoError(t, err)
+		ln := linger.Wrap(raw, linger.Config{LingerTimeout: time.Hour})
+		t.Cleanup(func() { ln.Shutdown(context.Background()) })
+		client, err := net.Dial("unix", raw.Addr().String())
+		require.NoError(t, err)
+		t.Cleanup(func() { client.Close() }) // before the Shutdown, which waits for the close
+		srv, err := ln.Accept()
+		require.NoError(t, err)
+		closeUnblocks(t, srv, false, true)
+	})
+}
+
+// closeUnblocks blocks a Read, a Write or both in srv, closes it, and
+// checks that each returns net.ErrClosed while the close lingers.
+func closeUnblocks(t *testing.T, srv net.Conn, read, write bool) {
+	t.Helper()
+	readErr := make(chan error, 1)
+	if read {
+		go func() {
+			_, err := srv.Read(make([]byte, 1))
+			readErr <- err
+		}()
+		waitParked(t, "linger.(*Conn).Read")
+	}
+	writeErr := make(chan error, 1)
+	if write {
+		go func() {
+			// The client never reads, so this blocks once the buffers fill.
+			chunk := make([]byte, 1<<20)
+			for range 1024 {
+				if _, err := srv.Write(chunk); err != nil {
+					writeErr <- err
+					return
+				}
+			}
+			writeErr <- nil
+		}()
+		waitParked(t, "linger.(*Conn).Write")
+	}
 	require.NoError(t, srv.Close())
-	assert.ErrorIs(t, <-readErr, net.ErrClosed)
-	assert.ErrorIs(t, <-writeErr, net.ErrClosed)
-	client.Close()
-	s.Next(t)
+	for _, c := range []struct {
+		on   bool
+		name string
+		err  chan error
+	}{{read, "Read", readErr}, {write, "Write", writeErr}} {
+		if !c.on {
+			continue
+		}
+		select {
+		case err := <-c.err:
+			assert.ErrorIs(t, err, net.ErrClosed, c.name)
+		case <-time.After(10 * time.Second): // a bound on failure, not a wait
+			t.Fatalf("the %s is still blocked 10 s after Close, while the close lingers", c.name)
+		}
+	}
 }
 
 func TestSecondCloseReturnsErrClosed(t *testing.T) {

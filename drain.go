@@ -112,10 +112,20 @@ func (c *Conn) close(p pendingClose) {
 	if l.lingerer.take(c, info, start, rc) {
 		return
 	}
-	c.wakeOwner()
+	// The owner's calls blocked in the socket must return (net.ErrClosed,
+	// see Conn.ioErr). No Read can begin once the connection is closing,
+	// so one is in flight only if it is counted now; and on Linux the
+	// shutdown above has woken a TCP Write (shutdownWakesWriters). Under
+	// connection churn the owner closes from its only goroutine, with
+	// neither in flight, and the close spares the wake, and the linger
+	// its wait for the Read.
+	reading := c.load().reading()
+	if _, isTCP := c.conn.(*net.TCPConn); reading || !isTCP || !shutdownWakesWriters {
+		c.wakeOwner()
+	}
 	l.goroutineStarted()
 	l.lingerGoroutines.Add(1)
-	go c.linger(info, start, rc)
+	go c.linger(info, start, rc, reading)
 }
 
 // wakeOwner wakes Read and Write calls blocked in the owner's goroutines,
@@ -125,8 +135,9 @@ func (c *Conn) close(p pendingClose) {
 func (c *Conn) wakeOwner() { c.conn.SetDeadline(aLongTimeAgo) }
 
 // linger reads and discards until the peer's FIN or a bound, then closes:
-// the lingering close in a goroutine of its own.
-func (c *Conn) linger(info CloseInfo, start time.Duration, rc syscall.RawConn) {
+// the lingering close in a goroutine of its own. reading says that an
+// owner's Read was in flight at the close, which woke it.
+func (c *Conn) linger(info CloseInfo, start time.Duration, rc syscall.RawConn, reading bool) {
 	l := c.l
 	defer l.goroutineDone()
 	defer l.lingerGoroutines.Add(-1)
@@ -137,7 +148,7 @@ func (c *Conn) linger(info CloseInfo, start time.Duration, rc syscall.RawConn) {
 	// expired one, it would go back to sleep and take the peer's bytes.
 	// The runtime lets one Read at a time hold the descriptor, so taking
 	// the read lock once, while the deadline is still past, waits for it.
-	if rc != nil {
+	if reading && rc != nil {
 		rc.Read(func(uintptr) bool { return true })
 	}
 	c.conn.SetReadDeadline(time.Now().Add(l.cfg.LingerTimeout - (monotonic() - start)))

@@ -68,6 +68,15 @@ func dupOf(fd int) int {
 // copyFreeDiscard says discardTCP works here.
 const copyFreeDiscard = true
 
+// shutdownWakesWriters says that a TCP socket's shutdown(SHUT_WR) wakes
+// the Writes blocked in it, which then fail: inet_shutdown
+// (net/ipv4/af_inet.c) wakes the socket's waiters, Go's epoll among them
+// (sk_state_change), tcp_poll (net/ipv4/tcp.c) reports it writable once
+// SEND_SHUTDOWN is set, and the Write that Go's poller retries gets EPIPE.
+// (A Unix socket's is not reported writable while its peer's queue is
+// full, so its Writes are woken with a deadline.)
+const shutdownWakesWriters = true
+
 // discardTCP waits until the socket is readable, then drops up to max bytes
 // without copying them: for TCP, recv with MSG_TRUNC discards the data
 // instead of filling a buffer (tcp(7), since Linux 2.4), so a lingering

@@ -14,6 +14,10 @@ func (c *Conn) unread(syscall.RawConn) int { return -1 }
 
 const copyFreeDiscard = false
 
+// shutdownWakesWriters: elsewhere a close wakes the owner's blocked Writes
+// with a deadline.
+const shutdownWakesWriters = false
+
 // discardTCP is Linux's copy-free drain; elsewhere the drain reads into a
 // pooled buffer.
 func discardTCP(syscall.RawConn, int) (int, error) { return 0, errors.ErrUnsupported }

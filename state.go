@@ -15,11 +15,12 @@ package linger
 // Besides the phase the word holds facts the close depends on (the peer's
 // FIN was read, SO_LINGER 0, the owner's CloseWrite, Shutdown's cut, the
 // owner's Detach, a Close or a Read's bytes that arrived while CloseIdle
-// was deciding, whether the stream began as TLS) and, when rescue is configured, the Reads in flight: how
-// many began since the current idle mark (fresh) and how many before it
-// (stale). A rescue needs a fresh Read and no stale one, so bytes go only
-// to a Read the owner started after it declared itself idle, never to one
-// it had left behind (net/http's background read, say).
+// was deciding, whether the stream began as TLS) and the Reads in flight:
+// how many began since the current idle mark (fresh) and how many before
+// it (stale). A rescue needs a fresh Read and no stale one, so bytes go
+// only to a Read the owner started after it declared itself idle, never to
+// one it had left behind (net/http's background read, say); and a close
+// with no Read in flight need not wake one (drain.go).
 
 import (
 	"slices"
@@ -77,6 +78,7 @@ func (s state) has(f uint64) bool { return uint64(s)&f != 0 }
 func (s state) gen() uint64       { return uint64(s) & genMask }
 func (s state) fresh() uint64     { return uint64(s) & freshMask >> freshShift }
 func (s state) stale() uint64     { return uint64(s) >> staleShift }
+func (s state) reading() bool     { return s.fresh()+s.stale() > 0 } // Reads in flight
 func (s state) with(p phase) state {
 	return s&^phaseMask | state(p)
 }
@@ -104,22 +106,18 @@ func (c *Conn) setFlag(f uint64) { c.st.Or(f) }
 
 // readToken says how a Read in flight was counted.
 type readToken struct {
-	counted bool
-	fresh   bool
-	gen     uint64
+	fresh bool
+	gen   uint64
 }
 
 // beginRead counts a Read in flight, unless the connection is closed.
 func (c *Conn) beginRead() (readToken, bool) {
-	if !c.rescueOn {
-		return readToken{}, !c.load().closed()
-	}
 	for {
 		s := c.load()
 		if s.closed() {
 			return readToken{}, false
 		}
-		t := readToken{counted: true, fresh: s.phase() == phaseIdle, gen: s.gen()}
+		t := readToken{fresh: s.phase() == phaseIdle, gen: s.gen()}
 		n := s + stale1
 		if t.fresh {
 			n = s + fresh1
@@ -137,12 +135,9 @@ func (c *Conn) beginRead() (readToken, bool) {
 func (c *Conn) endRead(t readToken, gotBytes bool) state {
 	for {
 		s := c.load()
-		n := s
-		if t.counted {
-			n = s - stale1
-			if t.fresh && s.gen() == t.gen {
-				n = s - fresh1
-			}
+		n := s - stale1
+		if t.fresh && s.gen() == t.gen {
+			n = s - fresh1
 		}
 		if gotBytes && n.phase() == phaseIdle {
 			n = n.with(phaseOpen)
@@ -150,7 +145,7 @@ func (c *Conn) endRead(t readToken, gotBytes bool) state {
 		if gotBytes && n.phase() == phaseRescuing {
 			n |= flagTook
 		}
-		if n == s || c.cas(s, n) {
+		if c.cas(s, n) {
 			return n
 		}
 	}
