@@ -28,6 +28,11 @@ type Conn struct {
 	// In the Listener's tracked connections (connSet), guarded by its mu.
 	prev, next *Conn
 	tracked    bool
+
+	// Lingering in a goroutine of its own: in the Listener's lingerList
+	// until then, guarded by its mu.
+	lingerPrev, lingerNext *Conn
+	lingerEnd              time.Duration
 }
 
 var (
@@ -125,7 +130,8 @@ func (c *Conn) Write(b []byte) (int, error) {
 }
 
 // readErr notes the peer's FIN and reports errors caused by our own Close
-// (which wakes blocked calls with a past deadline) as net.ErrClosed.
+// (which wakes blocked calls with a past deadline, or a TCP Write on Linux
+// with its shutdown: EPIPE) as net.ErrClosed.
 func (c *Conn) readErr(op string, err error) error {
 	if err == io.EOF {
 		c.setFlag(flagEOF)

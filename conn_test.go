@@ -103,6 +103,24 @@ func closeUnblocks(t *testing.T, srv net.Conn, read, write bool) {
 	}
 }
 
+// A read deadline the owner left (net/http sets them and a past one to
+// end its background read) does not cut the lingering close short: it
+// waits for the peer's FIN, on every path.
+func TestOwnersDeadlineDoesNotEndTheLinger(t *testing.T) {
+	for _, p := range closePaths {
+		t.Run(p.name, func(t *testing.T) {
+			s := p.listen(t, linger.Config{LingerTimeout: time.Hour})
+			client, srv := pair(t, s)
+			require.NoError(t, srv.SetReadDeadline(time.Now().Add(-time.Second)))
+			require.NoError(t, srv.Close())
+			_, err := client.Read(make([]byte, 1))
+			require.ErrorIs(t, err, io.EOF, "our FIN")
+			require.NoError(t, client.Close())
+			assert.Equal(t, linger.Clean, s.Next(t).Outcome, "the close waited for the peer's FIN")
+		})
+	}
+}
+
 func TestSecondCloseReturnsErrClosed(t *testing.T) {
 	s := listen(t, linger.Config{})
 	_, srv := pair(t, s)

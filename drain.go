@@ -123,9 +123,35 @@ func (c *Conn) close(p pendingClose) {
 	if _, isTCP := c.conn.(*net.TCPConn); reading || !isTCP || !shutdownWakesWriters {
 		c.wakeOwner()
 	}
-	l.goroutineStarted()
-	l.lingerGoroutines.Add(1)
-	go c.linger(info, start, rc, reading)
+	l.lingerStarted(c, start)
+	j, _ := lingerJobs.Get().(*lingerJob)
+	if j == nil {
+		j = new(lingerJob)
+		j.run = j.linger
+	}
+	j.c, j.info, j.start, j.rc, j.reading = c, info, start, rc, reading
+	go j.run()
+}
+
+// lingerJob carries a close into its goroutine. It is pooled, with its
+// function made once, so that starting the goroutine allocates nothing:
+// `go c.linger(…)` would allocate the call's arguments each time.
+type lingerJob struct {
+	c       *Conn
+	info    CloseInfo
+	start   time.Duration
+	rc      syscall.RawConn
+	reading bool
+	run     func()
+}
+
+var lingerJobs sync.Pool // of *lingerJob; not New, which would make an initialization cycle
+
+func (j *lingerJob) linger() {
+	c, info, start, rc, reading := j.c, j.info, j.start, j.rc, j.reading
+	*j = lingerJob{run: j.run}
+	lingerJobs.Put(j)
+	c.linger(info, start, rc, reading)
 }
 
 // wakeOwner wakes Read and Write calls blocked in the owner's goroutines,
@@ -139,20 +165,21 @@ func (c *Conn) wakeOwner() { c.conn.SetDeadline(aLongTimeAgo) }
 // owner's Read was in flight at the close, which woke it.
 func (c *Conn) linger(info CloseInfo, start time.Duration, rc syscall.RawConn, reading bool) {
 	l := c.l
-	defer l.goroutineDone()
-	defer l.lingerGoroutines.Add(-1)
-	defer l.stats.lingering.Add(-1)
 
 	// A Read that was blocked when Close set the past deadline may not
-	// have returned yet; if we set our own deadline before it sees the
+	// have returned yet; if we cleared the deadline before it sees the
 	// expired one, it would go back to sleep and take the peer's bytes.
 	// The runtime lets one Read at a time hold the descriptor, so taking
 	// the read lock once, while the deadline is still past, waits for it.
 	if reading && rc != nil {
 		rc.Read(func(uintptr) bool { return true })
 	}
-	c.conn.SetReadDeadline(time.Now().Add(l.cfg.LingerTimeout - (monotonic() - start)))
-	if c.load().has(flagCut) { // Shutdown's cutLinger may have run before our deadline
+	// The drain waits with no deadline of its own: the Listener's reaper
+	// sets a past one at LingerTimeout. Whatever deadline the owner or the
+	// wake left goes; and if the reaper or Shutdown's cutLinger has
+	// already set theirs, it is set again.
+	c.conn.SetReadDeadline(time.Time{})
+	if c.load().has(flagCut | flagExpired) {
 		c.conn.SetReadDeadline(aLongTimeAgo)
 	}
 
@@ -175,7 +202,111 @@ func (c *Conn) linger(info CloseInfo, start time.Duration, rc syscall.RawConn, r
 	info.Discarded += c.late.Load()
 
 	c.conn.Close()
-	c.finish(info, start, lingerOutcome(info, limit, err, c.load()))
+	c.record(info, start, lingerOutcome(info, limit, err, c.load()))
+	l.stats.lingering.Add(-1)
+	l.lingerDone(c)
+}
+
+// lingerStarted counts a close about to linger in a goroutine of its own,
+// and hands it to the reaper, which ends it at start+LingerTimeout.
+func (l *Listener) lingerStarted(c *Conn, start time.Duration) {
+	l.lingerGoroutines.Add(1)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.running++
+	c.lingerEnd = start + l.cfg.LingerTimeout
+	l.lingering.pushBack(c)
+	if !l.reaperArmed {
+		// Under connection churn many closes come and go between two
+		// firings: the reaper is armed about once a LingerTimeout.
+		l.reaperArmed = true
+		if l.reaper == nil {
+			l.reaper = time.AfterFunc(l.cfg.LingerTimeout, l.reap)
+		} else {
+			l.reaper.Reset(l.cfg.LingerTimeout)
+		}
+	}
+}
+
+// lingerDone undoes lingerStarted once the close has finished, and
+// untracks the connection, under the same lock.
+func (l *Listener) lingerDone(c *Conn) {
+	l.lingerGoroutines.Add(-1)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lingering.remove(c)
+	l.conns.remove(c)
+	l.running--
+	l.changed.Broadcast()
+}
+
+// reap ends the closes lingering in goroutines past their LingerTimeout
+// (outcome Timeout), and arms itself again for the next, while any
+// lingers. The list is in the order the closes began, so nearly in the
+// order of their ends: two closes whose owners' Close calls crossed
+// between reading the clock and lingerStarted come out of order by as
+// much, and the later of them is ended that much late.
+func (l *Listener) reap() { l.reapAt(monotonic()) }
+
+// reapAt is reap at monotonic time now. It returns how long from now the
+// reaper fires next, or 0 if it is disarmed.
+func (l *Listener) reapAt(now time.Duration) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c := l.lingering.head; c != nil; c = l.lingering.head {
+		if c.lingerEnd > now {
+			l.reaper.Reset(c.lingerEnd - now)
+			return c.lingerEnd - now
+		}
+		l.lingering.remove(c)
+		c.setFlag(flagExpired)
+		c.conn.SetReadDeadline(aLongTimeAgo)
+	}
+	l.reaperArmed = false
+	return 0
+}
+
+// stopReaper stops the reaper once no close lingers in a goroutine
+// (Shutdown), so that no goroutine of the Listener fires after it.
+func (l *Listener) stopReaper() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.reaper != nil && l.lingering.head == nil {
+		l.reaper.Stop()
+		l.reaperArmed = false
+	}
+}
+
+// lingerList is the Listener's closes lingering in goroutines, a list
+// linked through them. Guarded by Listener.mu.
+type lingerList struct{ head, tail *Conn }
+
+func (q *lingerList) pushBack(c *Conn) {
+	c.lingerPrev, c.lingerNext = q.tail, nil
+	if q.tail == nil {
+		q.head = c
+	} else {
+		q.tail.lingerNext = c
+	}
+	q.tail = c
+}
+
+// remove takes c off the list, if it is on it.
+func (q *lingerList) remove(c *Conn) {
+	if c.lingerPrev == nil && q.head != c {
+		return
+	}
+	if c.lingerPrev == nil {
+		q.head = c.lingerNext
+	} else {
+		c.lingerPrev.lingerNext = c.lingerNext
+	}
+	if c.lingerNext == nil {
+		q.tail = c.lingerPrev
+	} else {
+		c.lingerNext.lingerPrev = c.lingerPrev
+	}
+	c.lingerPrev, c.lingerNext = nil, nil
 }
 
 // tlsAlertMax is the most one TLS alert record takes on the wire, a
@@ -267,12 +398,17 @@ const discardWaitSize = 512
 
 var discardBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// finish records a finished close.
+// finish records a finished close and untracks the connection.
 func (c *Conn) finish(info CloseInfo, start time.Duration, o Outcome) {
+	c.record(info, start, o)
+	c.l.untrack(c)
+}
+
+// record marks the connection closed and reports how its close ended.
+func (c *Conn) record(info CloseInfo, start time.Duration, o Outcome) {
 	c.l.stats.discarded.Add(info.Discarded)
 	c.markClosed()
 	c.report(info, start, o)
-	c.l.untrack(c)
 }
 
 // report counts a close's outcome, or a rescue, and tells Config.OnClose.

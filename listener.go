@@ -38,6 +38,13 @@ type Listener struct {
 	// own, not in the epoll set (Linux: see maxLingerGoroutines).
 	lingerGoroutines atomic.Int64
 
+	// Those closes in the order they began, and the one timer that ends
+	// them at LingerTimeout (reap), so that a close arms no timer of its
+	// own. Guarded by mu.
+	lingering   lingerList
+	reaper      *time.Timer
+	reaperArmed bool
+
 	sockopts atomic.Int32 // where accepted connections get their socket options: sockoptsFrom*
 	optErr   [numSockopts]sync.Once
 	tlsWarn  sync.Once // a TLS listener under linger, reported once
@@ -331,9 +338,11 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 		}
 	}
 	if l.changed.Wait(ctx.Done(), func() bool { return l.conns.head == nil && l.running == 0 }) {
+		l.stopReaper()
 		return nil
 	}
 	l.abort()
+	l.stopReaper()
 	return ctx.Err()
 }
 

@@ -61,6 +61,7 @@ const (
 	flagGoFD       = 1 << 11 // its linger watches Go's own descriptor, not a dup (lingerer_linux.go)
 	flagHeard      = 1 << 12 // a Read has returned bytes: flagTLS is decided
 	flagTLS        = 1 << 13 // those first bytes began a TLS handshake record (noteFirstBytes)
+	flagExpired    = 1 << 14 // the reaper ended its linger in a goroutine at LingerTimeout (drain.go)
 
 	genShift   = 16 // idle marks so far, mod 2^16: which mark a fresh Read belongs to
 	genMask    = 0xffff << genShift
