@@ -64,14 +64,18 @@ func TestReaperEndsEachLingerAtItsEnd(t *testing.T) {
 	ci := nextClose(t, closes)
 	assert.Equal(t, Timeout, ci.Outcome)
 	assert.Equal(t, conns[0].RemoteAddr(), ci.RemoteAddr, "the first ended")
-	assert.EqualValues(t, 1, l.Stats().Lingering, "the second still lingers")
+	assert.False(t, conns[1].load().has(flagExpired), "the second still lingers")
+	l.mu.Lock()
+	head := l.lingering.head
+	l.mu.Unlock()
+	assert.Same(t, conns[1], head, "the second is left for the next firing")
 
 	assert.Zero(t, l.reapAt(second), "disarmed once none lingers")
 	ci = nextClose(t, closes)
 	assert.Equal(t, Timeout, ci.Outcome)
 	assert.Equal(t, conns[1].RemoteAddr(), ci.RemoteAddr, "the second ended")
 	l.mu.Lock()
-	armed, head := l.reaperArmed, l.lingering.head
+	armed, head = l.reaperArmed, l.lingering.head
 	l.mu.Unlock()
 	assert.Nil(t, head)
 	assert.False(t, armed)
