@@ -108,9 +108,8 @@ import (
 // EPOLL_CTL_ADD and no second close. Under connection churn, where every
 // request pays a close and a handful linger at once, that is most of what
 // linger's close costs the kernel besides the floor (bench/cost/run
-// -kernel: 1.5 to 2.0 µs per close more than a plain close, against 2.4
-// to 3.2 for the set with its dup), and the peer's FIN ends the close
-// sooner (BenchmarkFINToClose; the runs are in docs/design.md, "Cost of a
+// -kernel), and the peer's FIN ends the close sooner
+// (BenchmarkFINToClose; the figures are in docs/design.md, "Cost of a
 // close under churn"). Many at a time, as at a Shutdown or when a
 // balancer drops its pool, are what the set is for: a parked goroutine
 // and its stack (about 4 KB) per close against an entry of the set (about
